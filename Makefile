@@ -1,0 +1,29 @@
+# `make run` trains the default study; `make test` runs the test suite (CI calls exactly this).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: run test bench lint clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	. $(VENV)/bin/activate && snakemake --cores $(CORES)
+
+test: $(STAMP)
+	. $(VENV)/bin/activate && python -m pytest tests
+
+bench: $(STAMP)
+	. $(VENV)/bin/activate && python workflow/scripts/bench.py
+
+lint: $(STAMP)
+	. $(VENV)/bin/activate && ruff check . && snakemake --lint
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+# aedissect: is the encoder really the part that does the encoding?
+# This file only includes the rule files and names the final targets; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default study, unless --configfile names another: Snakemake would otherwise merge the two
+# and a study's architectures would silently gain the default ones.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        get_final_outputs,
+    default_target: True

@@ -1,0 +1,78 @@
+"""Collect per-run outputs into tidy long-format tables that carry every config column."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from aedissect import io
+from aedissect.config import config_columns
+from aedissect.stats import summarize
+
+# config columns that identify a grid cell, i.e. what a summary over seeds groups by
+CELL_COLUMNS = [
+    "dataset",
+    "kind",
+    "arch",
+    "family",
+    "encoder",
+    "decoder",
+    "bottleneck",
+    "activation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "beta",
+    "likelihood",
+]
+TRAIN_METRICS = ["test_loss", "test_mse", "psnr", "neg_elbo", "rate", "distortion", "active_units"]
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([config_columns(run) for run in runs])
+
+
+def with_config(runs: list[dict], frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-run frames (each with a run_id column) and join the runs' config columns."""
+    body = pd.concat(frames, ignore_index=True)
+    return runs_table(runs).merge(body, on="run_id", how="right", validate="one_to_many")
+
+
+def train_metrics_table(runs: list[dict], metric_paths: list[str]) -> pd.DataFrame:
+    """One row per run: config columns, status and every training metric (missing ones NaN)."""
+    rows = [io.read_json(path) for path in metric_paths]
+    table = runs_table(runs).merge(pd.DataFrame(rows), on="run_id", how="left", validate="one_to_one")
+    return table.reindex(columns=[*runs_table(runs[:1]).columns, "status", *TRAIN_METRICS])
+
+
+def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    present = [m for m in TRAIN_METRICS if metrics[m].notna().any()]
+    long = metrics.melt(id_vars=CELL_COLUMNS, value_vars=present, var_name="metric", value_name="value")
+    return summarize(long, [*CELL_COLUMNS, "metric"])
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The summary as a Markdown table, one row per cell and metric: mean ± std [95% CI] (n)."""
+    lines = ["| dataset | kind | arch | z | metric | mean ± std | 95% CI | n |", "|---|---|---|---|---|---|---|---|"]
+    for row in summary.itertuples():
+        lines.append(
+            f"| {row.dataset} | {row.kind} | {row.arch} | {row.bottleneck} | {row.metric} | "
+            f"{row.mean:.4g} ± {row.std:.2g} | [{row.ci95_low:.4g}, {row.ci95_high:.4g}] | {row.n} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def curves_table(runs: list[dict], log_paths: list[str]) -> pd.DataFrame:
+    """Per-epoch losses of every run, long format (split = train / test)."""
+    frames = [pd.read_csv(path) for path in log_paths]
+    wide = with_config(runs, frames)
+    id_vars = [c for c in wide.columns if c not in ("train_loss", "test_loss")]
+    long = wide.melt(id_vars=id_vars, value_vars=["train_loss", "test_loss"], var_name="split", value_name="loss")
+    long["split"] = long["split"].str.removesuffix("_loss")
+    return long
+
+
+def reconstructions_table(runs: list[dict], paths: list[str], image_shapes: dict[str, list[int]]) -> pd.DataFrame:
+    """Example reconstructions of the first seed of every cell, with the data set's image shape."""
+    table = with_config(runs, [pd.read_csv(path) for path in paths])
+    table["image_shape"] = table["dataset"].map(lambda d: "x".join(map(str, image_shapes.get(d, []))))
+    return table

@@ -1,0 +1,168 @@
+"""The sweep as data: one study config in, one resolved config per run out.
+
+A run id names a grid cell and a seed, ``<dataset>/<kind>/<arch>/z<bottleneck>/<activation>/s<seed>``;
+it is also the run's folder under ``results/runs/``. Everything a run depends on is in its resolved
+config, so the hash of that dict identifies the run's inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+
+ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
+MODEL_KINDS = ("ae", "vae")
+DATASETS = ("digits", "factors", "mnist", "fashion_mnist", "kmnist", "cifar10")
+FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy")
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
+RUN_ID_PATTERN = re.compile(
+    rf"(?P<dataset>{NAME_PATTERN})/(?P<kind>ae|vae)/(?P<arch>{NAME_PATTERN})"
+    rf"/z(?P<bottleneck>[0-9]+)/(?P<activation>{NAME_PATTERN})/s(?P<seed>[0-9]+)"
+)
+
+
+class ConfigError(ValueError):
+    """A study config that cannot be run; the message names the key and the allowed values."""
+
+
+def cell_id(dataset: str, kind: str, arch: str, bottleneck: int, activation: str) -> str:
+    return f"{dataset}/{kind}/{arch}/z{bottleneck}/{activation}"
+
+
+def run_id(dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> str:
+    return f"{cell_id(dataset, kind, arch, bottleneck, activation)}/s{seed}"
+
+
+def parse_run_id(rid: str) -> dict:
+    """Split a run id into its parts; anything the grid cannot have made is refused."""
+    match = RUN_ID_PATTERN.fullmatch(rid)
+    if match is None:
+        raise ConfigError(f"not a run id: {rid!r} (expected {RUN_ID_PATTERN.pattern})")
+    parts = match.groupdict()
+    parts["bottleneck"] = int(parts["bottleneck"])
+    parts["seed"] = int(parts["seed"])
+    return parts
+
+
+def check_semantics(config: dict) -> None:
+    """Checks a JSON schema cannot express: cross-references between keys."""
+    archs = config["architectures"]
+    for name, arch in archs.items():
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ConfigError(f"architectures.{name}: name must match {NAME_PATTERN}")
+        if not config.get("allow_wide_bottleneck", False):
+            before = arch["encoder"][-1] if arch["encoder"] else None
+            for z in config["bottlenecks"]:
+                if before is not None and z > before:
+                    raise ConfigError(
+                        f"bottlenecks: {z} is wider than the last encoder layer of "
+                        f"architectures.{name} ({before}); set allow_wide_bottleneck: true to allow it"
+                    )
+    for key in ("datasets", "model_kinds", "bottlenecks", "activations", "seeds"):
+        values = config[key]
+        if len(set(map(str, values))) != len(values):
+            raise ConfigError(f"{key}: duplicate entries in {values}")
+
+
+def grid(config: dict) -> list[dict]:
+    """Every run of the study as its resolved config, in a stable order."""
+    runs = []
+    for dataset, kind, arch, z, act, seed in itertools.product(
+        config["datasets"],
+        config["model_kinds"],
+        config["architectures"],
+        config["bottlenecks"],
+        config["activations"],
+        config["seeds"],
+    ):
+        runs.append(resolve_run(config, dataset, kind, arch, z, act, seed))
+    return runs
+
+
+def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> dict:
+    spec = config["architectures"][arch]
+    run = {
+        "run_id": run_id(dataset, kind, arch, bottleneck, activation, seed),
+        "dataset": dataset,
+        "kind": kind,
+        "arch": arch,
+        "family": spec["family"],
+        "encoder": list(spec["encoder"]),
+        "decoder": list(spec["decoder"]),
+        "bottleneck": int(bottleneck),
+        "activation": activation,
+        "seed": int(seed),
+        "training": copy.deepcopy(config["training"]),
+    }
+    if kind == "vae":
+        run["vae"] = copy.deepcopy(config["vae"])
+    return run
+
+
+def config_hash(run: dict) -> str:
+    return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_columns(run: dict) -> dict:
+    """The flat config columns every tidy table carries for a run."""
+    training = run["training"]
+    vae = run.get("vae", {})
+    return {
+        "run_id": run["run_id"],
+        "dataset": run["dataset"],
+        "kind": run["kind"],
+        "arch": run["arch"],
+        "family": run["family"],
+        "encoder": "-".join(map(str, run["encoder"])) or "none",
+        "decoder": "-".join(map(str, run["decoder"])) or "none",
+        "bottleneck": run["bottleneck"],
+        "activation": run["activation"],
+        "seed": run["seed"],
+        "epochs": training["epochs"],
+        "batch_size": training["batch_size"],
+        "lr": training["lr"],
+        "beta": vae.get("beta", float("nan")),
+        "likelihood": vae.get("likelihood", "mse"),
+        "config_hash": config_hash(run),
+    }
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in each property's schema default (the jsonschema FAQ recipe)."""
+    from jsonschema import validators
+
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate(config: dict, schema_path) -> dict:
+    """Check a study config against the schema and the cross-key rules; fill defaults in place.
+
+    Raises ConfigError naming the config key (as a dotted path) and what is allowed.
+    """
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    validator = _with_defaults(Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(map(str, err.absolute_path)) or "(top level)"
+            lines.append(f"config key {key}: {err.message}")
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines))
+    check_semantics(config)
+    return config

@@ -1,0 +1,158 @@
+"""Data sets, prepared once into one file each and read back as in-memory tensors.
+
+Every prepared data set is a dict of float32 tensors in [0, 1]: ``x_train``, ``x_test``, and where
+the data set has them ``y_train``/``y_test`` (class labels) and ``factors_train``/``factors_test``
+(the true latent factors of the synthetic data set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aedissect.io import atomic_path
+
+# torchvision class and the folder its files live in below data.root
+TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
+    "kmnist": ("KMNIST", "KMNIST/raw"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+}
+IMAGE_SHAPES = {
+    "digits": (8, 8),
+    "mnist": (28, 28),
+    "fashion_mnist": (28, 28),
+    "kmnist": (28, 28),
+    "cifar10": (3, 32, 32),
+}
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be read; the message names the file or the config key."""
+
+
+def load_digits_split(options: dict) -> dict:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=options["test_fraction"], stratify=y, random_state=options["split_seed"]
+    )
+    return {"x_train": x_train, "x_test": x_test, "y_train": y_train, "y_test": y_test}
+
+
+def factors_map(n_factors: int, dim: int, hidden: int, seed: int):
+    """The fixed random smooth map from factors to observations: x = sigmoid(W2 tanh(W1 f + b1) + b2)."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0.0, 1.5 / np.sqrt(n_factors), size=(n_factors, hidden))
+    b1 = rng.normal(0.0, 0.5, size=hidden)
+    w2 = rng.normal(0.0, 2.0 / np.sqrt(hidden), size=(hidden, dim))
+    b2 = rng.normal(0.0, 0.5, size=dim)
+
+    def apply(factors: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(np.tanh(factors @ w1 + b1) @ w2 + b2)))
+
+    return apply
+
+
+def make_factors(options: dict) -> dict:
+    """k independent uniform factors, mapped to D dimensions, plus Gaussian noise, clipped to [0, 1]."""
+    spec = options["factors"]
+    rng = np.random.default_rng(spec["seed"] + 1)
+    n, k = spec["n_samples"], spec["n_factors"]
+    factors = rng.uniform(-1.0, 1.0, size=(n, k))
+    clean = factors_map(k, spec["dim"], spec["map_hidden"], spec["seed"])(factors)
+    x = np.clip(clean + rng.normal(0.0, spec["noise_std"], size=clean.shape), 0.0, 1.0)
+    n_test = int(round(n * options["test_fraction"]))
+    return {
+        "x_train": x[n_test:].astype(np.float32),
+        "x_test": x[:n_test].astype(np.float32),
+        "factors_train": factors[n_test:].astype(np.float32),
+        "factors_test": factors[:n_test].astype(np.float32),
+    }
+
+
+def load_torchvision(name: str, options: dict) -> dict:
+    import torchvision
+
+    cls_name, folder = TORCHVISION[name]
+    root = Path(options["root"])
+    cls = getattr(torchvision.datasets, cls_name)
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = cls(str(root), train=train, download=options["download"])
+        except RuntimeError as err:
+            raise DataError(
+                f"data set {name!r} not found: expected its files in {root / folder} "
+                f"(config key data.root = {str(root)!r}); put them there or set data.download: true. ({err})"
+            ) from err
+        except Exception as err:  # a truncated or corrupt file fails deep inside torchvision
+            raise DataError(f"data set {name!r}: cannot read the files in {root / folder}: {err}") from err
+        images = np.asarray(ds.data)
+        if images.ndim == 4:  # CIFAR stores HWC; flatten in CHW order like ToTensor would
+            images = images.transpose(0, 3, 1, 2)
+        out[f"x_{split}"] = (images.reshape(len(images), -1) / 255.0).astype(np.float32)
+        out[f"y_{split}"] = np.asarray(ds.targets, dtype=np.int64)
+    return out
+
+
+def build(name: str, options: dict) -> dict:
+    if name == "digits":
+        arrays = load_digits_split(options)
+    elif name == "factors":
+        arrays = make_factors(options)
+    elif name in TORCHVISION:
+        arrays = load_torchvision(name, options)
+    else:
+        raise DataError(f"datasets: unknown data set {name!r}; allowed: digits, factors, {', '.join(TORCHVISION)}")
+    limit = options.get("max_train_samples")
+    if limit:
+        arrays = {k: (v[:limit] if k.endswith("_train") else v) for k, v in arrays.items()}
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def checksum(tensors: dict) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def prepare(name: str, options: dict, out_path: str) -> dict:
+    """Build a data set, save it, and return its description (checksum, sizes)."""
+    tensors = build(name, options)
+    with atomic_path(out_path) as tmp:
+        torch.save(tensors, tmp)
+    return describe(name, tensors)
+
+
+def describe(name: str, tensors: dict) -> dict:
+    return {
+        "dataset": name,
+        "sha256": checksum(tensors),
+        "n_train": int(tensors["x_train"].shape[0]),
+        "n_test": int(tensors["x_test"].shape[0]),
+        "dim": int(tensors["x_train"].shape[1]),
+        "image_shape": list(IMAGE_SHAPES.get(name, ())),
+        "has_labels": "y_train" in tensors,
+        "has_factors": "factors_train" in tensors,
+    }
+
+
+def load(path: str) -> dict:
+    """Read a prepared data set; a missing or corrupt file is named in the error."""
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError as err:
+        raise DataError(f"prepared data set missing: {path}") from err
+    except Exception as err:
+        raise DataError(f"prepared data set {path} is corrupt: {err}") from err

@@ -1,0 +1,155 @@
+"""Figures, each drawn from one tidy table and nothing else."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from aedissect import style
+from aedissect.stats import mean_ci
+
+
+def _arch_colours(table: pd.DataFrame) -> dict[str, tuple]:
+    families = table.groupby("family")["arch"].unique()
+    return style.arch_colours({family: list(archs) for family, archs in families.items()})
+
+
+def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(width, row_height * len(rows)), squeeze=False, **kwargs)
+    return fig, axes
+
+
+def training_curves(curves: pd.DataFrame):
+    """Test loss per epoch, mean over seeds, one line per architecture; rows data sets, columns kinds."""
+    style.apply()
+    colours = _arch_colours(curves)
+    datasets, kinds = sorted(curves["dataset"].unique()), sorted(curves["kind"].unique())
+    fig, axes = _grid(datasets, kinds, style.PAGE_WIDTH, 1.9)
+    test = curves[curves["split"] == "test"]
+    for (i, dataset), (j, kind) in ((a, b) for a in enumerate(datasets) for b in enumerate(kinds)):
+        ax = axes[i, j]
+        panel = test[(test["dataset"] == dataset) & (test["kind"] == kind)]
+        for (arch, z), group in panel.groupby(["arch", "bottleneck"]):
+            mean = group.groupby("epoch")["loss"].mean()
+            ax.plot(
+                mean.index,
+                mean.values,
+                color=colours[arch],
+                lw=1.0,
+                ls="-" if z == panel["bottleneck"].max() else ":",
+                label=f"{arch}, z={z}",
+            )
+        if (panel["loss"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(f"{dataset}, {kind.upper()}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test loss (MSE per element)" if kind == "ae" else "test loss (−ELBO, nats)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
+    return fig
+
+
+def reconstruction_error(metrics: pd.DataFrame):
+    """Test MSE per architecture: seeds as dots, mean and 95% CI as a bar; AE vs VAE side by side."""
+    style.apply()
+    ok = metrics[metrics["status"] == "ok"]
+    colours = _arch_colours(ok)
+    datasets, bottlenecks = sorted(ok["dataset"].unique()), sorted(ok["bottleneck"].unique())
+    archs = list(ok.sort_values(["family", "arch"])["arch"].unique())
+    kinds = sorted(ok["kind"].unique())
+    fig, axes = _grid(datasets, bottlenecks, style.PAGE_WIDTH, 2.0)
+    width = 0.8 / len(kinds)
+    for (i, dataset), (j, z) in ((a, b) for a in enumerate(datasets) for b in enumerate(bottlenecks)):
+        ax = axes[i, j]
+        for k, kind in enumerate(kinds):
+            for a, arch in enumerate(archs):
+                values = ok[
+                    (ok["dataset"] == dataset) & (ok["bottleneck"] == z) & (ok["kind"] == kind) & (ok["arch"] == arch)
+                ]["test_mse"].to_numpy()
+                if values.size == 0:
+                    continue
+                x = a + (k - (len(kinds) - 1) / 2) * width
+                s = mean_ci(values)
+                ax.bar(
+                    x,
+                    s["mean"],
+                    width * 0.9,
+                    color=colours[arch],
+                    alpha=0.35 if kind == "vae" else 0.8,
+                    hatch="//" if kind == "vae" else None,
+                    edgecolor=colours[arch],
+                    linewidth=0.6,
+                )
+                if s["n"] > 1:
+                    ax.errorbar(
+                        x,
+                        s["mean"],
+                        yerr=[[s["mean"] - s["ci95_low"]], [s["ci95_high"] - s["mean"]]],
+                        color="0.2",
+                        lw=0.8,
+                        capsize=2,
+                    )
+                ax.scatter(
+                    np.full(values.size, x),
+                    values,
+                    s=6,
+                    color="0.1",
+                    zorder=3,
+                    marker=style.KIND_MARKERS.get(kind, "o"),
+                )
+        ax.set_xticks(range(len(archs)), archs, rotation=30, ha="right")
+        ax.set_title(f"{dataset}, bottleneck z={z}")
+        ax.set_ylabel("test MSE per element")
+    fig.text(0.01, 0.0, "solid: AE, hatched: VAE; bars mean with 95% CI over seeds, dots single seeds", fontsize=6)
+    return fig
+
+
+def reconstruction_grid(recon: pd.DataFrame, dataset: str):
+    """Inputs (top row) and reconstructions of the first seed, one row per model kind, architecture and z."""
+    style.apply()
+    table = recon[recon["dataset"] == dataset]
+    shape_text = table["image_shape"].iloc[0]
+    shape = tuple(int(s) for s in shape_text.split("x")) if isinstance(shape_text, str) and shape_text else None
+    examples = sorted(table["example"].unique())
+    models = (
+        table[["kind", "family", "arch", "bottleneck"]]
+        .drop_duplicates()
+        .sort_values(["kind", "family", "arch", "bottleneck"])
+        .itertuples(index=False)
+    )
+    rows = [("input", None)] + [(f"{m.kind.upper()} {m.arch} z={m.bottleneck}", m) for m in models]
+    first = table[table["run_id"] == table["run_id"].iloc[0]]
+    fig, axes = _grid(rows, examples, style.PAGE_WIDTH * 0.6, 0.42 if shape else 0.25)
+    for r, (label, model) in enumerate(rows):
+        for c, example in enumerate(examples):
+            ax = axes[r, c]
+            if model is None:
+                values = first[first["example"] == example].sort_values("feature")["input"]
+            else:
+                sel = table[
+                    (table["kind"] == model.kind)
+                    & (table["arch"] == model.arch)
+                    & (table["bottleneck"] == model.bottleneck)
+                    & (table["example"] == example)
+                ]
+                values = sel.sort_values("feature")["reconstruction"]
+            img = values.to_numpy().clip(0, 1)
+            if shape and len(shape) == 3:
+                img = img.reshape(shape).transpose(1, 2, 0)
+            else:
+                img = img.reshape(shape if shape else (1, -1))
+            ax.imshow(
+                img,
+                cmap="gray_r" if img.ndim == 2 else None,
+                vmin=0,
+                vmax=1,
+                aspect="equal" if shape else "auto",
+                interpolation="nearest",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
+    fig.suptitle(f"{dataset}: test inputs and reconstructions (seed {int(table['seed'].iloc[0])})")
+    return fig

@@ -1,0 +1,67 @@
+"""The one figure style: two-column paper sizes, a colourblind-safe palette, one colour per family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from aedissect.io import atomic_path  # noqa: E402
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies
+FAMILY_COLOURS = {"symmetric": "#0072B2", "encoder-heavy": "#D55E00", "decoder-heavy": "#009E73"}
+KIND_MARKERS = {"ae": "o", "vae": "s"}
+EXTRA_COLOURS = ["#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+COLUMN_WIDTH = 3.35  # inches, one column of a two-column paper
+PAGE_WIDTH = 7.0
+BOTTLENECK_STYLE = {"color": "0.35", "linestyle": "--", "linewidth": 0.9, "zorder": 0}
+
+RC = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,  # embed TrueType so that the PDF text stays editable
+    "svg.hashsalt": "aedissect",
+    "figure.constrained_layout.use": True,
+}
+
+
+def apply() -> None:
+    plt.rcParams.update(RC)
+
+
+def arch_colours(archs_by_family: dict[str, list[str]]) -> dict[str, str]:
+    """A colour per architecture: the family colour, lightened for the second and later member."""
+    from matplotlib.colors import to_rgb
+
+    colours = {}
+    for family, archs in archs_by_family.items():
+        base = to_rgb(FAMILY_COLOURS[family])
+        for i, arch in enumerate(sorted(archs)):
+            mix = min(0.55, 0.4 * i)
+            colours[arch] = tuple(c + (1 - c) * mix for c in base)
+    return colours
+
+
+def mark_bottleneck(ax, x: float) -> None:
+    """The bottleneck, drawn the same way in every depth plot."""
+    ax.axvline(x, **BOTTLENECK_STYLE)
+
+
+def save(fig, pdf_path, png_path, dpi: int) -> None:
+    """Write a figure as vector PDF and PNG, each through a temporary file; metadata fixed for byte-stable PDFs."""
+    for path, fmt in ((pdf_path, "pdf"), (png_path, "png")):
+        if path is None:
+            continue
+        with atomic_path(Path(path)) as tmp:
+            metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+    plt.close(fig)

@@ -1,0 +1,255 @@
+"""The training loop: in-memory batches, Adam, a fixed budget, bitwise reproducible and resumable.
+
+One generator, seeded by the run's seed, draws every batch order and every VAE noise sample; its
+state is part of the resume checkpoint, so a killed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from aedissect import io
+from aedissect.config import config_hash
+from aedissect.models import MLPAutoencoder, build_model
+
+log = logging.getLogger("aedissect.training")
+EVAL_SEED = 12345  # the VAE's test ELBO uses its own noise, so evaluating never moves the training stream
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def setup_torch(threads: int, device: str) -> torch.device:
+    """Threads, deterministic kernels (no TF32) and the device; ``auto`` picks CUDA when present."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    return torch.device(device)
+
+
+def loss_terms(model: MLPAutoencoder, x: torch.Tensor, run: dict, generator: torch.Generator) -> dict:
+    """Per-batch mean loss; for the VAE also distortion (-log p(x|z)) and rate (KL) per sample."""
+    if model.kind == "ae":
+        mse = (model(x) - x).pow(2).mean()
+        return {"loss": mse}
+    vae = run["vae"]
+    mu, logvar = model.posterior(x)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    out = model.decode(mu + torch.exp(0.5 * logvar) * eps)
+    distortion = negative_log_likelihood(out, x, vae)
+    rate = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+    return {
+        "loss": (distortion + vae["beta"] * rate).mean(),
+        "distortion": distortion.mean(),
+        "rate": rate.mean(),
+    }
+
+
+def negative_log_likelihood(out: torch.Tensor, x: torch.Tensor, vae: dict) -> torch.Tensor:
+    """-log p(x|z) per sample: Gaussian with fixed std ``sigma`` around the output, or Bernoulli with logits."""
+    if vae["likelihood"] == "bernoulli":
+        return torch.nn.functional.binary_cross_entropy_with_logits(out, x, reduction="none").sum(dim=1)
+    sigma = vae["sigma"]
+    d = x.shape[1]
+    return 0.5 * ((x - out) / sigma).pow(2).sum(dim=1) + d * math.log(sigma) + 0.5 * d * math.log(2 * math.pi)
+
+
+def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: dict) -> torch.Tensor:
+    """The mean reconstruction from the deterministic path (the VAE decodes mu)."""
+    out = model(x)
+    if model.kind == "vae" and run["vae"]["likelihood"] == "bernoulli":
+        out = torch.sigmoid(out)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: MLPAutoencoder, x: torch.Tensor, run: dict) -> dict:
+    """Test metrics: MSE per element, PSNR (data range 1); for the VAE the ELBO terms and active units."""
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(EVAL_SEED)
+    terms = {k: float(v) for k, v in loss_terms(model, x, run, generator).items()}
+    mse = float((reconstruction(model, x, run) - x).pow(2).mean())
+    metrics = {
+        "test_loss": terms["loss"],
+        "test_mse": mse,
+        "psnr": 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf,
+    }
+    if model.kind == "vae":
+        mu, _ = model.posterior(x)
+        metrics.update(
+            neg_elbo=terms["distortion"] + terms["rate"],
+            rate=terms["rate"],
+            distortion=terms["distortion"],
+            # Burda et al. 2015: a unit is active when Cov_x(E[z|x]) exceeds 0.01
+            active_units=int((mu.var(dim=0, unbiased=True) > 0.01).sum()),
+        )
+    model.train()
+    return metrics
+
+
+def clone_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def load_resume(path: Path, expected_hash: str):
+    """The resume checkpoint if it is whole and belongs to this run; else None, and say why."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("config_hash") != expected_hash:
+            raise ValueError(f"it belongs to config {state.get('config_hash')}, not {expected_hash}")
+    except Exception as err:
+        log.warning("resume checkpoint %s is unusable (%s); starting over", path, err)
+        path.unlink()
+        return None
+    log.info("resuming from %s at epoch %d", path, state["epoch"])
+    return state
+
+
+def train(run: dict, data: dict, device: torch.device, resume_path: Path | None = None) -> dict:
+    """Train one run; returns final and initial weights, kept epoch weights, history and test metrics."""
+    tr = run["training"]
+    x_train = data["x_train"].to(device)
+    x_test = data["x_test"].to(device)
+    model = build_model(run, x_train.shape[1]).to(device)
+    init_state = clone_state(model)
+    frozen = model.frozen_layers(run.get("freeze", "none"))
+    for i in frozen:
+        model.layers[i].requires_grad_(False)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=tr["lr"], weight_decay=tr["weight_decay"]
+    )
+    generator = torch.Generator(device=device).manual_seed(run["seed"])
+    chash = config_hash(run)
+    history, epoch_states, start = [], {}, 1
+    resume = load_resume(resume_path, chash) if resume_path is not None else None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"])
+        history, epoch_states, start = resume["history"], resume["epoch_states"], resume["epoch"] + 1
+
+    n, batch_size = x_train.shape[0], tr["batch_size"]
+    for epoch in range(start, tr["epochs"] + 1):
+        perm = torch.randperm(n, generator=generator, device=device)
+        total = torch.zeros((), device=device)
+        for begin in range(0, n, batch_size):
+            xb = x_train[perm[begin : begin + batch_size]]
+            loss = loss_terms(model, xb, run, generator)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * xb.shape[0]
+        train_loss = float(total) / n
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss} at epoch {epoch}")
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "test_loss": evaluate(model, x_test, run)["test_loss"]}
+        )
+        if epoch in tr["keep_epochs"]:
+            epoch_states[epoch] = clone_state(model)
+        if resume_path is not None and epoch % tr["checkpoint_every"] == 0 and epoch < tr["epochs"]:
+            save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states)
+    metrics = evaluate(model, x_test, run)
+    if not math.isfinite(metrics["test_loss"]):
+        raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training")
+    return {
+        "state": clone_state(model),
+        "init_state": init_state,
+        "epoch_states": epoch_states,
+        "history": history,
+        "metrics": metrics,
+        "in_dim": x_train.shape[1],
+    }
+
+
+def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states) -> None:
+    state = {
+        "config_hash": chash,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "history": history,
+        "epoch_states": epoch_states,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def to_cpu(state: dict) -> dict:
+    return {k: v.cpu() for k, v in state.items()}
+
+
+def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int, provenance: dict) -> None:
+    """Every per-run output: model.pt, config.json, train_log.csv, train_metrics.json, reconstructions.csv."""
+    import pandas as pd
+
+    payload = {
+        "config": run,
+        "config_hash": config_hash(run),
+        "in_dim": result["in_dim"],
+        "state": to_cpu(result["state"]),
+        "init_state": to_cpu(result["init_state"]),
+        "epoch_states": {int(k): to_cpu(v) for k, v in result["epoch_states"].items()},
+    }
+    with io.atomic_path(run_dir / "model.pt") as tmp:
+        torch.save(payload, tmp)
+    io.write_json(run, run_dir / "config.json")
+    io.write_csv(pd.DataFrame(result["history"]).assign(run_id=run["run_id"]), run_dir / "train_log.csv")
+    io.write_json({"run_id": run["run_id"], "status": "ok", **result["metrics"]}, run_dir / "train_metrics.json")
+    model = build_model(run, result["in_dim"])
+    model.load_state_dict(payload["state"])
+    x = data["x_test"][:n_examples]
+    with torch.no_grad():
+        recon = reconstruction(model, x, run)
+    rows = [
+        {
+            "run_id": run["run_id"],
+            "example": i,
+            "feature": j,
+            "input": float(x[i, j]),
+            "reconstruction": float(recon[i, j]),
+        }
+        for i in range(x.shape[0])
+        for j in range(x.shape[1])
+    ]
+    io.write_csv(pd.DataFrame(rows), run_dir / "reconstructions.csv")
+    io.write_json(provenance, run_dir / "provenance.json")
+
+
+def train_runs(
+    runs: list[dict], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
+) -> None:
+    """Train the runs of one grid cell one after another, each resumable from its own checkpoint."""
+    from aedissect.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    for run, run_dir in zip(runs, map(Path, run_dirs), strict=True):
+        resume_path = run_dir.parent / f".{run_dir.name}.resume.pt"  # a path no rule declares
+        start = time.perf_counter()
+        log.info("training %s on %s", run["run_id"], dev)
+        result = train(run, data, dev, resume_path)
+        prov = io.provenance(str(dev), threads) | {
+            "train_seconds": time.perf_counter() - start,
+            "config_hash": config_hash(run),
+            "data_sha256": data_info["sha256"],
+        }
+        save_run(run, result, data, run_dir, n_examples, prov)
+        resume_path.unlink(missing_ok=True)
+        log.info("%s: %s", run["run_id"], result["metrics"])

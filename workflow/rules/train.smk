@@ -1,0 +1,26 @@
+rule train:
+    input:
+        data="results/data/{dataset}.pt",
+        info="results/data/{dataset}.json",
+    output:
+        model=cell_outputs("model.pt"),
+        config=cell_outputs("config.json"),
+        train_log=cell_outputs("train_log.csv"),
+        metrics=cell_outputs("train_metrics.json"),
+        reconstructions=cell_outputs("reconstructions.csv"),
+        provenance=cell_outputs("provenance.json"),
+    log:
+        f"results/logs/train/{CELL}.log",
+    benchmark:
+        f"results/benchmarks/train/{CELL}.tsv"
+    params:
+        runs=get_cell_runs,
+        device=config["training"]["device"],
+        n_examples=config["figures"]["n_examples"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train.py"

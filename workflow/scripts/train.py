@@ -1,0 +1,21 @@
+"""Train every seed of one grid cell."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+from pathlib import Path
+
+from aedissect import io, training
+
+training.train_runs(
+    snakemake.params.runs,
+    data_path=snakemake.input.data,
+    data_info=io.read_json(snakemake.input.info),
+    run_dirs=[str(Path(p).parent) for p in snakemake.output.model],
+    threads=snakemake.threads,
+    device=snakemake.params.device,
+    n_examples=snakemake.params.n_examples,
+)

@@ -1,0 +1,23 @@
+"""Training tables: per-run metrics, the summary over seeds, learning curves and example reconstructions."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from aedissect import aggregate, io
+
+runs = snakemake.params.runs
+first_runs = [run for run in runs if run["seed"] == runs[0]["seed"]]
+image_shapes = {}
+for path in snakemake.input.data_info:
+    info = io.read_json(path)
+    image_shapes[info["dataset"]] = info["image_shape"]
+
+metrics = aggregate.train_metrics_table(runs, snakemake.input.metrics)
+summary = aggregate.train_summary(metrics)
+io.write_csv(metrics, snakemake.output.metrics)
+io.write_csv(summary, snakemake.output.summary)
+io.write_text(aggregate.summary_markdown(summary), snakemake.output.summary_md)
+io.write_csv(aggregate.curves_table(runs, snakemake.input.train_logs), snakemake.output.curves)
+recon = aggregate.reconstructions_table(first_runs, snakemake.input.reconstructions, image_shapes)
+io.write_csv(recon, snakemake.output.reconstructions)

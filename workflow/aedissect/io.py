@@ -79,3 +79,45 @@ def provenance(device: str, threads: int) -> dict:
         "device": device,
         "threads": threads,
     }
+
+
+LOCK_OWNER = "aedissect.owner"
+
+
+def record_lock_owner(lock_dir) -> None:
+    """Note which process holds Snakemake's lock, so that a later run can tell a stale lock from a live one."""
+    write_json({"pid": os.getpid(), "host": platform.node()}, Path(lock_dir) / LOCK_OWNER)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read()
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and b"snakemake" in cmdline  # a zombie, or a reused pid, holds no lock
+
+
+def clear_stale_locks(lock_dir) -> str | None:
+    """Remove Snakemake's lock files if the run that took them was killed on this host.
+
+    A lock whose recorded owner is still running (a second instance) is left alone, so Snakemake refuses
+    as usual; so is a lock with no record or one taken on another host. Returns what was done, or None.
+    """
+    lock_dir = Path(lock_dir)
+    owner_path = lock_dir / LOCK_OWNER
+    locks = [p for p in lock_dir.glob("*.lock")]
+    if not locks or not owner_path.exists():
+        return None
+    try:
+        owner = read_json(owner_path)
+    except (OSError, ValueError):
+        return None
+    if owner.get("host") != platform.node() or _process_alive(int(owner.get("pid", -1))):
+        return None
+    for path in locks:
+        path.unlink(missing_ok=True)
+    owner_path.unlink(missing_ok=True)
+    return f"removed the lock left by Snakemake process {owner['pid']}, which is no longer running"

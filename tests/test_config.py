@@ -1,0 +1,108 @@
+import copy
+
+import pytest
+
+from aedissect import config
+from conftest import REPO, SCHEMA, load_yaml, snakemake
+
+
+@pytest.fixture
+def default_config():
+    return load_yaml(REPO / "config.yaml")
+
+
+def check(cfg):
+    return config.validate(copy.deepcopy(cfg), SCHEMA)
+
+
+def test_default_and_tiny_configs_are_valid(default_config, tiny_config):
+    check(default_config)
+    check(tiny_config)
+
+
+def test_default_study_covers_what_the_paper_needs(default_config):
+    runs = config.grid(check(default_config))
+    families = {run["family"] for run in runs}
+    assert families == {"symmetric", "encoder-heavy", "decoder-heavy"}
+    assert {"digits", "factors"} <= {run["dataset"] for run in runs}
+    assert {run["kind"] for run in runs} == {"ae", "vae"}
+    assert len(default_config["architectures"]) >= 4 and len(default_config["bottlenecks"]) >= 2
+    assert len(default_config["seeds"]) >= 3
+    assert any(not a["encoder"] or not a["decoder"] for a in default_config["architectures"].values())
+
+
+def test_run_ids_are_unique_readable_and_parse_back(default_config):
+    runs = config.grid(check(default_config))
+    ids = [run["run_id"] for run in runs]
+    assert len(set(ids)) == len(ids)
+    assert "digits/vae/enc-heavy/z8/relu/s0" in ids
+    for run in runs:
+        parts = config.parse_run_id(run["run_id"])
+        assert parts == {k: run[k] for k in ("dataset", "kind", "arch", "bottleneck", "activation", "seed")}
+
+
+@pytest.mark.parametrize("rid", ["../../etc/passwd", "digits/ae/../../x/z4/relu/s0", "digits/ae/sym/z4/relu/s0/..",
+                                 "/digits/ae/sym/z4/relu/s0", "digits/gan/sym/z4/relu/s0"])
+def test_run_ids_the_grid_cannot_make_are_refused(rid):
+    with pytest.raises(config.ConfigError, match="not a run id"):
+        config.parse_run_id(rid)
+
+
+def test_defaults_are_filled(tiny_config):
+    tiny_config["training"].pop("weight_decay", None)
+    tiny_config["vae"].pop("sigma", None)
+    cfg = check(tiny_config)
+    assert cfg["training"]["weight_decay"] == 0.0
+    assert cfg["vae"]["sigma"] == 0.1
+
+
+BAD = [
+    ("unknown top-level key", lambda c: c.update(learning_rate=0.1), "(top level)", "learning_rate"),
+    ("unknown nested key", lambda c: c["training"].update(epoch=3), "training", "epoch"),
+    ("wrong type", lambda c: c["training"].update(epochs="ten"), "training.epochs", "integer"),
+    ("zero epochs", lambda c: c["training"].update(epochs=0), "training.epochs", "minimum"),
+    ("negative lr", lambda c: c["training"].update(lr=-1.0), "training.lr", "0"),
+    ("zero width", lambda c: c["architectures"]["sym"].update(encoder=[0]), "architectures.sym.encoder.0", "minimum"),
+    ("unknown data set", lambda c: c.update(datasets=["imagenet"]), "datasets.0", "digits"),
+    ("unknown activation", lambda c: c.update(activations=["swish"]), "activations.0", "relu"),
+    ("unknown kind", lambda c: c.update(model_kinds=["gan"]), "model_kinds.0", "vae"),
+    ("unknown likelihood", lambda c: c["vae"].update(likelihood="poisson"), "vae.likelihood", "bernoulli"),
+    ("empty seeds", lambda c: c.update(seeds=[]), "seeds", "non-empty"),
+    ("duplicate seeds", lambda c: c.update(seeds=[1, 1]), "seeds", "non-unique"),
+    ("unknown family", lambda c: c["architectures"]["sym"].update(family="wide"), "architectures.sym.family", "symmetric"),
+    ("bad arch name", lambda c: c["architectures"].update({"Bad/Name": c["architectures"]["sym"]}), "architectures",
+     "does not match"),
+    ("bad device", lambda c: c["training"].update(device="tpu"), "training.device", "cuda"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,key,allowed", BAD, ids=[b[0] for b in BAD])
+def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, key, allowed):
+    mutate(tiny_config)
+    with pytest.raises(config.ConfigError) as err:
+        check(tiny_config)
+    message = str(err.value)
+    assert f"config key {key}" in message
+    assert allowed in message
+
+
+def test_bottleneck_wider_than_the_layer_before_is_refused_unless_allowed(tiny_config):
+    tiny_config["bottlenecks"] = [20]
+    with pytest.raises(config.ConfigError, match=r"bottlenecks: 20 is wider .*architectures.sym.*allow_wide_bottleneck"):
+        check(tiny_config)
+    tiny_config["allow_wide_bottleneck"] = True
+    check(tiny_config)
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, tiny_config):
+    import yaml
+
+    tiny_config["training"]["epochs"] = -1
+    tiny_config["datasets"] = ["digits", "svhn"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    proc = snakemake(tmp_path / "wd", "--cores", "1", configfile=path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "config key training.epochs" in out and "config key datasets.1" in out and "'svhn'" in out
+    assert not (tmp_path / "wd" / "results").exists()

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from aedissect.models import MLPAutoencoder, build_model
+
+ARCHS = [([16, 8], [8, 16]), ([24, 16, 8], []), ([], [8, 16, 24]), ([], []), ([12], [])]
+
+
+@pytest.mark.parametrize("encoder,decoder", ARCHS)
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "linear"])
+def test_prefix_then_suffix_is_the_forward_pass(encoder, decoder, kind, activation):
+    torch.manual_seed(0)
+    model = MLPAutoencoder(10, encoder, 4, decoder, activation, kind)
+    x = torch.rand(7, 10)
+    full = model(x)
+    cuts = model.all_cuts(x)
+    assert len(cuts) == model.n_layers + 1 == len(encoder) + len(decoder) + 3
+    for k in range(model.n_layers + 1):
+        h = model.forward_to(x, k)
+        assert torch.equal(h, cuts[k])
+        assert torch.equal(model.forward_from(h, k), full)
+    assert cuts[model.bottleneck_cut].shape == (7, 4)
+    assert cuts[-1].shape == x.shape
+
+
+def test_cut_names_and_sides():
+    model = MLPAutoencoder(10, [16, 8], 4, [8], "relu", "vae")
+    assert model.cut_names() == ["input", "enc1", "enc2", "bottleneck", "dec1", "output"]
+    sides = [model.cut_side(c) for c in range(model.n_layers + 1)]
+    assert sides == ["encoder", "encoder", "encoder", "bottleneck", "decoder", "decoder"]
+
+
+def test_vae_bottleneck_cut_is_the_posterior_mean():
+    model = MLPAutoencoder(10, [16], 3, [16], "tanh", "vae")
+    x = torch.rand(5, 10)
+    mu, logvar = model.posterior(x)
+    assert model.layers[model.bottleneck_layer][0].out_features == 6
+    assert torch.equal(model.forward_to(x, model.bottleneck_cut), mu)
+    assert torch.equal(model.decode(mu), model(x))
+    assert logvar.shape == mu.shape
+
+
+def test_hidden_layers_use_the_activation_and_code_and_output_stay_linear():
+    model = MLPAutoencoder(10, [16], 3, [16], "relu", "ae")
+    kinds = [type(layer[1]).__name__ for layer in model.layers]
+    assert kinds == ["ReLU", "Identity", "ReLU", "Identity"]
+
+
+def test_freeze_specs():
+    model = MLPAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")  # 6 layers, bottleneck layer index 2
+    assert model.frozen_layers("none") == []
+    assert model.frozen_layers("encoder") == [0, 1, 2]
+    assert model.frozen_layers("decoder") == [3, 4, 5]
+    assert model.frozen_layers("prefix-0") == []
+    assert model.frozen_layers("prefix-2") == [0, 1]
+    assert model.frozen_layers("suffix-2") == [4, 5]
+    for bad in ["prefix-7", "middle", "prefix-", "encoder;rm"]:
+        with pytest.raises(ValueError, match="freeze spec"):
+            model.frozen_layers(bad)
+
+
+def test_initial_weights_depend_only_on_the_seed():
+    run = {"seed": 3, "encoder": [8], "decoder": [8], "bottleneck": 2, "activation": "relu", "kind": "ae"}
+    a, b = build_model(run, 6), build_model(run, 6)
+    torch.rand(100)  # the global generator's state must not matter
+    c = build_model(run, 6)
+    for (ka, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True):
+        assert torch.equal(va, vb) and torch.equal(va, vc), ka
+    other = build_model(run | {"seed": 4}, 6)
+    assert not torch.equal(a.layers[0][0].weight, other.layers[0][0].weight)
+
+
+def test_bad_construction_is_refused():
+    with pytest.raises(ValueError, match="activation"):
+        MLPAutoencoder(4, [], 2, [], "swish", "ae")
+    with pytest.raises(ValueError, match="kind"):
+        MLPAutoencoder(4, [], 2, [], "relu", "gan")
+    with pytest.raises(IndexError):
+        MLPAutoencoder(4, [], 2, [], "relu", "ae").forward_to(torch.zeros(1, 4), 3)

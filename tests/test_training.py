@@ -1,0 +1,155 @@
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aedissect import config, training
+from aedissect.models import build_model
+
+STUDY = {
+    "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},
+    "training": {"epochs": 4, "batch_size": 32, "lr": 0.003, "weight_decay": 0.0, "keep_epochs": [2],
+                 "checkpoint_every": 1},
+    "vae": {"beta": 0.5, "likelihood": "gaussian", "sigma": 0.2},
+}
+
+
+def make_run(kind="ae", seed=0, **training_overrides):
+    run = config.resolve_run(STUDY, "factors", kind, "sym", 3, "relu", seed)
+    run["training"].update(training_overrides)
+    return run
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    return {"x_train": torch.rand(200, 8, generator=g), "x_test": torch.rand(50, 8, generator=g)}
+
+
+@pytest.fixture(scope="module")
+def device():
+    return training.setup_torch(1, "cpu")
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vae_loss_terms_match_a_hand_computation(likelihood):
+    run = make_run("vae")
+    run["vae"]["likelihood"] = likelihood
+    model = build_model(run, 8).double()
+    x = torch.rand(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    terms = training.loss_terms(model, x, run, torch.Generator().manual_seed(7))
+
+    mu, logvar = (t.detach().numpy() for t in model.posterior(x))
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).numpy()
+    out = model.decode(torch.from_numpy(mu + np.exp(0.5 * logvar) * eps)).detach().numpy()
+    xs = x.numpy()
+    if likelihood == "gaussian":
+        s = run["vae"]["sigma"]
+        nll = (0.5 * ((xs - out) / s) ** 2 + np.log(s) + 0.5 * np.log(2 * np.pi)).sum(1)
+    else:
+        p = 1 / (1 + np.exp(-out))
+        nll = -(xs * np.log(p) + (1 - xs) * np.log(1 - p)).sum(1)
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar).sum(1)
+    assert terms["distortion"].item() == pytest.approx(nll.mean(), rel=1e-10)
+    assert terms["rate"].item() == pytest.approx(kl.mean(), rel=1e-10)
+    assert terms["loss"].item() == pytest.approx((nll + 0.5 * kl).mean(), rel=1e-10)
+
+
+def test_kl_is_zero_at_the_prior():
+    run = make_run("vae")
+    model = build_model(run, 8)
+    with torch.no_grad():  # make the encoder output mu = 0, log var = 0 for every input
+        model.layers[model.bottleneck_layer][0].weight.zero_()
+        model.layers[model.bottleneck_layer][0].bias.zero_()
+    terms = training.loss_terms(model, torch.rand(4, 8), run, torch.Generator().manual_seed(0))
+    assert terms["rate"].item() == 0.0
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_same_seed_gives_identical_weights(kind, data, device):
+    a = training.train(make_run(kind), data, device)
+    b = training.train(make_run(kind), data, device)
+    for key in a["state"]:
+        assert torch.equal(a["state"][key], b["state"][key]), key
+    assert a["history"] == b["history"]
+    c = training.train(make_run(kind, seed=1), data, device)
+    assert not torch.equal(a["state"]["layers.0.0.weight"], c["state"]["layers.0.0.weight"])
+
+
+def test_training_reduces_the_loss_and_keeps_epochs(data, device):
+    result = training.train(make_run("ae", epochs=6), data, device)
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+    assert list(result["epoch_states"]) == [2]
+    model = build_model(make_run("ae"), 8)
+    for key, value in model.state_dict().items():
+        assert torch.equal(result["init_state"][key], value)
+
+
+def test_killed_training_resumes_to_the_same_weights(data, device, tmp_path, monkeypatch):
+    run = make_run("vae", epochs=5)
+    reference = training.train(run, data, device)
+    resume = tmp_path / "resume.pt"
+    real_evaluate = training.evaluate
+    calls = {"n": 0}
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(run, data, device, resume)
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    resumed = training.train(run, data, device, resume)
+    for key in reference["state"]:
+        assert torch.equal(reference["state"][key], resumed["state"][key]), key
+    assert resumed["history"] == reference["history"]
+    assert torch.equal(resumed["epoch_states"][2]["layers.0.0.weight"], reference["epoch_states"][2]["layers.0.0.weight"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "other_config"])
+def test_unusable_checkpoint_starts_over(damage, data, device, tmp_path, caplog):
+    run = make_run("ae", epochs=3)
+    resume = tmp_path / "resume.pt"
+    if damage == "truncate":
+        training.save_resume(resume, config.config_hash(run), 1, build_model(run, 8),
+                             torch.optim.Adam(build_model(run, 8).parameters()), torch.Generator(), [], {})
+        resume.write_bytes(resume.read_bytes()[:100])
+    else:
+        other = make_run("ae", epochs=3, lr=0.1)
+        model = build_model(other, 8)
+        training.save_resume(resume, config.config_hash(other), 2, model, torch.optim.Adam(model.parameters()),
+                             torch.Generator(), [], {})
+    with caplog.at_level(logging.WARNING, logger="aedissect.training"):
+        result = training.train(run, data, device, resume)
+    assert "unusable" in caplog.text and "starting over" in caplog.text
+    clean = training.train(run, data, device)
+    for key in clean["state"]:
+        assert torch.equal(clean["state"][key], result["state"][key])
+
+
+def test_diverging_run_fails_naming_run_and_epoch(device):
+    bad = {"x_train": torch.full((40, 8), float("nan")), "x_test": torch.rand(10, 8)}
+    with pytest.raises(training.TrainingDiverged, match=r"factors/ae/sym/z3/relu/s0.*epoch 1"):
+        training.train(make_run("ae"), bad, device)
+
+
+def test_active_units_and_psnr(data, device):
+    run = make_run("vae")
+    model = build_model(run, 8)
+    with torch.no_grad():  # one latent unit carries the input, the others are constant
+        layer = model.layers[model.bottleneck_layer][0]
+        layer.weight.zero_()
+        layer.bias.zero_()
+        layer.weight[0, :] = 1.0
+    metrics = training.evaluate(model, data["x_test"], run)
+    assert metrics["active_units"] == 1
+    with torch.no_grad():
+        mse = float((training.reconstruction(model, data["x_test"], run) - data["x_test"]).pow(2).mean())
+    assert metrics["psnr"] == pytest.approx(10 * math.log10(1 / mse))
+    assert metrics["neg_elbo"] == pytest.approx(metrics["distortion"] + metrics["rate"])

@@ -1,9 +1,9 @@
 import copy
 
 import pytest
+from conftest import REPO, SCHEMA, load_yaml, snakemake
 
 from aedissect import config
-from conftest import REPO, SCHEMA, load_yaml, snakemake
 
 
 @pytest.fixture
@@ -41,8 +41,16 @@ def test_run_ids_are_unique_readable_and_parse_back(default_config):
         assert parts == {k: run[k] for k in ("dataset", "kind", "arch", "bottleneck", "activation", "seed")}
 
 
-@pytest.mark.parametrize("rid", ["../../etc/passwd", "digits/ae/../../x/z4/relu/s0", "digits/ae/sym/z4/relu/s0/..",
-                                 "/digits/ae/sym/z4/relu/s0", "digits/gan/sym/z4/relu/s0"])
+@pytest.mark.parametrize(
+    "rid",
+    [
+        "../../etc/passwd",
+        "digits/ae/../../x/z4/relu/s0",
+        "digits/ae/sym/z4/relu/s0/..",
+        "/digits/ae/sym/z4/relu/s0",
+        "digits/gan/sym/z4/relu/s0",
+    ],
+)
 def test_run_ids_the_grid_cannot_make_are_refused(rid):
     with pytest.raises(config.ConfigError, match="not a run id"):
         config.parse_run_id(rid)
@@ -69,9 +77,18 @@ BAD = [
     ("unknown likelihood", lambda c: c["vae"].update(likelihood="poisson"), "vae.likelihood", "bernoulli"),
     ("empty seeds", lambda c: c.update(seeds=[]), "seeds", "non-empty"),
     ("duplicate seeds", lambda c: c.update(seeds=[1, 1]), "seeds", "non-unique"),
-    ("unknown family", lambda c: c["architectures"]["sym"].update(family="wide"), "architectures.sym.family", "symmetric"),
-    ("bad arch name", lambda c: c["architectures"].update({"Bad/Name": c["architectures"]["sym"]}), "architectures",
-     "does not match"),
+    (
+        "unknown family",
+        lambda c: c["architectures"]["sym"].update(family="wide"),
+        "architectures.sym.family",
+        "symmetric",
+    ),
+    (
+        "bad arch name",
+        lambda c: c["architectures"].update({"Bad/Name": c["architectures"]["sym"]}),
+        "architectures",
+        "does not match",
+    ),
     ("bad device", lambda c: c["training"].update(device="tpu"), "training.device", "cuda"),
 ]
 
@@ -88,7 +105,9 @@ def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, ke
 
 def test_bottleneck_wider_than_the_layer_before_is_refused_unless_allowed(tiny_config):
     tiny_config["bottlenecks"] = [20]
-    with pytest.raises(config.ConfigError, match=r"bottlenecks: 20 is wider .*architectures.sym.*allow_wide_bottleneck"):
+    with pytest.raises(
+        config.ConfigError, match=r"bottlenecks: 20 is wider .*architectures.sym.*allow_wide_bottleneck"
+    ):
         check(tiny_config)
     tiny_config["allow_wide_bottleneck"] = True
     check(tiny_config)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from aedissect import config, io, training
 from aedissect.models import load_model
 from conftest import REPO, SNAKEMAKE, load_yaml, snakemake
+
+from aedissect import config, io, training
 
 KILL_CONFIG = REPO / "tests" / "kill_config.yaml"
 RUN_DIR = "results/runs/factors/ae/sym/z3/relu"
@@ -21,8 +21,18 @@ TARGET = "results/tables/train_metrics.csv"  # the training stage; the later sta
 
 
 def start_snakemake(workdir: Path) -> subprocess.Popen:
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(KILL_CONFIG), "--cores", "1", TARGET]
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(KILL_CONFIG),
+        "--cores",
+        "1",
+        TARGET,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

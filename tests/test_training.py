@@ -4,14 +4,20 @@ import math
 import numpy as np
 import pytest
 import torch
+from aedissect.models import build_model
 
 from aedissect import config, training
-from aedissect.models import build_model
 
 STUDY = {
     "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},
-    "training": {"epochs": 4, "batch_size": 32, "lr": 0.003, "weight_decay": 0.0, "keep_epochs": [2],
-                 "checkpoint_every": 1},
+    "training": {
+        "epochs": 4,
+        "batch_size": 32,
+        "lr": 0.003,
+        "weight_decay": 0.0,
+        "keep_epochs": [2],
+        "checkpoint_every": 1,
+    },
     "vae": {"beta": 0.5, "likelihood": "gaussian", "sigma": 0.2},
 }
 
@@ -109,7 +115,9 @@ def test_killed_training_resumes_to_the_same_weights(data, device, tmp_path, mon
     for key in reference["state"]:
         assert torch.equal(reference["state"][key], resumed["state"][key]), key
     assert resumed["history"] == reference["history"]
-    assert torch.equal(resumed["epoch_states"][2]["layers.0.0.weight"], reference["epoch_states"][2]["layers.0.0.weight"])
+    assert torch.equal(
+        resumed["epoch_states"][2]["layers.0.0.weight"], reference["epoch_states"][2]["layers.0.0.weight"]
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "other_config"])
@@ -117,14 +125,23 @@ def test_unusable_checkpoint_starts_over(damage, data, device, tmp_path, caplog)
     run = make_run("ae", epochs=3)
     resume = tmp_path / "resume.pt"
     if damage == "truncate":
-        training.save_resume(resume, config.config_hash(run), 1, build_model(run, 8),
-                             torch.optim.Adam(build_model(run, 8).parameters()), torch.Generator(), [], {})
+        training.save_resume(
+            resume,
+            config.config_hash(run),
+            1,
+            build_model(run, 8),
+            torch.optim.Adam(build_model(run, 8).parameters()),
+            torch.Generator(),
+            [],
+            {},
+        )
         resume.write_bytes(resume.read_bytes()[:100])
     else:
         other = make_run("ae", epochs=3, lr=0.1)
         model = build_model(other, 8)
-        training.save_resume(resume, config.config_hash(other), 2, model, torch.optim.Adam(model.parameters()),
-                             torch.Generator(), [], {})
+        training.save_resume(
+            resume, config.config_hash(other), 2, model, torch.optim.Adam(model.parameters()), torch.Generator(), [], {}
+        )
     with caplog.at_level(logging.WARNING, logger="aedissect.training"):
         result = training.train(run, data, device, resume)
     assert "unusable" in caplog.text and "starting over" in caplog.text

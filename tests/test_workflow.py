@@ -7,11 +7,9 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, TINY_CONFIG, load_yaml, snakemake
 
 RUN_FILES = ["config.json", "model.pt", "train_log.csv", "train_metrics.json", "reconstructions.csv", "provenance.json"]
-
 
 
 def planned_jobs(workdir, *args, configfile=TINY_CONFIG) -> dict[str, int]:
@@ -31,8 +29,14 @@ def planned_jobs(workdir, *args, configfile=TINY_CONFIG) -> dict[str, int]:
 
 def test_every_run_has_its_files(tiny_study, tiny_config):
     runs = pd.read_csv(tiny_study / "results/tables/runs.csv")
-    n_runs = (len(tiny_config["datasets"]) * len(tiny_config["model_kinds"]) * len(tiny_config["architectures"])
-              * len(tiny_config["bottlenecks"]) * len(tiny_config["activations"]) * len(tiny_config["seeds"]))
+    n_runs = (
+        len(tiny_config["datasets"])
+        * len(tiny_config["model_kinds"])
+        * len(tiny_config["architectures"])
+        * len(tiny_config["bottlenecks"])
+        * len(tiny_config["activations"])
+        * len(tiny_config["seeds"])
+    )
     assert len(runs) == n_runs
     for rid in runs["run_id"]:
         for name in RUN_FILES:
@@ -56,8 +60,22 @@ def test_every_final_table_and_figure_exists_and_is_not_empty(tiny_study):
 
 def test_tables_are_tidy_and_carry_the_config(tiny_study):
     metrics = pd.read_csv(tiny_study / "results/tables/train_metrics.csv")
-    for column in ["run_id", "dataset", "kind", "arch", "family", "bottleneck", "activation", "seed", "epochs", "lr",
-                   "config_hash", "status", "test_mse", "psnr"]:
+    for column in [
+        "run_id",
+        "dataset",
+        "kind",
+        "arch",
+        "family",
+        "bottleneck",
+        "activation",
+        "seed",
+        "epochs",
+        "lr",
+        "config_hash",
+        "status",
+        "test_mse",
+        "psnr",
+    ]:
         assert column in metrics.columns
     assert (metrics["status"] == "ok").all()
     vae = metrics[metrics["kind"] == "vae"]
@@ -66,8 +84,9 @@ def test_tables_are_tidy_and_carry_the_config(tiny_study):
     summary = pd.read_csv(tiny_study / "results/tables/train_summary.csv")
     assert (summary["n"] == 2).all()
     row = summary[(summary["metric"] == "test_mse")].iloc[0]
-    cell = metrics[(metrics["dataset"] == row["dataset"]) & (metrics["kind"] == row["kind"])
-                   & (metrics["arch"] == row["arch"])]["test_mse"]
+    cell = metrics[
+        (metrics["dataset"] == row["dataset"]) & (metrics["kind"] == row["kind"]) & (metrics["arch"] == row["arch"])
+    ]["test_mse"]
     assert row["mean"] == pytest.approx(cell.mean())
     assert row["ci95_low"] < row["mean"] < row["ci95_high"]
     curves = pd.read_csv(tiny_study / "results/tables/train_curves.csv")

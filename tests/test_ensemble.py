@@ -1,0 +1,139 @@
+"""The vmapped ensemble (training.ensemble) against independent training of each seed."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from aedissect.models import build_model
+from conftest import SCHEMA
+
+from aedissect import config as study
+from aedissect import ensemble, io, training
+
+ATOL = 2e-5  # the batched products round differently from the single ones; a few epochs stay this close
+
+
+def make_config(tiny_config, kind, **training_keys):
+    cfg = copy.deepcopy(tiny_config)
+    cfg["model_kinds"] = [kind]
+    cfg["seeds"] = [0, 1, 5]
+    cfg["training"].update({"epochs": 3, "batch_size": 32, "keep_epochs": [1, 2]}, **training_keys)
+    study.validate(cfg, SCHEMA)
+    return cfg
+
+
+def cell_runs(cfg, arch="sym", freeze=None):
+    runs = [r for r in study.grid(cfg) if r["arch"] == arch and r["dataset"] == cfg["datasets"][0]]
+    if freeze is not None:
+        for r in runs:
+            r["freeze"] = freeze
+    return runs
+
+
+@pytest.fixture(scope="module")
+def data():
+    # 150 training samples: the last batch of every epoch is a short one (150 = 4 * 32 + 22)
+    gen = torch.Generator().manual_seed(7)
+    return {"x_train": torch.rand(150, 12, generator=gen), "x_test": torch.rand(40, 12, generator=gen)}
+
+
+def assert_states_close(a: dict, b: dict, atol=ATOL):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=f"{key}")
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("freeze", [None, "encoder"])
+def test_every_member_equals_its_independent_training(tiny_config, data, kind, freeze):
+    runs = cell_runs(make_config(tiny_config, kind), freeze=freeze)
+    device = training.setup_torch(1, "cpu")
+    sequential = [training.train(run, data, device) for run in runs]
+    together = ensemble.train_ensemble(runs, data, device)
+    assert len(together) == len(runs)
+    for run, seq, ens in zip(runs, sequential, together, strict=True):
+        assert ens.keys() == seq.keys()
+        # its own initialisation, from its own seed, bit for bit
+        assert_states_close(ens["init_state"], seq["init_state"], atol=0)
+        assert_states_close(ens["init_state"], build_model(run, 12).state_dict(), atol=0)
+        # its own batch order, noise and Adam state: the same trajectory
+        assert_states_close(ens["state"], seq["state"])
+        assert ens["epoch_states"].keys() == seq["epoch_states"].keys() == {1, 2}
+        for epoch in seq["epoch_states"]:
+            assert_states_close(ens["epoch_states"][epoch], seq["epoch_states"][epoch])
+        hist_e, hist_s = pd.DataFrame(ens["history"]), pd.DataFrame(seq["history"])
+        pd.testing.assert_frame_equal(hist_e, hist_s, check_exact=False, atol=1e-4, rtol=1e-4)
+        for key, value in seq["metrics"].items():
+            assert ens["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        assert ens["in_dim"] == seq["in_dim"]
+    # the members really are different models (distinct seeds, not one model copied)
+    assert not torch.equal(together[0]["state"]["layers.0.0.weight"], together[1]["state"]["layers.0.0.weight"])
+
+
+def test_frozen_layers_do_not_move(tiny_config, data):
+    runs = cell_runs(make_config(tiny_config, "ae"), freeze="encoder")
+    results = ensemble.train_ensemble(runs, data, training.setup_torch(1, "cpu"))
+    model = build_model(runs[0], 12)
+    frozen = model.frozen_layers("encoder")
+    assert frozen
+    for res in results:
+        for key, value in res["state"].items():
+            layer = int(key.split(".")[1])
+            moved = not torch.equal(value, res["init_state"][key])
+            assert moved == (layer not in frozen), key
+
+
+def test_ensemble_is_bitwise_deterministic_and_order_free(tiny_config, data):
+    runs = cell_runs(make_config(tiny_config, "vae"))
+    device = training.setup_torch(1, "cpu")
+    first = ensemble.train_ensemble(runs, data, device)
+    again = ensemble.train_ensemble(runs, data, device)
+    for a, b in zip(first, again, strict=True):
+        assert_states_close(a["state"], b["state"], atol=0)
+    # a member does not depend on which other members share its ensemble
+    reversed_runs = ensemble.train_ensemble(runs[::-1][:2], data, device)
+    assert_states_close(reversed_runs[1]["state"], first[1]["state"])
+
+
+def test_members_must_form_one_cell(tiny_config, data):
+    cfg = make_config(tiny_config, "ae")
+    runs = [r for r in study.grid(cfg) if r["dataset"] == cfg["datasets"][0]]
+    mixed = [runs[0], next(r for r in runs if r["arch"] != runs[0]["arch"])]
+    with pytest.raises(ValueError, match="differ only in their seed"):
+        ensemble.train_ensemble(mixed, data, torch.device("cpu"))
+    with pytest.raises(ValueError, match="distinct seeds"):
+        ensemble.train_ensemble([runs[0], runs[0]], data, torch.device("cpu"))
+
+
+def test_train_runs_writes_the_same_outputs_as_per_seed_training(tiny_config, data, tmp_path):
+    data_path = tmp_path / "data.pt"
+    torch.save(data, data_path)
+    info = {"sha256": "x"}
+    outputs = {}
+    for flag in (False, True):
+        runs = cell_runs(make_config(tiny_config, "vae", ensemble=flag))
+        root = tmp_path / f"ensemble_{flag}"
+        dirs = [str(root / r["run_id"]) for r in runs]
+        training.train_runs(runs, str(data_path), info, dirs, threads=1, device="cpu", n_examples=3)
+        outputs[flag] = (runs, root)
+    (runs_s, root_s), (runs_e, root_e) = outputs[False], outputs[True]
+    files_s = sorted(p.relative_to(root_s) for p in root_s.rglob("*") if p.is_file())
+    files_e = sorted(p.relative_to(root_e) for p in root_e.rglob("*") if p.is_file())
+    assert files_s == files_e and len(files_s) == 6 * len(runs_s)
+    for run_s, run_e in zip(runs_s, runs_e, strict=True):
+        d_s, d_e = root_s / run_s["run_id"], root_e / run_e["run_id"]
+        assert io.read_json(d_e / "config.json")["training"]["ensemble"] is True
+        for name in ("train_log.csv", "reconstructions.csv"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(d_e / name), pd.read_csv(d_s / name), check_exact=False, atol=1e-4, rtol=1e-4
+            )
+        m_s, m_e = io.read_json(d_s / "train_metrics.json"), io.read_json(d_e / "train_metrics.json")
+        assert m_e.keys() == m_s.keys()
+        pay_s = torch.load(d_s / "model.pt", weights_only=True)
+        pay_e = torch.load(d_e / "model.pt", weights_only=True)
+        assert pay_e.keys() == pay_s.keys()
+        assert_states_close(pay_e["state"], pay_s["state"])
+        assert io.read_json(d_e / "provenance.json")["ensemble_size"] == len(runs_e)

@@ -14,7 +14,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	. $(VENV)/bin/activate && snakemake --cores $(CORES)
+	. $(VENV)/bin/activate && snakemake --cores $(CORES) && snakemake --report results/report.html
 
 test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest tests

@@ -17,6 +17,14 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/interventions.smk"
+include: "workflow/rules/truncation.smk"
+# the paper last: it reads the tables of every rule file above
+include: "workflow/rules/paper.smk"
+
+
+# The report's front page: the computed findings once `snakemake paper` has run, else the description alone.
+report: str(Path(PAPER_FRONT_PAGE).resolve()) if Path(PAPER_FRONT_PAGE).exists() else "workflow/report/workflow.rst"
 
 
 rule all:

@@ -121,6 +121,10 @@ def test_stale_lock_is_kept_while_its_owner_runs(tmp_path):
     locks.mkdir()
     (locks / "0.input.lock").write_text("x")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # snakemake"])
+    cmdline = Path(f"/proc/{child.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while b"snakemake" not in cmdline.read_bytes() and time.monotonic() < deadline:  # until exec has happened
+        time.sleep(0.05)
     try:
         io.write_json({"pid": child.pid, "host": os.uname().nodename}, locks / io.LOCK_OWNER)
         assert io.clear_stale_locks(locks) is None and (locks / "0.input.lock").exists()

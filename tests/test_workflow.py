@@ -125,7 +125,7 @@ def changed_config(tmp_path, mutate):
 
 
 def test_changing_a_figure_setting_reruns_figures_only(tiny_study, tmp_path):
-    path = changed_config(tmp_path, lambda c: c["figures"].update(dpi=61))
+    path = changed_config(tmp_path, lambda c: c["figures"].update(dpi=61, n_examples=2))
     jobs = planned_jobs(tiny_study, configfile=path)
     assert jobs and all(rule.startswith(("figure", "paper")) or rule == "all" for rule in jobs), jobs
 
@@ -143,3 +143,56 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_layer_profiles_cover_every_run_and_cut(tiny_study):
+    runs = pd.read_csv(tiny_study / "results/tables/runs.csv")
+    profiles = pd.read_csv(tiny_study / "results/tables/layer_profiles.csv")
+    assert set(profiles["run_id"]) == set(runs["run_id"])
+    for rid, profile in profiles.groupby("run_id"):
+        assert (tiny_study / "results/runs" / rid / "layer_profile.csv").stat().st_size > 0
+        cuts = sorted(profile["cut"].unique())
+        assert cuts == list(range(len(cuts)))
+        per_metric = profile[profile["side"] == "bottleneck"].groupby("metric")["cut"].nunique()
+        assert (per_metric == 1).all()
+        bottleneck = profile[(profile["side"] == "bottleneck") & (profile["metric"] == "cka_bottleneck")]
+        assert bottleneck["value"].iloc[0] == pytest.approx(1.0)
+        assert profile[(profile["cut"] == 0) & (profile["metric"] == "linear_r2")]["value"].iloc[0] > 0.999
+    metrics_by_dataset = profiles.groupby("dataset")["metric"].unique()
+    assert "label_accuracy" in metrics_by_dataset["digits"] and "label_accuracy" not in metrics_by_dataset["factors"]
+    assert (
+        "factor_r2_linear" in metrics_by_dataset["factors"] and "factor_r2_linear" not in metrics_by_dataset["digits"]
+    )
+
+
+def test_encoding_locus_is_relative_to_the_bottleneck(tiny_study):
+    locus = pd.read_csv(tiny_study / "results/tables/encoding_locus.csv")
+    runs = pd.read_csv(tiny_study / "results/tables/runs.csv")
+    assert (locus.groupby("run_id").size() == 3).all() and set(locus["run_id"]) == set(runs["run_id"])
+    assert (locus["offset"] == locus["cut"] - locus["bottleneck_cut"]).all()
+
+
+def test_intervention_tables_hold_their_invariants(tiny_study):
+    tables = tiny_study / "results/tables"
+    for name in [
+        "freeze",
+        "freeze_summary",
+        "encoder_share",
+        "encoder_share_summary",
+        "layer_criticality",
+        "layer_criticality_summary",
+        "stitching",
+        "stitching_summary",
+    ]:
+        assert (tables / f"{name}.csv").stat().st_size > 0, name
+    stitching = pd.read_csv(tables / "stitching.csv")
+    self_identity = stitching[(stitching["pair_type"] == "self") & (stitching["stitch"] == "identity")]
+    assert len(self_identity) > 0 and (self_identity["penalty"] == 0).all()
+    criticality = pd.read_csv(tables / "layer_criticality.csv")
+    assert (criticality[criticality["intervention"] == "trained"]["ratio"] == 1).all()
+    freeze = pd.read_csv(tables / "freeze.csv")
+    assert set(freeze[freeze["freeze"] == "none"]["run_id"]) == set(freeze["run_id"])
+    aliased = freeze[freeze["same_as"].notna()]
+    for row in aliased.itertuples():
+        original = freeze[(freeze["run_id"] == row.run_id) & (freeze["freeze"] == row.same_as)]
+        assert original["test_loss"].iloc[0] == row.test_loss

@@ -47,6 +47,7 @@ def train_metrics_table(runs: list[dict], metric_paths: list[str]) -> pd.DataFra
 def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     present = [m for m in TRAIN_METRICS if metrics[m].notna().any()]
     long = metrics.melt(id_vars=CELL_COLUMNS, value_vars=present, var_name="metric", value_name="value")
+    long = long.dropna(subset=["value"])  # the VAE-only metrics of AE runs
     return summarize(long, [*CELL_COLUMNS, "metric"])
 
 

@@ -102,6 +102,11 @@ def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: in
     return run
 
 
+def canonical(obj):
+    """The same data with every mapping's keys sorted (JSON round trip)."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
 def config_hash(run: dict) -> str:
     return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
-FREEZE_PATTERN = re.compile(r"none|encoder|decoder|(prefix|suffix)-(\d+)")
+FREEZE_PATTERN = re.compile(r"none|encoder|decoder|(prefix|suffix|except)-(\d+)")
 
 
 class MLPAutoencoder(nn.Module):
@@ -108,10 +108,11 @@ class MLPAutoencoder(nn.Module):
 
     def frozen_layers(self, spec: str) -> list[int]:
         """Indices of the layers a freeze spec holds fixed: none, encoder (up to and including the
-        bottleneck layer), decoder (the rest), prefix-k (first k layers), suffix-k (last k layers)."""
+        bottleneck layer), decoder (the rest), prefix-k (first k layers), suffix-k (last k layers),
+        except-l (every layer but layer l: retraining one layer)."""
         match = FREEZE_PATTERN.fullmatch(spec)
         if match is None:
-            raise ValueError(f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K")
+            raise ValueError(f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K, except-L")
         L = self.n_layers
         if spec == "none":
             return []
@@ -119,10 +120,14 @@ class MLPAutoencoder(nn.Module):
             return list(range(self.bottleneck_cut))
         if spec == "decoder":
             return list(range(self.bottleneck_cut, L))
-        k = int(match.group(3))
+        k = int(match.group(2))
+        if match.group(1) == "except":
+            if k >= L:
+                raise ValueError(f"freeze spec {spec!r}: the model has only layers 0..{L - 1}")
+            return [i for i in range(L) if i != k]
         if k > L:
             raise ValueError(f"freeze spec {spec!r}: the model has only {L} layers")
-        return list(range(k)) if match.group(2) == "prefix" else list(range(L - k, L))
+        return list(range(k)) if match.group(1) == "prefix" else list(range(L - k, L))
 
 
 def build_model(run: dict, in_dim: int) -> MLPAutoencoder:

@@ -105,10 +105,10 @@ def reconstruction_error(metrics: pd.DataFrame):
     return fig
 
 
-def reconstruction_grid(recon: pd.DataFrame, dataset: str):
+def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
     """Inputs (top row) and reconstructions of the first seed, one row per model kind, architecture and z."""
     style.apply()
-    table = recon[recon["dataset"] == dataset]
+    table = recon[(recon["dataset"] == dataset) & (recon["example"] < n_examples)]
     shape_text = table["image_shape"].iloc[0]
     shape = tuple(int(s) for s in shape_text.split("x")) if isinstance(shape_text, str) and shape_text else None
     examples = sorted(table["example"].unique())

@@ -51,9 +51,31 @@ def arch_colours(archs_by_family: dict[str, list[str]]) -> dict[str, str]:
     return colours
 
 
-def mark_bottleneck(ax, x: float) -> None:
-    """The bottleneck, drawn the same way in every depth plot."""
-    ax.axvline(x, **BOTTLENECK_STYLE)
+def mark_bottleneck(ax, x: float, horizontal: bool = False) -> None:
+    """The bottleneck, drawn the same way in every depth plot (a grey dashed line at depth ``x``).
+
+    ``horizontal=True`` draws it across a plot whose y axis is depth (e.g. a cut x cut heatmap row).
+    """
+    (ax.axhline if horizontal else ax.axvline)(x, **BOTTLENECK_STYLE)
+
+
+def bottleneck_handle(label: str = "bottleneck"):
+    """A legend entry for the bottleneck line."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], label=label, **{k: v for k, v in BOTTLENECK_STYLE.items() if k != "zorder"})
+
+
+def family_handles(families=None, kinds=None):
+    """Legend entries: one per architecture family (its fixed colour) and one per model kind (its marker)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=FAMILY_COLOURS[f], lw=2, label=f) for f in (families or FAMILY_COLOURS)]
+    for kind in kinds or []:
+        handles.append(
+            Line2D([], [], color="0.3", marker=KIND_MARKERS[kind], ls="none", markersize=4, label=kind.upper())
+        )
+    return handles
 
 
 def save(fig, pdf_path, png_path, dpi: int) -> None:

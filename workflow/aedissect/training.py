@@ -40,14 +40,24 @@ def setup_torch(threads: int, device: str) -> torch.device:
     return torch.device(device)
 
 
-def loss_terms(model: MLPAutoencoder, x: torch.Tensor, run: dict, generator: torch.Generator) -> dict:
-    """Per-batch mean loss; for the VAE also distortion (-log p(x|z)) and rate (KL) per sample."""
+def loss_terms(
+    model: MLPAutoencoder,
+    x: torch.Tensor,
+    run: dict,
+    generator: torch.Generator | None,
+    eps: torch.Tensor | None = None,
+) -> dict:
+    """Per-batch mean loss; for the VAE also distortion (-log p(x|z)) and rate (KL) per sample.
+
+    The VAE's noise is drawn from ``generator`` unless ``eps`` gives it (the vmapped ensemble draws each
+    member's noise from that member's generator outside vmap, exactly as ``train`` would)."""
     if model.kind == "ae":
         mse = (model(x) - x).pow(2).mean()
         return {"loss": mse}
     vae = run["vae"]
     mu, logvar = model.posterior(x)
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     out = model.decode(mu + torch.exp(0.5 * logvar) * eps)
     distortion = negative_log_likelihood(out, x, vae)
     rate = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
@@ -120,12 +130,23 @@ def load_resume(path: Path, expected_hash: str):
     return state
 
 
-def train(run: dict, data: dict, device: torch.device, resume_path: Path | None = None) -> dict:
-    """Train one run; returns final and initial weights, kept epoch weights, history and test metrics."""
+def train(
+    run: dict,
+    data: dict,
+    device: torch.device,
+    resume_path: Path | None = None,
+    model: torch.nn.Module | None = None,
+) -> dict:
+    """Train one run; returns final and initial weights, kept epoch weights, history and test metrics.
+
+    ``model``: start from this module and its current weights instead of the run's seeded init (retraining
+    one layer of a trained model, fitting a stitch between two frozen models); ``init_state`` is then the
+    weights it started from. Parameters that already have ``requires_grad`` off stay out of the optimiser.
+    """
     tr = run["training"]
     x_train = data["x_train"].to(device)
     x_test = data["x_test"].to(device)
-    model = build_model(run, x_train.shape[1]).to(device)
+    model = build_model(run, x_train.shape[1]).to(device) if model is None else model.to(device)
     init_state = clone_state(model)
     frozen = model.frozen_layers(run.get("freeze", "none"))
     for i in frozen:
@@ -235,11 +256,29 @@ def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int
 def train_runs(
     runs: list[dict], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
 ) -> None:
-    """Train the runs of one grid cell one after another, each resumable from its own checkpoint."""
+    """Train the runs of one grid cell one after another, each resumable from its own checkpoint; with
+    ``training.ensemble`` all of them at once as one vmapped model (aedissect.ensemble), same outputs."""
     from aedissect.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    if len(runs) > 1 and runs[0]["training"].get("ensemble", False):
+        from aedissect.ensemble import train_ensemble
+
+        start = time.perf_counter()
+        log.info("training %d seeds of %s as one ensemble on %s", len(runs), runs[0]["run_id"], dev)
+        results = train_ensemble(runs, data, dev)
+        seconds = time.perf_counter() - start
+        for run, run_dir, result in zip(runs, map(Path, run_dirs), results, strict=True):
+            prov = io.provenance(str(dev), threads) | {
+                "train_seconds": seconds / len(runs),
+                "ensemble_size": len(runs),
+                "config_hash": config_hash(run),
+                "data_sha256": data_info["sha256"],
+            }
+            save_run(run, result, data, run_dir, n_examples, prov)
+            log.info("%s: %s", run["run_id"], result["metrics"])
+        return
     for run, run_dir in zip(runs, map(Path, run_dirs), strict=True):
         resume_path = run_dir.parent / f".{run_dir.name}.resume.pt"  # a path no rule declares
         start = time.perf_counter()

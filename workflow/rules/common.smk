@@ -11,11 +11,34 @@ try:
     study.validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
+# Snakemake compares params by their text: with every mapping sorted, neither the key order of a config
+# file nor whether a default was written out can rerun anything.
+_canonical = study.canonical(config)
+config.clear()
+config.update(_canonical)
+
+from aedissect.io import clear_stale_locks, record_lock_owner  # noqa: E402
+
+# A killed run leaves Snakemake's lock behind; when its owner is gone, rerunning the same command resumes.
+if workflow.is_main_process:
+    stale = clear_stale_locks(".snakemake/locks")
+    if stale:
+        logger.warning(stale)
+
+
+onstart:
+    record_lock_owner(".snakemake/locks")
+
 
 RUNS = study.grid(config)
 RUN_BY_ID = {run["run_id"]: run for run in RUNS}
 CELLS = list(dict.fromkeys(rid.rsplit("/", 1)[0] for rid in RUN_BY_ID))
 SEEDS = config["seeds"]
+# test examples each training records; figures.n_examples picks how many of them to draw, so that
+# changing it redraws the figure and retrains nothing
+RECORDED_EXAMPLES = 16
+# the `gpu` resource of torch jobs: a study with training.device cuda asks the scheduler (SLURM) for one GPU
+TORCH_GPUS = 1 if config["training"]["device"] == "cuda" else 0
 CELL = "{dataset}/{kind}/{arch}/z{z}/{act}"
 
 
@@ -76,4 +99,147 @@ def get_final_outputs(wildcards):
         [f"results/tables/{name}.csv" for name in tables]
         + ["results/tables/train_summary.md"]
         + [f"results/figures/{name}.{ext}" for name in figures for ext in ("pdf", "png")]
+        + get_paper_outputs(wildcards)
+        + get_intervention_outputs(wildcards)
+        + get_truncation_outputs(wildcards)
     )
+
+
+# ---- the paper (workflow/rules/paper.smk) ----
+from aedissect import paper as paperlib  # noqa: E402
+
+PAPER_FRONT_PAGE = "results/paper/report_front_page.rst"
+
+
+def get_paper_findings_inputs(wildcards):
+    """The tables findings.md is computed from: training always, the others when their rules exist."""
+    inputs = {
+        "runs": "results/tables/runs.csv",
+        "train_metrics": "results/tables/train_metrics.csv",
+        "intro": workflow.source_path("../report/workflow.rst"),
+    }
+    for key, (path, producer) in paperlib.FINDINGS_INPUTS.items():
+        if rules.has(producer):
+            inputs[key] = path
+    return inputs
+
+
+def get_paper_outputs(wildcards):
+    """Everything `snakemake paper` builds: numbered figures (PDF, PNG, CSV), tables (CSV, MD, TeX), findings."""
+    figures = [paperlib.figure_stem(n, fig) for n, fig in paperlib.numbered(rules.has)]
+    tables = [paperlib.table_stem(n, name) for n, name, *_ in paperlib.tables(rules.has)]
+    return (
+        [f"results/paper/{stem}.{ext}" for stem in figures for ext in ("pdf", "png", "csv")]
+        + [f"results/paper/{stem}.{ext}" for stem in tables for ext in ("csv", "md", "tex")]
+        + ["results/paper/findings.md", PAPER_FRONT_PAGE]
+    )
+
+
+# ---- interventions (workflow/rules/interventions.smk) ----
+from aedissect import interventions as interventionlib  # noqa: E402
+
+GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
+GROUPS = list(dict.fromkeys(f"{r['dataset']}/{r['kind']}/z{r['bottleneck']}/{r['activation']}" for r in RUNS))
+try:
+    FREEZE_RUNS = interventionlib.freeze_runs(config, RUNS)
+    FREEZE_SPECS = {r["run_id"]: interventionlib.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
+except study.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+FREEZE_CELLS = list(dict.fromkeys(r["run_id"].rsplit("/", 1)[0] for r in FREEZE_RUNS))
+INTERVENTION_FIGURES = {
+    "freeze_prefix": "freeze",
+    "criticality_heatmap": "layer_criticality",
+    "stitching_matrix": "stitching",
+}
+
+
+def get_freeze_specs(wildcards):
+    return {run["run_id"]: FREEZE_SPECS[run["run_id"]] for run in get_cell_runs(wildcards)}
+
+
+def get_freeze_runs(wildcards):
+    return FREEZE_RUNS
+
+
+def get_freeze_dirs(wildcards):
+    return [f"results/freeze/{cell}" for cell in FREEZE_CELLS]
+
+
+def get_freeze_normal_metrics(wildcards):
+    return [f"results/runs/{run['run_id']}/train_metrics.json" for run in FREEZE_RUNS]
+
+
+def _group_of(run):
+    return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
+
+
+def get_group_runs(wildcards):
+    group = GROUP.format(dataset=wildcards.dataset, kind=wildcards.kind, z=wildcards.z, act=wildcards.act)
+    return [run for run in RUNS if _group_of(run) == group]
+
+
+def get_group_models(wildcards):
+    return [f"results/runs/{run['run_id']}/model.pt" for run in get_group_runs(wildcards)]
+
+
+def get_intervention_figure_table(wildcards):
+    return f"results/tables/{INTERVENTION_FIGURES[wildcards.figure]}.csv"
+
+
+def get_intervention_outputs(wildcards):
+    tables = ["freeze", "freeze_summary", "encoder_share", "encoder_share_summary"]
+    tables += ["layer_criticality", "layer_criticality_summary", "stitching", "stitching_summary"]
+    return [f"results/tables/{name}.csv" for name in tables] + [
+        f"results/figures/{name}.{ext}" for name in INTERVENTION_FIGURES for ext in ("pdf", "png")
+    ]
+
+
+# ---- truncation (workflow/rules/truncation.smk) ----
+# truncation.select picks the grid cells that are profiled (null: all); each key filters one run field
+TRUNCATION_SELECT = {
+    "datasets": "dataset",
+    "model_kinds": "kind",
+    "architectures": "arch",
+    "bottlenecks": "bottleneck",
+    "activations": "activation",
+}
+
+
+def _truncation_selected(run):
+    select = config["truncation"]["select"]
+    return all(select.get(key) is None or run[field] in select[key] for key, field in TRUNCATION_SELECT.items())
+
+
+TRUNCATION_RUNS = [run for run in RUNS if _truncation_selected(run)]
+TRUNCATION_CELLS = list(dict.fromkeys(run["run_id"].rsplit("/", 1)[0] for run in TRUNCATION_RUNS))
+TRUNCATION_DATASETS = list(dict.fromkeys(run["dataset"] for run in TRUNCATION_RUNS))
+
+
+def get_truncation_options(wildcards):
+    """The probe settings only (not the selection nor threads), so that selecting more cells reruns nothing."""
+    return {key: value for key, value in config["truncation"].items() if key not in ("select", "threads")}
+
+
+def get_truncation_runs(wildcards):
+    return TRUNCATION_RUNS
+
+
+def get_truncation_files(name):
+    """One file per profiled run, in grid order."""
+    return [f"results/runs/{run['run_id']}/{name}" for run in TRUNCATION_RUNS]
+
+
+def get_truncation_cell_files(name):
+    """One file per profiled grid cell."""
+    return [f"results/runs/{cell}/{name}" for cell in TRUNCATION_CELLS]
+
+
+def get_truncation_outputs(wildcards):
+    if not TRUNCATION_RUNS:
+        return []
+    tables = ["layer_profiles", "layer_profile_summary", "encoding_locus", "encoding_locus_summary", "cka_matrices"]
+    figures = [f"{kind}_{dataset}" for kind in ("layer_profile", "cka") for dataset in TRUNCATION_DATASETS]
+    figures.append("encoding_locus")
+    return [f"results/tables/{name}.csv" for name in tables] + [
+        f"results/figures/{name}.{ext}" for name in figures for ext in ("pdf", "png")
+    ]

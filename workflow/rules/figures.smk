@@ -56,6 +56,7 @@ rule figure_reconstructions:
     params:
         figure="reconstruction_grid",
         dpi=config["figures"]["dpi"],
+        options={"n_examples": config["figures"]["n_examples"]},
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -16,10 +16,11 @@ rule train:
     params:
         runs=get_cell_runs,
         device=config["training"]["device"],
-        n_examples=config["figures"]["n_examples"],
+        n_examples=RECORDED_EXAMPLES,
     threads: config["training"]["threads"]
     resources:
         mem_mb=2000,
+        gpu=TORCH_GPUS,
     conda:
         "../../envs/torch.yaml"
     script:

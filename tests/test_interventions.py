@@ -1,0 +1,284 @@
+"""Freezing at init, re-initialisation, retraining one layer and stitching (issue 4)."""
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+
+from aedissect import config, io, training
+from aedissect import interventions as iv
+from aedissect import models as aemodels
+
+ConfigError, resolve_run, build_model = config.ConfigError, config.resolve_run, aemodels.build_model
+
+STUDY = {
+    "datasets": ["digits", "factors"],
+    "model_kinds": ["ae", "vae"],
+    "architectures": {
+        "sym": {"family": "symmetric", "encoder": [10], "decoder": [10]},
+        "enc-heavy": {"family": "encoder-heavy", "encoder": [10, 8], "decoder": []},
+    },
+    "bottlenecks": [3, 4],
+    "activations": ["relu"],
+    "seeds": [0, 1],
+    "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0, "keep_epochs": [1]},
+    "vae": {"beta": 1.0, "likelihood": "bernoulli", "sigma": 0.1},
+    "interventions": {"cells": {"datasets": ["digits"], "bottlenecks": [4]}, "freeze": {"sides": ["prefix"], "k": {}}},
+}
+DEVICE = torch.device("cpu")
+
+
+def make_run(kind="ae", arch="sym", seed=0, z=3):
+    return resolve_run(STUDY, "digits", kind, arch, z, "relu", seed)
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(0)
+    return {"x_train": torch.rand(96, 12, generator=gen), "x_test": torch.rand(40, 12, generator=gen)}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """Trained AE and VAE runs with their payloads, as training.save_run would store them."""
+    torch.use_deterministic_algorithms(True)
+    out = {}
+    for kind in ("ae", "vae"):
+        for seed in (0, 1):
+            run = make_run(kind, seed=seed)
+            result = training.train(run, data, DEVICE)
+            model = build_model(run, 12)
+            model.load_state_dict(result["state"])
+            out[kind, seed] = (run, model, result)
+    return out
+
+
+def layer_params(state, layers):
+    return {k: v for k, v in state.items() if any(k.startswith(f"layers.{i}.") for i in layers)}
+
+
+# ---------------------------------------------------------------- freezing
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_prefix_0_is_the_normal_run_bitwise(data, trained, kind):
+    run, _, normal = trained[kind, 0]
+    variant = training.train(iv.freeze_variant(run, "prefix-0"), data, DEVICE)
+    assert normal["state"].keys() == variant["state"].keys()
+    for key in normal["state"]:
+        assert torch.equal(normal["state"][key], variant["state"][key]), key
+    assert variant["history"] == normal["history"]
+    assert variant["metrics"] == normal["metrics"]
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_freeze_encoder_keeps_the_encoder_bitwise_at_init_and_trains_the_decoder(data, kind):
+    run = iv.freeze_variant(make_run(kind, arch="enc-heavy"), "encoder")
+    result = training.train(run, data, DEVICE)
+    model = build_model(run, 12)
+    enc = range(model.bottleneck_cut)
+    dec = range(model.bottleneck_cut, model.n_layers)
+    for key, value in layer_params(result["state"], enc).items():
+        assert torch.equal(value, result["init_state"][key]), key
+    changed = [not torch.equal(v, result["init_state"][k]) for k, v in layer_params(result["state"], dec).items()]
+    assert changed and all(changed)
+    # and the freshly built model's init is that same init: frozen means "at the run's own seeded init"
+    for key, value in build_model(run, 12).state_dict().items():
+        assert torch.equal(value, result["init_state"][key])
+
+
+def test_a_frozen_layer_gets_no_optimiser_state(data, monkeypatch):
+    made = []
+
+    class Recording(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(training.torch.optim, "Adam", Recording)
+    run = iv.freeze_variant(make_run("ae"), "suffix-2")
+    training.train(run, data, DEVICE)
+    (optimizer,) = made
+    model = build_model(run, 12)
+    frozen = set(model.frozen_layers("suffix-2"))
+    assert frozen == {model.n_layers - 2, model.n_layers - 1}
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert len(optimizer.state) == len(in_optimizer) > 0  # every trainable parameter has state after training
+    n_trainable = sum(len(list(model.layers[i].parameters())) for i in range(model.n_layers) if i not in frozen)
+    assert len(in_optimizer) == n_trainable
+
+
+@pytest.mark.parametrize("arch", ["sym", "enc-heavy"])
+def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
+    run = make_run(arch=arch)
+    model = build_model(run, 12)
+    specs = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}})
+    L = model.n_layers
+    assert specs == ["encoder", "decoder"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}" for k in range(1, L)]
+    for spec in specs:
+        assert list(iv.frozen_set(run, spec)) == model.frozen_layers(spec)
+    assert iv.frozen_set(run, "encoder") == iv.frozen_set(run, f"prefix-{model.bottleneck_cut}")
+    with pytest.raises(ConfigError, match="interventions.freeze.k.sym"):
+        iv.freeze_specs(make_run(arch="sym"), {"sides": ["prefix"], "k": {"sym": [4]}})
+
+
+def test_freeze_runs_select_the_configured_cells():
+    runs = iv.freeze_runs(STUDY, config.grid(STUDY))
+    assert runs and {(r["dataset"], r["bottleneck"]) for r in runs} == {("digits", 4)}
+    assert len(runs) == 2 * 2 * 2  # kinds x architectures x seeds
+    bad = copy.deepcopy(STUDY)
+    bad["interventions"]["cells"]["bottlenecks"] = [16]
+    with pytest.raises(ConfigError, match=r"interventions.cells.bottlenecks: \[16\]"):
+        iv.freeze_runs(bad, config.grid(bad))
+
+
+def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_path, monkeypatch):
+    run = make_run("ae", arch="sym")
+    torch.save(data, tmp_path / "data.pt")
+    calls = []
+    real_train = iv.train
+
+    def counting_train(spec_run, *args, **kwargs):
+        calls.append(spec_run["freeze"])
+        return real_train(spec_run, *args, **kwargs)
+
+    monkeypatch.setattr(iv, "train", counting_train)
+    specs = ["encoder", "decoder", "prefix-1", "prefix-2"]  # encoder = prefix-2 for this architecture
+    iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
+    assert calls == ["encoder", "decoder", "prefix-1"]
+    metrics = {spec: io.read_json(tmp_path / "s0" / spec / "train_metrics.json") for spec in specs}
+    assert metrics["prefix-2"]["same_as"] == "encoder"
+    assert metrics["prefix-2"]["test_loss"] == metrics["encoder"]["test_loss"]
+    direct = training.train(iv.freeze_variant(run, "prefix-2"), data, DEVICE)["metrics"]["test_loss"]
+    assert direct == metrics["prefix-2"]["test_loss"]
+
+
+def test_encoder_share_formula_on_a_constructed_table():
+    rows = []
+    for rid, (full, enc, dec) in {"a": (1.0, 4.0, 2.0), "b": (0.5, 0.5, 1.5)}.items():
+        for spec, loss in (("none", full), ("encoder", enc), ("decoder", dec)):
+            rows.append({"run_id": rid, "freeze": spec, "test_loss": loss, "test_mse": 2 * loss, "dataset": "d"})
+    share = iv.encoder_share(pd.DataFrame(rows)).set_index(["run_id", "metric"])["value"]
+    assert share["a", "test_loss"] == pytest.approx(3.0 / (3.0 + 1.0))
+    assert share["a", "test_mse"] == pytest.approx(6.0 / (6.0 + 2.0))
+    assert share["b", "test_loss"] == 0.0  # freezing the encoder costs nothing: the decoder does all the work
+
+
+# ---------------------------------------------------------------- re-initialisation and retraining
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_putting_a_layers_own_weights_back_changes_nothing(data, trained, kind):
+    run, model, result = trained[kind, 0]
+    reference = training.evaluate(model, data["x_test"], run)
+    for layer in range(model.n_layers):
+        restored = iv.with_layer(model, layer, result["state"])
+        for key, value in model.state_dict().items():
+            assert torch.equal(restored.state_dict()[key], value)
+        assert training.evaluate(restored, data["x_test"], run) == reference
+
+
+def test_reinit_and_rerandom_touch_only_their_layer(trained):
+    _, model, result = trained["ae", 0]
+    layer = 1
+    reinit = iv.with_layer(model, layer, result["init_state"]).state_dict()
+    rerand = iv.rerandomised(model, layer, seed=7).state_dict()
+    again = iv.rerandomised(model, layer, seed=7).state_dict()
+    for key, value in model.state_dict().items():
+        if key.startswith(f"layers.{layer}."):
+            assert torch.equal(reinit[key], result["init_state"][key])
+            assert not torch.equal(rerand[key], result["init_state"][key])  # a fresh draw, not the own init
+            assert torch.equal(rerand[key], again[key])  # seeded
+            fan_in = model.layers[layer][0].in_features
+            assert rerand[key].abs().max() <= fan_in**-0.5  # nn.Linear's init distribution: U(-1/sqrt(fan_in), .)
+        else:
+            assert torch.equal(reinit[key], value) and torch.equal(rerand[key], value)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_criticality_rows(data, trained, kind):
+    run, model, result = trained[kind, 0]
+    payload = {"state": result["state"], "init_state": result["init_state"], "epoch_states": result["epoch_states"]}
+    options = {"factor": 1.5, "rerandom_seed": 1000, "retrain_epochs": 2}
+    rows = pd.DataFrame(iv.criticality(run, model, payload, data, options, DEVICE))
+    expected = {"trained", "reinit", "rerandom", "rewind-1", "retrain"}
+    assert set(rows["intervention"]) == expected
+    assert len(rows) == model.n_layers * len(expected)
+    own = rows[rows["intervention"] == "trained"]
+    assert (own["ratio"] == 1.0).all() and not own["critical"].any()
+    assert (rows["critical"] == (rows["ratio"] > 1.5)).all()
+    mse = training.evaluate(model, data["x_test"], run)["test_mse"]
+    assert (rows["trained_test_mse"] == mse).all()
+    sides = rows.drop_duplicates("layer").set_index("layer")["side"]
+    assert sides[model.bottleneck_layer] == "bottleneck"
+    assert set(sides[: model.bottleneck_layer]) <= {"encoder"}
+    assert set(sides[model.bottleneck_layer + 1 :]) == {"decoder"}
+    # recovered = share of the re-initialisation's loss increase that retraining the layer won back
+    reinit = rows[rows["intervention"] == "reinit"].set_index("layer")["test_mse"]
+    for row in rows[rows["intervention"] == "retrain"].itertuples():
+        if reinit[row.layer] > mse:
+            assert row.recovered == pytest.approx((reinit[row.layer] - row.test_mse) / (reinit[row.layer] - mse))
+
+
+def test_retraining_one_layer_changes_only_that_layer(data, trained):
+    run, model, result = trained["ae", 0]
+    layer = 2
+    start = iv.with_layer(model, layer, result["init_state"])
+    spec = iv.retrain_run(run, 2) | {"freeze": f"except-{layer}"}
+    out = training.train(spec, data, DEVICE, model=start)
+    for key, value in out["state"].items():
+        if key.startswith(f"layers.{layer}."):
+            assert not torch.equal(value, result["init_state"][key])
+            assert torch.equal(out["init_state"][key], result["init_state"][key])
+        else:
+            assert torch.equal(value, result["state"][key]), key
+    assert len(out["history"]) == 2
+
+
+# ---------------------------------------------------------------- stitching
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_identity_stitch_of_a_model_to_itself_gives_its_own_loss_exactly(data, trained, kind):
+    run, model, _ = trained[kind, 0]
+    stitched = iv.Stitched(model, model, iv.identity_stitch(3, 3), run)
+    own = training.evaluate(model, data["x_test"], run)
+    assert training.evaluate(stitched, data["x_test"], run)["test_mse"] == own["test_mse"]
+    with torch.no_grad():
+        assert torch.equal(stitched(data["x_test"]), training.reconstruction(model, data["x_test"], run))
+
+
+def test_trained_stitch_moves_only_the_stitch(data, trained):
+    run_a, a, _ = trained["ae", 0]
+    run_b, b, _ = trained["ae", 1]
+    before_a, before_b = copy.deepcopy(a.state_dict()), copy.deepcopy(b.state_dict())
+    options = {"epochs": 3, "batch_size": 32, "lr": 0.01}
+    fitted = iv.fit_stitch(a, b, run_b, data, options, DEVICE)
+    identity = training.evaluate(iv.Stitched(a, b, iv.identity_stitch(3, 3), run_b), data["x_test"], run_b)
+    start = iv.Stitched(a, b, iv.least_squares_stitch(a, b, data["x_train"]), run_b)
+    start_mse = training.evaluate(start, data["x_test"], run_b)["test_mse"]
+    assert fitted["test_mse"] < start_mse < identity["test_mse"]  # matching the codes helps, training more
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, before_a[key])
+    for key, value in b.state_dict().items():
+        assert torch.equal(value, before_b[key])
+
+
+def test_stitch_pairs():
+    runs = [make_run(arch=arch, seed=seed) for arch in ("sym", "enc-heavy") for seed in (0, 1)]
+    pairs = iv.stitch_pairs(runs, ["seed", "arch"])
+    types = {(runs[i]["arch"], runs[i]["seed"], runs[j]["arch"], runs[j]["seed"]): t for i, j, t in pairs}
+    assert types[("sym", 0, "sym", 0)] == "self"
+    assert types[("sym", 0, "sym", 1)] == "seed"
+    assert types[("sym", 0, "enc-heavy", 0)] == "arch"
+    assert ("sym", 0, "enc-heavy", 1) not in types
+    assert len(pairs) == 4 + 4 + 4  # self, other seed, other arch with the same seed
+    assert len(iv.stitch_pairs(runs, ["seed", "arch", "arch-seed"])) == 16
+
+
+def test_least_squares_stitch_of_a_model_to_itself_is_the_identity(trained, data):
+    _, model, _ = trained["ae", 0]
+    stitch = iv.least_squares_stitch(model, model, data["x_train"])
+    assert torch.allclose(stitch.weight, torch.eye(3), atol=1e-5)
+    assert torch.allclose(stitch.bias, torch.zeros(3), atol=1e-5)

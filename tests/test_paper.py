@@ -1,0 +1,363 @@
+"""The paper target: findings and verdict rules, tables as LaTeX/Markdown, the studies' job counts (dry runs)
+and every figure and table the README names, produced on the tiny study."""
+
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from aedissect.config import validate
+from aedissect.stats import mean_ci
+from conftest import REPO, SCHEMA, load_yaml, snakemake
+
+from aedissect import findings, paper, style
+
+matplotlib.use("Agg")
+
+README = (REPO / "README.md").read_text()
+STUDIES = ["mnist", "fashion_mnist", "cifar10"]
+
+
+# ---------------------------------------------------------------- findings: per-run quantities
+
+
+def profile(run_id, values, bottleneck_cut, metric="twonn"):
+    """A layer profile of one run: one value per cut 0..L."""
+    L = len(values) - 1
+    side = [
+        "encoder" if c < bottleneck_cut else "bottleneck" if c == bottleneck_cut else "decoder" for c in range(L + 1)
+    ]
+    return pd.DataFrame(
+        {"run_id": run_id, "cut": range(L + 1), "side": side, "metric": metric, "value": np.asarray(values, float)}
+    )
+
+
+def test_completion_cut_is_the_first_cut_near_the_minimum():
+    cuts = [1, 2, 3, 4]
+    # the minimum is at cut 4, but cut 2 is already within 10% of it: compression completes at 2
+    assert findings.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.1) == (2, 4)
+    assert findings.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.0) == (4, 4)
+    # order of the rows does not matter, NaN is skipped
+    assert findings.completion_cut([4, 3, 2, 1], [5.0, np.nan, 5.2, 9.0], tolerance=0.1) == (2, 4)
+
+
+def test_compression_offsets_are_relative_to_the_bottleneck_and_ignore_input_and_output():
+    # L = 5, bottleneck cut 3; the input (cut 0) and the output (cut 5) have the lowest values but do not count
+    table = pd.concat(
+        [
+            profile("a/s0", [0.1, 8, 4, 6, 7, 0.1], 3),  # minimum at cut 2: inside the encoder, offset -1
+            profile("b/s0", [0.1, 8, 7, 6, 3, 0.1], 3),  # minimum at cut 4: inside the decoder, offset +1
+            profile("b/s0", [0.1, 8, 7, 6, 3, 0.1], 3, metric="twonn_sub_mean"),  # not a compression metric
+            profile("c/s0", [50, 40, 30, 20, 30, 50], 3, metric="participation_ratio"),
+        ]
+    )
+    out = findings.compression_offsets(table, tolerance=0.0).set_index(["run_id", "quantity"])["value"]
+    assert out[("a/s0", "twonn_min_offset")] == -1 and out[("a/s0", "twonn_completion_offset")] == -1
+    assert out[("b/s0", "twonn_min_offset")] == 1
+    assert out[("c/s0", "pr_min_offset")] == 0
+    assert len(out) == 6
+
+
+def test_encoder_share_matches_the_interventions_computation_and_is_symmetric():
+    from aedissect.interventions import encoder_share
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        full = rng.uniform(0.1, 0.2)
+        losses = {"none": full, "encoder": full + rng.uniform(0, 1), "decoder": full + rng.uniform(0, 1)}
+        for spec, loss in losses.items():
+            rows.append({"run_id": f"r{i}", "freeze": spec, "test_loss": loss, "test_mse": loss / 2})
+    wide = pd.DataFrame(rows)
+    ours = findings.encoder_shares(findings.freeze_losses(wide)).set_index("run_id")["value"].sort_index()
+    theirs = encoder_share(wide)
+    theirs = theirs[theirs["metric"] == "test_loss"].set_index("run_id")["value"].sort_index()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert ((ours > 0) & (ours < 1)).all()
+    swapped = wide.replace({"freeze": {"encoder": "decoder", "decoder": "encoder"}})
+    mirror = findings.encoder_shares(findings.freeze_losses(swapped)).set_index("run_id")["value"].sort_index()
+    np.testing.assert_allclose(mirror, 1 - ours, rtol=1e-12)
+
+
+def test_encoder_share_falls_back_to_the_normal_run_and_is_nan_without_a_loss_increase():
+    wide = pd.DataFrame(
+        {"run_id": ["r", "r", "q", "q"], "freeze": ["encoder", "decoder"] * 2, "test_loss": [3, 2, 1, 1]}
+    )
+    out = findings.encoder_shares(wide, full_loss=pd.Series({"r": 1.0, "q": 1.0})).set_index("run_id")["value"]
+    assert out["r"] == pytest.approx(2 / 3)
+    assert np.isnan(out["q"])
+
+
+def test_stitch_penalty_uses_other_seeds_of_the_same_architecture_only():
+    table = pd.DataFrame(
+        {
+            "run_id_a": ["d/ae/x/z3/relu/s1", "d/ae/x/z3/relu/s2", "d/ae/y/z3/relu/s0", "d/ae/x/z3/relu/s0"],
+            "run_id_b": ["d/ae/x/z3/relu/s0"] * 4,
+            "stitch": ["trained", "trained", "trained", "trained"],
+            "penalty": [0.1, 0.3, 5.0, 7.0],  # other architecture and self: left out
+        }
+    )
+    out = findings.stitch_penalties(findings.stitch_rows(table))
+    assert out["value"].tolist() == [pytest.approx(0.2)]
+
+
+def test_critical_encoder_fraction_and_text():
+    crit = pd.DataFrame(
+        {
+            "run_id": ["a/s0"] * 3 + ["a/s1"] * 3,
+            "layer": ["enc1", "bottleneck", "output"] * 2,
+            "side": ["encoder", "bottleneck", "decoder"] * 2,
+            "critical": [True, False, True, False, False, True],
+        }
+    )
+    out = findings.critical_layers(crit).set_index("run_id")["value"]
+    assert out["a/s0"] == 0.5 and out["a/s1"] == 0.0
+    runs = pd.DataFrame(
+        {"run_id": ["a/s0", "a/s1"], "dataset": "d", "kind": "ae", "family": "symmetric", "arch": "x", "bottleneck": 3}
+    )
+    text = findings.critical_layer_text(crit, runs, majority=0.66)[("d", "ae", "symmetric")]
+    assert text == "x: output (2/2)"  # enc1 is critical in 1 of 2 seeds only
+
+
+# ---------------------------------------------------------------- summaries and verdict rules
+
+
+def per_run_table(values_by_seed: dict, quantity="twonn_completion_offset", archs=("x", "y")):
+    rows = []
+    for seed, values in values_by_seed.items():
+        for arch, value in zip(archs, values, strict=True):
+            rows.append(
+                {"run_id": f"d/ae/{arch}/z3/relu/s{seed}", "dataset": "d", "kind": "ae", "family": "symmetric"}
+                | {"arch": arch, "bottleneck": 3, "seed": seed, "quantity": quantity, "value": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_summary_averages_each_seed_over_the_family_first_and_counts_runs():
+    table = per_run_table({0: [-1, 1], 1: [0, 0], 2: [-2, -1]})
+    row = findings.summarize_groups(table).iloc[0]
+    per_seed = [0.0, 0.0, -1.5]
+    expected = mean_ci(per_seed)
+    assert row["n"] == 3 and row["n_runs"] == 6
+    assert row["mean"] == pytest.approx(np.mean(per_seed))
+    assert row["ci95_low"] == pytest.approx(expected["ci95_low"]) and row["ci95_high"] == pytest.approx(
+        expected["ci95_high"]
+    )
+    assert (row["n_below"], row["n_at"], row["n_above"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("offsets", "outcome", "k"),
+    [
+        ({0: [-1, 0], 1: [0, -2], 2: [0, 1]}, "encoder", 5),  # 5 of 6 >= 0.66 * 6
+        ({0: [1, 1], 1: [2, 1], 2: [0, 1]}, "decoder", 1),
+        ({0: [1, 0], 1: [0, 1], 2: [0, 1]}, "mixed", 3),
+    ],
+)
+def test_rule_r1_counts_models_that_complete_compression_by_the_bottleneck(offsets, outcome, k):
+    summary = findings.summarize_groups(per_run_table(offsets))
+    result = findings.verdict(summary, majority=0.66)
+    assert (result["compression"], result["compression_k"], result["compression_n"]) == (outcome, k, 6)
+    assert f"in {k} of 6 models" in result["sentence"]
+
+
+def test_rule_r2_reads_the_confidence_interval_against_one_half():
+    base = {"n": 3, "mean": 0.0}
+    assert findings.rule_work(base | {"ci95_low": 0.55, "ci95_high": 0.9}) == "encoder"
+    assert findings.rule_work(base | {"ci95_low": 0.1, "ci95_high": 0.45}) == "decoder"
+    assert findings.rule_work(base | {"ci95_low": 0.4, "ci95_high": 0.6}) == "even"
+    assert findings.rule_work(base | {"ci95_low": np.nan, "ci95_high": np.nan}) == "no data"
+    assert findings.rule_work(None) == "no data"
+
+
+def test_verdict_combination_covers_every_outcome():
+    assert findings.combine("encoder", "encoder") == "yes"
+    assert findings.combine("encoder", "decoder") == "no"
+    assert findings.combine("decoder", "even") == "no"
+    assert findings.combine("encoder", "even") == "partly"
+    assert findings.combine("mixed", "encoder") == "partly"
+    assert findings.combine("mixed", "no data") == "undecided"
+
+
+def test_verdict_uses_the_share_ci_in_its_sentence():
+    table = pd.concat(
+        [
+            per_run_table({0: [-1, -1], 1: [-1, 0], 2: [0, 0]}),
+            per_run_table({0: [0.8, 0.9], 1: [0.7, 0.8], 2: [0.9, 0.8]}, quantity="encoder_share"),
+        ]
+    )
+    summary = findings.summarize_groups(table)
+    result = findings.verdict(summary)
+    assert result["verdict"] == "yes" and result["work"] == "encoder"
+    share = summary[summary["quantity"] == "encoder_share"].iloc[0]
+    assert f"{share['ci95_low']:.2f}, {share['ci95_high']:.2f}" in result["sentence"]
+    text = findings.markdown(summary, findings.verdicts(summary), {}, 0.1, 0.66)
+    assert result["sentence"] in text and "## How the verdicts are chosen" in text
+
+
+# ---------------------------------------------------------------- tables and figure numbering
+
+
+def test_markdown_and_latex_tables_keep_every_row_and_escape_special_characters():
+    table = pd.DataFrame({"arch_name": ["a_b", "c|d"], "share %": [0.5, np.nan], "n": [3, 4]})
+    md = paper.to_markdown(table).splitlines()
+    assert len(md) == 2 + len(table) and md[0].count("|") == len(table.columns) + 1
+    assert "c\\|d" in md[3] and "–" in md[3]
+    tex = paper.to_latex(table, "x & y", "tab:x")
+    assert r"a\_b" in tex and r"share \%" in tex and r"x \& y" in tex
+    assert tex.count(r"\\") == 1 + len(table)  # header + rows
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+
+
+def test_figures_are_numbered_in_paper_order_without_gaps():
+    everything = paper.numbered(lambda rule: True)
+    assert [n for n, _ in everything] == list(range(1, len(paper.FIGURES) + 1))
+    without = paper.numbered(lambda rule: rule != "truncation_tables")
+    assert [n for n, _ in without] == list(range(1, len(without) + 1))
+    assert [f.name for _, f in without] == [f.name for f in paper.FIGURES if f.producer != "truncation_tables"]
+    for _, fig in everything:
+        assert (REPO / "workflow/report" / fig.caption).exists(), fig.caption
+
+
+def test_style_has_one_distinct_colour_per_family_and_one_bottleneck_line():
+    import matplotlib.pyplot as plt
+    from aedissect.config import FAMILIES
+
+    assert set(style.FAMILY_COLOURS) == set(FAMILIES)
+    assert len(set(style.FAMILY_COLOURS.values())) == len(FAMILIES)
+    fig, ax = plt.subplots()
+    style.mark_bottleneck(ax, 2.0)
+    (line,) = ax.get_lines()
+    assert line.get_xdata()[0] == 2.0 and line.get_linestyle() == "--"
+    handle = style.bottleneck_handle()
+    assert handle.get_linestyle() == line.get_linestyle() and handle.get_color() == line.get_color()
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- paper-scale studies
+
+
+def readme_job_counts() -> dict[str, dict[str, int]]:
+    """The README's table of jobs per study: study -> column -> number."""
+    section = README.split("## Reproduce the paper")[1]
+    lines = [line for line in section.splitlines() if line.startswith("| `studies/")]
+    header = next(line for line in section.splitlines() if line.startswith("| study |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    out = {}
+    for line in lines:
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        out[cells[0]] = {col: int(val) for col, val in zip(columns[1:], cells[1:], strict=True)}
+    return out
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_is_the_full_grid(study):
+    config = validate(load_yaml(REPO / "studies" / f"{study}.yaml"), SCHEMA)
+    families = {arch["family"] for arch in config["architectures"].values()}
+    assert families == {"symmetric", "encoder-heavy", "decoder-heavy"}
+    assert set(config["model_kinds"]) == {"ae", "vae"}
+    assert len(config["bottlenecks"]) >= 3 and len(config["seeds"]) == 5
+    assert config["training"]["device"] == "auto"
+    assert all(v is None for v in config["interventions"]["cells"].values())
+    assert all(v is None for v in config["truncation"]["select"].values())
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_dry_run_matches_the_job_counts_in_the_readme(study, tmp_path):
+    stated = readme_job_counts()[f"studies/{study}.yaml"]
+    proc = snakemake(tmp_path, "-n", "paper", configfile=REPO / "studies" / f"{study}.yaml", timeout=300)
+    table = (proc.stdout + proc.stderr).split("Job stats:")[1].split("\n\n")[0]
+    jobs = dict(line.split() for line in table.splitlines()[3:])
+    config = load_yaml(REPO / "studies" / f"{study}.yaml")
+    models = 1
+    for key in ("datasets", "model_kinds", "architectures", "bottlenecks", "activations", "seeds"):
+        models *= len(config[key])
+    assert stated["models"] == models
+    assert int(jobs["total"]) == stated["jobs"]
+    for rule in ("train", "freeze", "truncate", "criticality", "stitching"):
+        assert int(jobs[rule]) == stated[rule], rule
+
+
+# ---------------------------------------------------------------- the paper target on the tiny study
+
+
+def readme_paper_files() -> list[str]:
+    """Every results/paper/ file the README names, braces expanded."""
+    section = README.split("## Reproduce the paper")[1].split("\n## ")[0]
+    names = []
+    for stem, exts in re.findall(r"`((?:fig|table)\d+_[a-z_]+)\.\{([a-z,]+)\}`", section):
+        names += [f"{stem}.{ext}" for ext in exts.split(",")]
+    names += re.findall(r"`((?:findings|verdicts)[a-z_]*\.(?:md|csv))`", section)
+    return names
+
+
+def test_every_figure_and_table_the_readme_names_is_built_by_the_paper_target(tiny_study):
+    names = readme_paper_files()
+    assert len([n for n in names if n.endswith(".png")]) == len(paper.FIGURES)
+    assert len([n for n in names if n.endswith(".tex")]) == len(paper.TABLES)
+    planned = snakemake(tiny_study, "-n", "--forceall", "paper").stdout
+    for name in names:
+        path = tiny_study / "results/paper" / name
+        assert path.exists() and path.stat().st_size > 0, name
+        assert f"results/paper/{name}" in planned, f"{name} is not an output of the paper target"
+
+
+def test_each_figure_sits_next_to_the_table_it_was_drawn_from(tiny_study):
+    for number, fig in paper.numbered(lambda rule: True):
+        stem = tiny_study / "results/paper" / paper.figure_stem(number, fig)
+        assert stem.with_suffix(".csv").read_bytes() == (tiny_study / fig.table).read_bytes(), fig.name
+        assert stem.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+        assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_findings_are_computed_from_the_tables(tiny_study):
+    out = tiny_study / "results/paper"
+    summary = pd.read_csv(out / "findings.csv")
+    per_run = pd.read_csv(out / "findings_runs.csv")
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    text = (out / "findings.md").read_text()
+    runs = pd.read_csv(tiny_study / "results/tables/runs.csv")
+    # every data set x kind x family has a verdict sentence in findings.md
+    groups = runs[["dataset", "kind", "family"]].drop_duplicates()
+    assert len(verdicts) == len(groups)
+    for sentence in verdicts["sentence"]:
+        assert sentence in text
+    # the TwoNN offsets match the truncation table's own argmin where the minimum is a hidden cut
+    locus = findings.compression_offsets(pd.read_csv(tiny_study / "results/tables/layer_profiles.csv"), 0.1)
+    merged = per_run.merge(locus, on=["run_id", "quantity"], suffixes=("", "_again"))
+    assert len(merged) and (merged["value"] == merged["value_again"]).all()
+    # n is the number of seeds, and the CI brackets the mean
+    seeds = runs["seed"].nunique()
+    assert (summary["n"] <= seeds).all()
+    finite = summary.dropna(subset=["ci95_low"])
+    assert (finite["ci95_low"] <= finite["mean"] + 1e-12).all() and (
+        finite["mean"] <= finite["ci95_high"] + 1e-12
+    ).all()
+    # the encoder share agrees with the interventions issue's own table
+    theirs = pd.read_csv(tiny_study / "results/tables/encoder_share.csv")
+    theirs = theirs[theirs["metric"] == "test_loss"].set_index("run_id")["value"]
+    ours = per_run[per_run["quantity"] == "encoder_share"].set_index("run_id")["value"]
+    np.testing.assert_allclose(ours.sort_index(), theirs.loc[ours.sort_index().index], rtol=1e-6)  # CSVs: 10 digits
+
+
+def test_report_front_page_shows_the_findings(tiny_study):
+    snakemake(tiny_study, "--report", "results/report.html", timeout=300)
+    html = (tiny_study / "results/report.html").read_text()
+    verdicts = pd.read_csv(tiny_study / "results/paper/verdicts.csv")
+    assert "How the verdicts are chosen" in html
+    assert verdicts["family"].iloc[0] in html
+    for number, fig in paper.numbered(lambda rule: True):
+        assert f"{paper.figure_stem(number, fig)}.png" in html
+
+
+def test_front_page_survives_snakemakes_jinja_rendering_and_is_valid_rest():
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    text = "# Findings\n\n## digits, AE\n\n**symmetric**: a {{ b }} {% c %} `d`.\n\n- x: 1 [95% CI 0, 2] (n=3)\n"
+    page = findings.front_page_rst(text, "Intro\n=====\n\nSome words.\n")
+    rendered = Environment(trim_blocks=True, lstrip_blocks=True).from_string(page).render()
+    assert "a {{ b }} {% c %}" in rendered and "raw" not in rendered
+    html = publish_parts(rendered, writer="html", settings_overrides={"report_level": 2})["html_body"]
+    assert "system-message" not in html and "<strong>symmetric</strong>" in html

@@ -1,0 +1,151 @@
+"""All seeds of one grid cell trained at once, as one vmapped model (``training.ensemble: true``).
+
+The members' weights are stacked (``torch.func.stack_module_state``) and one loss function, the
+same ``training.loss_terms`` on the same ``MLPAutoencoder`` that ``training.train`` uses, is mapped
+over them with ``vmap`` + ``functional_call``. Everything that makes a run a run stays per member:
+
+- its initialisation: ``build_model(run)`` from its own seed;
+- its batch order and VAE noise: its own ``torch.Generator`` seeded by its seed, drawn in the same
+  order as ``train`` draws them (one ``randperm`` per epoch, then one ``randn`` per batch);
+- its optimiser state: Adam is elementwise, so one Adam over the stacked tensors keeps a separate
+  first and second moment for every member's every weight, and each member's gradient is that of
+  its own loss (the members' losses are summed, and share no weights).
+
+So every member's final weights equal those of its own ``train`` run within float tolerance (the
+batched matrix products round differently), and ``result_for(m)`` has the layout ``train`` returns,
+ready for ``training.save_run``. Many small models then make one large batched product, which is
+what keeps a CPU's cores or a GPU busy, and one job pays the start-up cost once for all seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from aedissect.models import build_model
+from aedissect.training import EVAL_SEED, TrainingDiverged, evaluate, loss_terms
+
+log = logging.getLogger("aedissect.ensemble")
+
+
+class _Loss(nn.Module):
+    """``loss_terms`` as a module's forward, so that ``functional_call`` can swap in a member's weights."""
+
+    def __init__(self, model: nn.Module, run: dict):
+        super().__init__()
+        self.model = model
+        self.run = run
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
+        return loss_terms(self.model, x, self.run, None, eps)["loss"]
+
+
+def check_cell(runs: list[dict]) -> None:
+    """The members must differ only in their seed (one grid cell)."""
+    def strip(run):
+        return {k: v for k, v in run.items() if k not in ("run_id", "seed")}
+
+    first = strip(runs[0])
+    for run in runs[1:]:
+        if strip(run) != first:
+            raise ValueError(f"ensemble members must differ only in their seed: {runs[0]['run_id']} vs {run['run_id']}")
+    seeds = [run["seed"] for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"ensemble members need distinct seeds, got {seeds}")
+
+
+def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[dict]:
+    """Train the runs of one grid cell together; returns one ``train``-shaped result per run, in order."""
+    check_cell(runs)
+    run0 = runs[0]
+    tr = run0["training"]
+    x_train = data["x_train"].to(device)
+    x_test = data["x_test"].to(device)
+    n, in_dim = x_train.shape
+    batch_size, n_members = tr["batch_size"], len(runs)
+
+    members = [build_model(run, in_dim).to(device) for run in runs]
+    init_states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
+    frozen = members[0].frozen_layers(run0.get("freeze", "none"))
+    frozen_prefixes = tuple(f"layers.{i}." for i in frozen)
+    params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves requiring grad
+    for name, p in params.items():
+        p.requires_grad_(not name.startswith(frozen_prefixes))
+    optimizer = torch.optim.Adam(
+        [p for p in params.values() if p.requires_grad], lr=tr["lr"], weight_decay=tr["weight_decay"]
+    )
+    generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
+
+    base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
+    prefixed = {f"model.{k}": v for k, v in params.items()}
+    prefixed_buffers = {f"model.{k}": v for k, v in buffers.items()}
+    is_vae = run0["kind"] == "vae"
+    latent = members[0].latent_dim
+
+    def member_loss(p, b, x, eps):
+        return functional_call(base, (p, b), (x, eps))
+
+    # the noise of the VAE's test loss: evaluate() draws it from a generator seeded EVAL_SEED, the same for all
+    eval_eps = None
+    if is_vae:
+        gen = torch.Generator(device=device).manual_seed(EVAL_SEED)
+        eval_eps = torch.randn((x_test.shape[0], latent), generator=gen, device=device)
+    batched_loss = vmap(member_loss, in_dims=(0, 0, 0, 0 if is_vae else None))
+    test_loss = vmap(member_loss, in_dims=(0, 0, None, None))
+
+    histories = [[] for _ in runs]
+    epoch_states = [{} for _ in runs]
+    for epoch in range(1, tr["epochs"] + 1):
+        perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
+        total = torch.zeros(n_members, device=device)
+        for begin in range(0, n, batch_size):
+            idx = perms[:, begin : begin + batch_size]  # [M, b]
+            xb = x_train[idx]  # [M, b, d]
+            eps = None
+            if is_vae:
+                shape = (idx.shape[1], latent)
+                eps = torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
+            losses = batched_loss(prefixed, prefixed_buffers, xb, eps)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            total += losses.detach() * idx.shape[1]
+        train_loss = (total / n).tolist()
+        with torch.no_grad():
+            test = test_loss(prefixed, prefixed_buffers, x_test, eval_eps).tolist()
+        for m, run in enumerate(runs):
+            if not math.isfinite(train_loss[m]):
+                raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss[m]} at epoch {epoch}")
+            histories[m].append({"epoch": epoch, "train_loss": train_loss[m], "test_loss": test[m]})
+            if epoch in tr["keep_epochs"]:
+                epoch_states[m][epoch] = member_state(params, buffers, m)
+        log.info("epoch %d: train loss %s", epoch, ", ".join(f"{v:.5g}" for v in train_loss))
+
+    results = []
+    for m, (run, model) in enumerate(zip(runs, members, strict=True)):
+        state = member_state(params, buffers, m)
+        model.load_state_dict(state)
+        metrics = evaluate(model, x_test, run)
+        if not math.isfinite(metrics["test_loss"]):
+            raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training")
+        results.append(
+            {
+                "state": state,
+                "init_state": init_states[m],
+                "epoch_states": epoch_states[m],
+                "history": histories[m],
+                "metrics": metrics,
+                "in_dim": in_dim,
+            }
+        )
+    return results
+
+
+def member_state(params: dict, buffers: dict, m: int) -> dict:
+    """Member m's weights as a state dict of the single model."""
+    return {k: v[m].detach().clone() for k, v in {**params, **buffers}.items()}

@@ -1,0 +1,420 @@
+"""Interventions on trained autoencoders: freezing at init, re-initialisation, retraining one layer, stitching.
+
+Everything goes through the one model API (``forward_to``/``forward_from``, ``frozen_layers``) and the one
+training loop (``training.train``): a freeze variant is the normal run with ``run["freeze"]`` set; retraining
+a layer and fitting a stitch call ``train`` with a prepared ``model`` whose other parameters are frozen.
+
+Losses: ``test_loss`` is the run's own objective (MSE per element for the AE, -ELBO in nats for the VAE);
+``test_mse`` is the reconstruction MSE of the deterministic path (the VAE decodes mu), positive for both
+kinds, so ratios (criticality) and differences across kinds (stitching) use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from aedissect import io
+from aedissect.config import ConfigError, config_columns
+from aedissect.models import MLPAutoencoder, build_model, load_model
+from aedissect.stats import summarize
+from aedissect.training import evaluate, setup_torch, train
+
+log = logging.getLogger("aedissect.interventions")
+METRICS = ["test_loss", "test_mse"]
+CELL_KEYS = {"datasets": "dataset", "model_kinds": "kind", "architectures": "arch", "bottlenecks": "bottleneck"}
+
+
+# ---------------------------------------------------------------- which runs and which specs
+
+
+def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
+    """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all)."""
+    cells = config["interventions"]["cells"]
+    study_values = {"datasets": config["datasets"], "model_kinds": config["model_kinds"]}
+    study_values |= {"architectures": list(config["architectures"]), "bottlenecks": config["bottlenecks"]}
+    chosen = {}
+    for key, column in CELL_KEYS.items():
+        values = cells.get(key)
+        if values is None:
+            continue
+        unknown = [v for v in values if v not in study_values[key]]
+        if unknown:
+            raise ConfigError(
+                f"config key interventions.cells.{key}: {unknown} not in the study's {key} {study_values[key]}"
+            )
+        chosen[column] = set(values)
+    return [run for run in runs if all(run[col] in values for col, values in chosen.items())]
+
+
+def n_layers(run: dict) -> int:
+    return len(run["encoder"]) + 1 + len(run["decoder"]) + 1
+
+
+def bottleneck_cut(run: dict) -> int:
+    return len(run["encoder"]) + 1
+
+
+def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
+    """encoder, decoder and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every k in 1..L-1."""
+    L = n_layers(run)
+    ks = freeze_config["k"].get(run["arch"]) or list(range(1, L))
+    bad = [k for k in ks if not 1 <= k <= L - 1]
+    if bad:
+        raise ConfigError(f"config key interventions.freeze.k.{run['arch']}: {bad} outside 1..{L - 1}")
+    specs = ["encoder", "decoder"]
+    specs += [f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks)]
+    return specs
+
+
+def frozen_set(run: dict, spec: str) -> tuple[int, ...]:
+    """The layers a spec freezes for this run (without building the model)."""
+    L, bc = n_layers(run), bottleneck_cut(run)
+    if spec == "encoder":
+        return tuple(range(bc))
+    if spec == "decoder":
+        return tuple(range(bc, L))
+    side, k = spec.rsplit("-", 1)
+    return tuple(range(int(k))) if side == "prefix" else tuple(range(L - int(k), L))
+
+
+# ---------------------------------------------------------------- 1. freezing at initialisation
+
+
+def freeze_variant(run: dict, spec: str) -> dict:
+    """The run's config with part of the network frozen at its init: same seed, same budget."""
+    return copy.deepcopy(run) | {"freeze": spec}
+
+
+def train_freeze_cell(
+    runs: list[dict], specs_by_run: dict, data_path: str, out_dirs: list[str], threads: int, device: str
+) -> None:
+    """Every freeze variant of every seed of one grid cell: results/freeze/<run_id>/<spec>/train_metrics.json.
+
+    Specs that freeze the same layers (``encoder`` and ``prefix-<bottleneck cut>``) are the same training,
+    bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``.
+    """
+    from aedissect.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
+        done: dict[tuple, tuple[str, dict]] = {}
+        for spec in specs_by_run[run["run_id"]]:
+            layers = frozen_set(run, spec)
+            if layers in done:
+                first, result = done[layers]
+            else:
+                log.info("training %s with freeze %s", run["run_id"], spec)
+                first, result = spec, train(freeze_variant(run, spec), data, dev)
+                done[layers] = (spec, result)
+            variant = out_dir / spec
+            metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(layers), "status": "ok"}
+            metrics |= result["metrics"] | ({"same_as": first} if first != spec else {})
+            io.write_json(metrics, variant / "train_metrics.json")
+            history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
+            io.write_csv(history, variant / "train_log.csv")
+
+
+def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
+    """One row per run and freeze spec with its test metrics; the normal run is spec ``none`` (k = 0)."""
+    by_id = {run["run_id"]: run for run in runs}
+    rows = []
+    for path in normal_metric_paths:
+        metrics = io.read_json(path)
+        if metrics["run_id"] in by_id:
+            rows.append(metrics | {"freeze": "none", "frozen_layers": []})
+    for folder in freeze_dirs:
+        rows += [io.read_json(p) for p in sorted(Path(folder).glob("s*/*/train_metrics.json"))]
+    records = []
+    for m in rows:
+        run = by_id[m["run_id"]]
+        spec = m["freeze"]
+        side, k = (spec.rsplit("-", 1)[0], int(spec.rsplit("-", 1)[1])) if "-" in spec else (spec, float("nan"))
+        frozen = list(m["frozen_layers"])
+        base = config_columns(run) | {
+            "freeze": spec,
+            "side": side,
+            "k": 0 if spec == "none" else k,
+            "n_frozen": len(frozen),
+            "n_layers": n_layers(run),
+            "bottleneck_cut": bottleneck_cut(run),
+            "encoder_frozen": spec == "encoder",
+        }
+        records.append(base | {metric: m[metric] for metric in METRICS} | {"same_as": m.get("same_as", "")})
+    return pd.DataFrame(records).sort_values(["run_id", "side", "k"], ignore_index=True)
+
+
+def encoder_share(freeze: pd.DataFrame) -> pd.DataFrame:
+    """share_enc = (L_enc - L_full) / ((L_enc - L_full) + (L_dec - L_full)) per run and metric.
+
+    L_enc: the loss with the encoder frozen at init, L_dec with the decoder frozen, L_full the normal run.
+    """
+    long = freeze.melt(id_vars=["run_id", "freeze"], value_vars=METRICS, var_name="metric", value_name="value")
+    wide = long[long["freeze"].isin(["none", "encoder", "decoder"])].pivot_table(
+        index=["run_id", "metric"], columns="freeze", values="value", aggfunc="first"
+    )
+    config = freeze.drop_duplicates("run_id").set_index("run_id")
+    config = config[[c for c in config.columns if c in _CONFIG_COLUMNS]]
+    rows = []
+    for (rid, metric), row in wide.iterrows():
+        gain_enc, gain_dec = row["encoder"] - row["none"], row["decoder"] - row["none"]
+        total = gain_enc + gain_dec
+        share = gain_enc / total if total != 0 else float("nan")
+        rows.append(
+            {"run_id": rid, **config.loc[rid].to_dict(), "metric": metric, "loss_full": row["none"]}
+            | {"loss_enc_frozen": row["encoder"], "loss_dec_frozen": row["decoder"], "value": share}
+        )
+    return pd.DataFrame(rows)
+
+
+_CONFIG_COLUMNS = [
+    "dataset", "kind", "arch", "family", "encoder", "decoder", "bottleneck", "activation", "seed",
+    "epochs", "batch_size", "lr", "beta", "likelihood", "config_hash",
+]  # fmt: skip
+GROUP = ["dataset", "kind", "bottleneck", "activation"]
+
+
+def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
+    """Encoder share with a 95% CI over seeds, per architecture and per family (``level`` says which)."""
+    by_arch = summarize(share, [*GROUP, "family", "arch", "metric"]).assign(level="arch")
+    by_family = summarize(share, [*GROUP, "family", "metric"]).assign(level="family", arch="all")
+    return pd.concat([by_arch, by_family], ignore_index=True)
+
+
+# ---------------------------------------------------------------- 2./3. re-initialisation and retraining
+
+
+def layer_state(state: dict, layer: int) -> dict:
+    prefix = f"layers.{layer}."
+    return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def with_layer(model: MLPAutoencoder, layer: int, source: dict) -> MLPAutoencoder:
+    """A copy of the model with one layer's weights taken from ``source`` (a full state dict)."""
+    out = copy.deepcopy(model)
+    out.load_state_dict(layer_state(source, layer), strict=False)
+    return out
+
+
+def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder:
+    """A copy with one layer drawn afresh from the init distribution (nn.Linear's own reset), seeded."""
+    out = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out.layers[layer][0].reset_parameters()
+    return out
+
+
+def retrain_run(run: dict, epochs: int) -> dict:
+    out = copy.deepcopy(run)
+    out["training"] = out["training"] | {"epochs": epochs, "keep_epochs": []}
+    return out
+
+
+def criticality(
+    run: dict, model: MLPAutoencoder, payload: dict, data: dict, options: dict, device: torch.device
+) -> list[dict]:
+    """Per layer: test loss with the layer re-initialised, re-randomised, rewound to each kept epoch, and
+    re-initialised then retrained alone; ``ratio`` is the test MSE over the trained model's."""
+    x_test = data["x_test"].to(device)
+    trained = evaluate(model, x_test, run)
+    rows = []
+
+    def record(layer, intervention, metrics, **extra):
+        rows.append(
+            {"layer": layer, "layer_name": model.layer_names[layer], "intervention": intervention}
+            | {"side": model.cut_side(layer + 1)}
+            | {m: metrics[m] for m in METRICS}
+            | {f"trained_{m}": trained[m] for m in METRICS}
+            | extra
+        )
+
+    for layer in range(model.n_layers):
+        record(layer, "trained", evaluate(with_layer(model, layer, payload["state"]), x_test, run))
+        record(layer, "reinit", evaluate(with_layer(model, layer, payload["init_state"]), x_test, run))
+        seed = options["rerandom_seed"] + 1000 * run["seed"] + layer
+        record(layer, "rerandom", evaluate(rerandomised(model, layer, seed), x_test, run))
+        for epoch, state in sorted(payload["epoch_states"].items()):
+            record(layer, f"rewind-{int(epoch)}", evaluate(with_layer(model, layer, state), x_test, run))
+        if options["retrain_epochs"] > 0:
+            start = with_layer(model, layer, payload["init_state"])
+            spec = retrain_run(run, options["retrain_epochs"]) | {"freeze": f"except-{layer}"}
+            result = train(spec, data, device, model=start)
+            record(layer, "retrain", result["metrics"])
+    for row in rows:
+        row["ratio"] = row["test_mse"] / row["trained_test_mse"]
+        row["critical"] = bool(row["ratio"] > options["factor"])
+    reinit = {r["layer"]: r["test_mse"] for r in rows if r["intervention"] == "reinit"}
+    for row in rows:
+        if row["intervention"] == "retrain":
+            lost = reinit[row["layer"]] - row["trained_test_mse"]
+            row["recovered"] = (reinit[row["layer"]] - row["test_mse"]) / lost if lost > 0 else float("nan")
+    return rows
+
+
+def criticality_group(
+    runs: list[dict], model_paths: list[str], data_path: str, options: dict, threads: int, device: str, out_path: str
+) -> None:
+    """Criticality of every layer of every model of one group (all architectures and seeds): one CSV."""
+    from aedissect.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    frames = []
+    for run, path in zip(runs, model_paths, strict=True):
+        model, payload = load_model(path, str(dev))
+        log.info("criticality of %s", run["run_id"])
+        rows = criticality(run, model, payload, data, options, dev)
+        frames.append(pd.DataFrame(rows).assign(run_id=run["run_id"]))
+    io.write_csv(pd.concat(frames, ignore_index=True), out_path)
+
+
+# ---------------------------------------------------------------- 4. stitching
+
+
+class Stitched(nn.Module):
+    """A's prefix to its bottleneck, an affine stitch, B's suffix; both networks frozen.
+
+    It outputs B's mean reconstruction (a Bernoulli VAE's logits squashed), so as ``kind = "ae"`` the training
+    loop fits the stitch to, and ``evaluate`` reports, the reconstruction MSE.
+    """
+
+    kind = "ae"
+
+    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: dict):
+        super().__init__()
+        self.a, self.b, self.stitch = a, b, stitch
+        self.a.requires_grad_(False)
+        self.b.requires_grad_(False)
+        self.squash = b.kind == "vae" and b_run["vae"]["likelihood"] == "bernoulli"
+
+    def frozen_layers(self, spec: str) -> list[int]:
+        if spec != "none":
+            raise ValueError("a stitched model takes no freeze spec: both networks are frozen already")
+        return []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stitch(self.a.forward_to(x, self.a.bottleneck_cut))
+        out = self.b.forward_from(h, self.b.bottleneck_cut)
+        return torch.sigmoid(out) if self.squash else out
+
+
+def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
+    stitch = nn.Linear(dim_in, dim_out)
+    with torch.no_grad():
+        stitch.weight.copy_(torch.eye(dim_out, dim_in))
+        stitch.bias.zero_()
+    return stitch
+
+
+def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
+    """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, other
+    seed; ``arch``: other architecture, same seed; ``arch-seed``: other architecture and seed."""
+    pairs = []
+    for i, a in enumerate(runs):
+        for j, b in enumerate(runs):
+            same_arch, same_seed = a["arch"] == b["arch"], a["seed"] == b["seed"]
+            kind = "self" if i == j else "seed" if same_arch else "arch" if same_seed else "arch-seed"
+            if kind == "self" or kind in pair_types:
+                pairs.append((i, j, kind))
+    return pairs
+
+
+@torch.no_grad()
+def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) -> nn.Linear:
+    """The affine map that best predicts B's code from A's code on ``x`` (least squares, with a bias)."""
+    ha = a.forward_to(x, a.bottleneck_cut).double()
+    hb = b.forward_to(x, b.bottleneck_cut).double()
+    design = torch.cat([ha, torch.ones(ha.shape[0], 1, dtype=ha.dtype, device=ha.device)], dim=1)
+    solution = torch.linalg.lstsq(design.cpu(), hb.cpu(), driver="gelsd").solution
+    stitch = nn.Linear(ha.shape[1], hb.shape[1]).to(x.device)
+    stitch.weight.copy_(solution[:-1].T.to(stitch.weight))
+    stitch.bias.copy_(solution[-1].to(stitch.bias))
+    return stitch
+
+
+def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device) -> dict:
+    """Fit the stitch: start at the least-squares match of the two codes on the training set, then train it on
+    B's reconstruction with the one training loop (both networks frozen); returns its test metrics."""
+    start = least_squares_stitch(a, b, data["x_train"].to(device))
+    stitched = Stitched(copy.deepcopy(a), copy.deepcopy(b), start, b_run)
+    run = copy.deepcopy(b_run) | {"run_id": f"stitch-to-{b_run['run_id']}"}
+    run["training"] = run["training"] | {
+        "epochs": options["epochs"],
+        "batch_size": options["batch_size"],
+        "lr": options["lr"],
+        "keep_epochs": [],
+        "weight_decay": 0.0,
+    }
+    return train(run, data, device, model=stitched)["metrics"]
+
+
+def stitching_group(
+    runs: list[dict], model_paths: list[str], data_path: str, options: dict, threads: int, device: str, out_path: str
+) -> None:
+    """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV."""
+    from aedissect.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    x_test = data["x_test"].to(dev)
+    loaded = [load_model(path, str(dev)) for path in model_paths]
+    models = [m for m, _ in loaded]
+    inits = []
+    for run, (_, payload) in zip(runs, loaded, strict=True):
+        init = build_model(run, payload["in_dim"]).to(dev)
+        init.load_state_dict(payload["init_state"])
+        inits.append(init)
+    own = [evaluate(m, x_test, run)["test_mse"] for m, run in zip(models, runs, strict=True)]
+    rows = []
+    for i, j, pair_type in stitch_pairs(runs, options["pair_types"]):
+        a, b, b_run = models[i], models[j], runs[j]
+        log.info("stitching %s -> %s", runs[i]["run_id"], b_run["run_id"])
+        identity = Stitched(a, b, identity_stitch(a.latent_dim, b.latent_dim), b_run)
+        results = {"identity": evaluate(identity, x_test, b_run)}
+        if pair_type != "self" or options["fit_self"]:
+            results["trained"] = fit_stitch(a, b, b_run, data, options, dev)
+            results["init_a"] = fit_stitch(inits[i], b, b_run, data, options, dev)
+        for stitch, metrics in results.items():
+            rows.append(
+                {"run_id": b_run["run_id"], "run_id_a": runs[i]["run_id"], "run_id_b": b_run["run_id"]}
+                | {"a_arch": runs[i]["arch"]}
+                | {"a_seed": runs[i]["seed"], "pair_type": pair_type, "stitch": stitch}
+                | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}
+            )
+    io.write_csv(pd.DataFrame(rows), out_path)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:
+    from aedissect.aggregate import with_config as join
+
+    return join(runs, [pd.read_csv(p) for p in paths])
+
+
+def freeze_summary(freeze: pd.DataFrame) -> pd.DataFrame:
+    """Test metrics per cell and freeze spec: mean, std and 95% CI over seeds."""
+    by = [*GROUP, "family", "arch", "freeze", "side", "k", "n_frozen", "bottleneck_cut"]
+    long = freeze.melt(id_vars=by, value_vars=METRICS, var_name="metric", value_name="value")
+    return summarize(long, [*by, "metric"])
+
+
+def criticality_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ratio (test MSE over the trained model's) with CI over seeds, and how many seeds call it critical."""
+    by = [*GROUP, "family", "arch", "layer", "layer_name", "side", "intervention"]
+    summary = summarize(table, by, value="ratio")
+    critical = table.groupby(by, dropna=False)["critical"].mean().rename("critical_share").reset_index()
+    return summary.merge(critical, on=by, how="left")
+
+
+def stitching_summary(table: pd.DataFrame) -> pd.DataFrame:
+    by = [*GROUP, "a_arch", "arch", "pair_type", "stitch"]
+    return summarize(table, by, value="penalty")

@@ -1,0 +1,266 @@
+"""What a representation holds: similarity, geometry and probes, one function per metric.
+
+Every function takes tensors or arrays of shape (n_samples, n_features) and computes in float64.
+Nothing here loops over points: distances and kernels are matrix products.
+
+- ``linear_cka``: linear centred kernel alignment (Kornblith et al. 2019), optionally debiased
+  (the unbiased HSIC estimator of Song et al. 2012), computed in feature space.
+- ``participation_ratio``: (sum of covariance eigenvalues)^2 / sum of their squares.
+- ``pca_dimension``: the number of principal components that explain a share of the variance.
+- ``twonn_dimension``: the TwoNN intrinsic dimension (Facco et al. 2017).
+- ``ridge_reconstruction``: closed-form ridge regression H -> X, lambda chosen on a validation split.
+- ``linear_probe_accuracy``: multinomial logistic regression H -> y, test accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_LAMBDAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def as_float64(a) -> np.ndarray:
+    """A 2-D float64 array from a tensor (any device) or array; a vector becomes one column."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"expected shape (n_samples, n_features), got {a.shape}")
+    return a
+
+
+def _centre(a) -> np.ndarray:
+    a = as_float64(a)
+    return a - a.mean(axis=0, keepdims=True)
+
+
+def _check_pair(X: np.ndarray, Y: np.ndarray) -> None:
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y need the same samples: {X.shape[0]} vs {Y.shape[0]}")
+
+
+def _hsic_unbiased(X: np.ndarray, Y: np.ndarray) -> float:
+    """Song et al. (2012) unbiased HSIC of the linear kernels K = XX^T, L = YY^T, without forming them.
+
+    HSIC_u = [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)), K~ = K with zero diagonal.
+    """
+    n = X.shape[0]
+    if n < 4:
+        raise ValueError("the debiased CKA needs at least 4 samples")
+    kd = np.einsum("ij,ij->i", X, X)  # diagonal of K
+    ld = np.einsum("ij,ij->i", Y, Y)
+    trace_kl = np.sum((Y.T @ X) ** 2) - kd @ ld
+    k1 = X @ X.sum(axis=0) - kd  # K~ 1
+    l1 = Y @ Y.sum(axis=0) - ld
+    sum_k, sum_l = k1.sum(), l1.sum()
+    return float((trace_kl + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)) / (n * (n - 3)))
+
+
+def linear_cka(X, Y, debiased: bool = False) -> float:
+    """Linear CKA = ||Y'X||_F^2 / (||X'X||_F ||Y'Y||_F) of the centred features; NaN if one side is constant.
+
+    With ``debiased`` the three HSIC terms use the unbiased estimator (Kornblith et al. 2019, after
+    Song et al. 2012): close to 0 for independent data at any width, and no longer bounded by [0, 1].
+    """
+    X, Y = _centre(X), _centre(Y)
+    _check_pair(X, Y)
+    if debiased:
+        xy, xx, yy = _hsic_unbiased(X, Y), _hsic_unbiased(X, X), _hsic_unbiased(Y, Y)
+    else:
+        xy = float(np.sum((Y.T @ X) ** 2))
+        xx = float(np.sum((X.T @ X) ** 2))
+        yy = float(np.sum((Y.T @ Y) ** 2))
+    denom = np.sqrt(xx * yy) if xx > 0 and yy > 0 else 0.0
+    if not denom > 0:
+        return float("nan")
+    return float(xy / denom)
+
+
+def covariance_eigenvalues(H) -> np.ndarray:
+    """Eigenvalues of the sample covariance, largest first, clipped at 0."""
+    H = _centre(H)
+    cov = H.T @ H / max(H.shape[0] - 1, 1)
+    return np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
+
+
+def participation_ratio(H) -> float:
+    """PR = (sum lambda)^2 / sum lambda^2 of the covariance eigenvalues = tr(C)^2 / ||C||_F^2; NaN if constant."""
+    H = _centre(H)
+    cov = H.T @ H
+    denom = float(np.sum(cov**2))
+    return float(np.trace(cov) ** 2 / denom) if denom > 0 else float("nan")
+
+
+def pca_dimension(H, variance: float = 0.9) -> int:
+    """The fewest principal components whose eigenvalues reach ``variance`` of the total; 0 if constant."""
+    if not 0 < variance <= 1:
+        raise ValueError(f"variance must be in (0, 1], not {variance}")
+    eig = covariance_eigenvalues(H)
+    total = eig.sum()
+    if total <= 0:
+        return 0
+    share = np.cumsum(eig) / total
+    return int(min(np.searchsorted(share, variance - 1e-12) + 1, eig.size))
+
+
+def two_nearest_distances(H) -> np.ndarray:
+    """Distances (n, 2) of every point to its first and second nearest other point.
+
+    Candidates come from one Gram-matrix distance computation; their distances are then recomputed
+    directly, so duplicate points get exactly 0.
+    """
+    H = as_float64(H)
+    n = H.shape[0]
+    if n < 3:
+        raise ValueError("TwoNN needs at least 3 points")
+    sq = np.einsum("ij,ij->i", H, H)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (H @ H.T)
+    np.fill_diagonal(d2, np.inf)
+    k = min(4, n - 1)  # a few spare candidates against rounding in the Gram formula
+    cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    exact = np.sqrt(np.sum((H[cand] - H[:, None, :]) ** 2, axis=2))
+    return np.sort(exact, axis=1)[:, :2]
+
+
+def twonn_dimension(H, discard_fraction: float = 0.1) -> float:
+    """TwoNN intrinsic dimension (Facco et al. 2017).
+
+    mu_i = r2 / r1 from each point's two nearest neighbours (points with r1 = 0 dropped); with mu sorted
+    and the empirical F(mu_(i)) = i / N, the line -log(1 - F) = d log mu is fitted through the origin
+    by least squares after discarding the largest ``discard_fraction`` of mu. NaN with fewer than 3 usable points.
+    """
+    r = two_nearest_distances(H)
+    keep = r[:, 0] > 0
+    mu = np.sort(r[keep, 1] / r[keep, 0])
+    n = mu.size
+    n_fit = int(np.floor(n * (1.0 - discard_fraction)))
+    if n_fit < 3:
+        return float("nan")
+    x = np.log(mu[:n_fit])
+    y = -np.log(1.0 - np.arange(1, n_fit + 1) / n)
+    denom = float(x @ x)
+    return float(x @ y / denom) if denom > 0 else float("nan")
+
+
+def twonn_subsamples(H, n_subsamples: int = 5, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """TwoNN dimension on ``n_subsamples`` seeded random subsamples of ``fraction`` of the points."""
+    H = as_float64(H)
+    rng = np.random.default_rng(seed)
+    size = max(3, int(round(H.shape[0] * fraction)))
+    return np.array(
+        [twonn_dimension(H[rng.choice(H.shape[0], size, replace=False)]) for _ in range(n_subsamples)],
+        dtype=np.float64,
+    )
+
+
+def _standardizer(H: np.ndarray):
+    """Centre on the fit data and divide by one scale for all features, the root mean feature variance.
+
+    One scale, not one per feature: a unit that is nearly constant on the fit data (a ReLU unit that
+    rarely fires) would otherwise be blown up on the test data and wreck the probe.
+    """
+    mean = H.mean(axis=0, keepdims=True)
+    scale = float(np.sqrt(np.mean(H.var(axis=0))))
+    scale = scale if scale > 0 else 1.0
+    return lambda a: (a - mean) / scale
+
+
+def _ridge_fit(H: np.ndarray, X: np.ndarray, lambdas) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Weights and intercepts for each lambda (penalty lambda * n on standardised features), from one SVD."""
+    hm, xm = H.mean(axis=0), X.mean(axis=0)
+    Hc, Xc = H - hm, X - xm
+    u, s, vt = np.linalg.svd(Hc, full_matrices=False)
+    uty = u.T @ Xc
+    out = []
+    for lam in lambdas:
+        w = vt.T @ ((s / (s**2 + lam * H.shape[0]))[:, None] * uty)
+        out.append((w, xm - hm @ w))
+    return out
+
+
+def _r2(X: np.ndarray, pred: np.ndarray) -> tuple[float, np.ndarray]:
+    """Pooled R^2 (1 - SSE / SST over all columns) and R^2 per column, around the scored data's own mean."""
+    sse = np.sum((X - pred) ** 2, axis=0)
+    sst = np.sum((X - X.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(sst > 0, 1.0 - sse / sst, np.nan)
+    pooled = 1.0 - sse.sum() / sst.sum() if sst.sum() > 0 else float("nan")
+    return float(pooled), per
+
+
+def ridge_reconstruction(
+    H_fit, X_fit, H_test, X_test, lambdas=DEFAULT_LAMBDAS, val_fraction: float = 0.2, seed: int = 0
+) -> dict:
+    """Closed-form ridge regression H -> X on centred, scaled H (one scale for all features) with an intercept.
+
+    lambda (the penalty is lambda * n_samples * ||W||^2) is chosen by validation MSE on a seeded
+    ``val_fraction`` of the fit data, then the model is refitted on all fit data and scored on the test
+    data. Returns mse (per element), r2 (pooled over columns), r2_per_target, lambda.
+    """
+    H_fit, X_fit, H_test, X_test = map(as_float64, (H_fit, X_fit, H_test, X_test))
+    _check_pair(H_fit, X_fit)
+    _check_pair(H_test, X_test)
+    scale = _standardizer(H_fit)
+    H_fit, H_test = scale(H_fit), scale(H_test)
+    lambdas = list(lambdas)
+    if len(lambdas) > 1:
+        n = H_fit.shape[0]
+        perm = np.random.default_rng(seed).permutation(n)
+        n_val = max(1, int(round(n * val_fraction)))
+        val, tr = perm[:n_val], perm[n_val:]
+        fits = _ridge_fit(H_fit[tr], X_fit[tr], lambdas)
+        val_mse = [np.mean((H_fit[val] @ w + b - X_fit[val]) ** 2) for w, b in fits]
+        lam = lambdas[int(np.argmin(val_mse))]
+    else:
+        lam = lambdas[0]
+    w, b = _ridge_fit(H_fit, X_fit, [lam])[0]
+    pred = H_test @ w + b
+    r2, per = _r2(X_test, pred)
+    return {"mse": float(np.mean((pred - X_test) ** 2)), "r2": r2, "r2_per_target": per, "lambda": float(lam)}
+
+
+def _softmax_fit(H: np.ndarray, y: np.ndarray, n_classes: int, C: float, max_iter: int) -> np.ndarray:
+    """Weights (features + 1, classes) minimising mean cross-entropy + ||W||^2 / (2 C n), bias unpenalised.
+
+    The same objective as scikit-learn's LogisticRegression(C) up to the factor n, solved by L-BFGS
+    with the analytic gradient.
+    """
+    from scipy.optimize import minimize
+
+    n, d = H.shape
+    A = np.hstack([H, np.ones((n, 1))])
+    Y = np.zeros((n, n_classes))
+    Y[np.arange(n), y] = 1.0
+    penalty = np.ones((d + 1, 1))
+    penalty[-1] = 0.0
+    alpha = 1.0 / (C * n)
+
+    def loss_grad(w):
+        W = w.reshape(d + 1, n_classes)
+        z = A @ W
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -np.sum(Y * logp) / n + 0.5 * alpha * np.sum(penalty * W**2)
+        grad = A.T @ (np.exp(logp) - Y) / n + alpha * penalty * W
+        return loss, grad.ravel()
+
+    res = minimize(loss_grad, np.zeros((d + 1) * n_classes), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return res.x.reshape(d + 1, n_classes)
+
+
+def linear_probe_accuracy(H_fit, y_fit, H_test, y_test, C: float = 1.0, max_iter: int = 300) -> float:
+    """Test accuracy of a multinomial logistic regression (L2, inverse strength ``C`` as in scikit-learn)
+    on centred, scaled H (one scale for all features); labels may be any integers or strings."""
+    H_fit, H_test = as_float64(H_fit), as_float64(H_test)
+    y_fit, y_test = np.asarray(y_fit).ravel(), np.asarray(y_test).ravel()
+    _check_pair(H_fit, y_fit[:, None])
+    _check_pair(H_test, y_test[:, None])
+    classes, codes = np.unique(y_fit, return_inverse=True)
+    if classes.size < 2:
+        return float(np.mean(y_test == classes[0]))
+    scale = _standardizer(H_fit)
+    W = _softmax_fit(scale(H_fit), codes, classes.size, C, max_iter)
+    logits = scale(H_test) @ W[:-1] + W[-1]
+    return float(np.mean(classes[np.argmax(logits, axis=1)] == y_test))

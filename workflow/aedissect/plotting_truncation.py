@@ -1,0 +1,252 @@
+"""Truncation figures, each drawn from one tidy table: layer profiles, CKA heatmaps, encoding loci."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from aedissect import style
+from aedissect.config import FAMILIES
+from aedissect.stats import summarize
+
+METRIC_LABELS = {
+    "linear_r2": "ridge R² (h → x)",
+    "nonlinear_r2": "MLP R² (h → x)",
+    "linear_mse": "ridge MSE (h → x)",
+    "nonlinear_mse": "MLP MSE (h → x)",
+    "label_accuracy": "label probe accuracy",
+    "factor_r2_linear": "factor R², linear",
+    "factor_r2_nonlinear": "factor R², MLP",
+    "twonn": "TwoNN dimension",
+    "participation_ratio": "participation ratio",
+    "pca_dim_90": "PCA dim. (90%)",
+    "pca_dim_99": "PCA dim. (99%)",
+    "width": "width",
+    "cka_bottleneck": "CKA to bottleneck",
+    "cka_input": "CKA to input",
+    "cka_output": "CKA to output",
+    "cka_seeds": "CKA across seeds",
+}
+PROFILE_METRICS = [
+    "linear_r2",
+    "nonlinear_r2",
+    "label_accuracy",
+    "factor_r2_linear",
+    "factor_r2_nonlinear",
+    "twonn",
+    "participation_ratio",
+    "pca_dim_90",
+    "cka_bottleneck",
+    "cka_input",
+    "cka_seeds",
+]
+LOCUS_LABELS = {
+    "twonn_min": "min TwoNN dimension",
+    "pr_min": "min participation ratio",
+    "cka_bottleneck_max": "max CKA to bottleneck\n(outside it)",
+}
+Z_STYLES = ["-", "--", ":", "-."]
+
+
+def _families(table: pd.DataFrame) -> list[str]:
+    present = set(table["family"])
+    return [f for f in FAMILIES if f in present]
+
+
+def _arch_colours(table: pd.DataFrame) -> dict:
+    families = table.groupby("family")["arch"].unique()
+    return style.arch_colours({family: list(archs) for family, archs in families.items()})
+
+
+def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | None = None):
+    """Each metric against relative depth: rows (data set, metric), columns family x kind.
+
+    One line per architecture and bottleneck (colour: architecture, line style: bottleneck), the mean over
+    seeds with its Student-t 95% band; dashed verticals mark each architecture's bottleneck.
+    """
+    style.apply()
+    datasets = datasets or sorted(table["dataset"].unique())
+    table = table[table["dataset"].isin(datasets) & table["metric"].isin(metrics)]
+    rows = [(d, m) for d in datasets for m in metrics if ((table["dataset"] == d) & (table["metric"] == m)).any()]
+    if not rows:
+        raise ValueError(f"no rows for metrics {metrics} in data sets {datasets}")
+    families, kinds = _families(table), sorted(table["kind"].unique())
+    columns = [(f, k) for f in families for k in kinds]
+    colours = _arch_colours(table)
+    zs = sorted(table["bottleneck"].unique())
+    summary = summarize(table, ["dataset", "metric", "family", "kind", "arch", "bottleneck", "cut", "relative_depth"])
+    bottlenecks = table[table["side"] == "bottleneck"].groupby(["family", "arch"])["relative_depth"].first()
+    fig, axes = plt.subplots(
+        len(rows), len(columns), figsize=(style.PAGE_WIDTH, 1.25 * len(rows) + 0.5), squeeze=False, sharex=True
+    )
+    for i, (dataset, metric) in enumerate(rows):
+        for j, (family, kind) in enumerate(columns):
+            ax = axes[i, j]
+            panel = summary[
+                (summary["dataset"] == dataset)
+                & (summary["metric"] == metric)
+                & (summary["family"] == family)
+                & (summary["kind"] == kind)
+            ]
+            for depth in sorted(set(bottlenecks[family].values)) if family in bottlenecks else []:
+                style.mark_bottleneck(ax, depth)
+            for (arch, z), line in panel.groupby(["arch", "bottleneck"]):
+                line = line.sort_values("relative_depth")
+                ls = Z_STYLES[zs.index(z) % len(Z_STYLES)]
+                ax.plot(
+                    line["relative_depth"],
+                    line["mean"],
+                    color=colours[arch],
+                    ls=ls,
+                    lw=1.0,
+                    marker=".",
+                    ms=3,
+                    label=f"{arch}, z={z}",
+                )
+                if line["ci95_low"].notna().any():
+                    ax.fill_between(
+                        line["relative_depth"],
+                        line["ci95_low"],
+                        line["ci95_high"],
+                        color=colours[arch],
+                        alpha=0.15,
+                        lw=0,
+                    )
+            if i == 0:
+                ax.set_title(f"{family}, {kind.upper()}")
+            if j == 0:
+                ax.set_ylabel(f"{dataset}\n{METRIC_LABELS.get(metric, metric)}", fontsize=6)
+            if i == len(rows) - 1:
+                ax.set_xlabel("relative depth (cut / L)")
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+            labels[lab] = lab
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4, frameon=False)
+    return fig
+
+
+def layer_profile(table: pd.DataFrame, dataset: str):
+    """Every main truncation metric of one data set against relative depth (layer_profiles.csv)."""
+    present = set(table.loc[table["dataset"] == dataset, "metric"])
+    return profile_grid(table, [m for m in PROFILE_METRICS if m in present], [dataset])
+
+
+def geometry_profiles(table: pd.DataFrame):
+    """TwoNN dimension and participation ratio against relative depth, every data set (layer_profiles.csv)."""
+    return profile_grid(table, ["twonn", "participation_ratio"])
+
+
+def reconstruction_profiles(table: pd.DataFrame):
+    """What each cut holds about the input: ridge and MLP reconstruction R², every data set (layer_profiles.csv)."""
+    return profile_grid(table, ["linear_r2", "nonlinear_r2"])
+
+
+def _mean_matrix(rows: pd.DataFrame, n_cuts: int, symmetrize: bool) -> np.ndarray:
+    m = np.full((n_cuts, n_cuts), np.nan)
+    means = rows.groupby(["cut_a", "cut_b"])["cka"].mean()
+    for (a, b), v in means.items():
+        m[a, b] = v
+    if symmetrize:  # seed pairs are stored once (a < b): cut i of A vs cut j of B and its mirror are both valid
+        m = np.nanmean(np.stack([m, m.T]), axis=0)
+    return m
+
+
+def cka_heatmaps(table: pd.DataFrame, dataset: str):
+    """Linear CKA between cuts (cka_matrices.csv): within a model (mean over seeds) and across seeds (mean
+    over seed pairs, both orders), one row per architecture, columns kind x bottleneck x (within, across)."""
+    style.apply()
+    table = table[table["dataset"] == dataset]
+    archs = list(table.sort_values(["family", "arch"])["arch"].unique())
+    kinds, zs = sorted(table["kind"].unique()), sorted(table["bottleneck"].unique())
+    columns = [(k, z, w) for k in kinds for z in zs for w in ("within", "across")]
+    fig, axes = plt.subplots(
+        len(archs), len(columns), figsize=(style.PAGE_WIDTH, 0.95 * len(archs) + 0.6), squeeze=False
+    )
+    image = None
+    for i, arch in enumerate(archs):
+        for j, (kind, z, which) in enumerate(columns):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            cell = table[(table["arch"] == arch) & (table["kind"] == kind) & (table["bottleneck"] == z)]
+            same = cell["seed_a"] == cell["seed_b"]
+            rows = cell[same] if which == "within" else cell[~same]
+            if i == 0:
+                ax.set_title(f"{kind.upper()} z={z}\n{which}", fontsize=6)
+            if j == 0:
+                ax.set_ylabel(arch, fontsize=6)
+            if rows.empty:
+                ax.set_axis_off()
+                continue
+            names = cell.drop_duplicates("cut_a").sort_values("cut_a")["layer_a"].tolist()
+            m = _mean_matrix(rows, len(names), symmetrize=which == "across")
+            image = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+            bn = names.index("bottleneck")
+            ax.axhline(bn, color="w", lw=0.4, ls="--")
+            ax.axvline(bn, color="w", lw=0.4, ls="--")
+            ax.set_xticks(range(len(names)), [n[:3] for n in names], fontsize=4, rotation=90)
+            if j == 0:
+                ax.set_yticks(range(len(names)), [n[:3] for n in names], fontsize=4)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="linear CKA")
+    fig.suptitle(f"{dataset}: linear CKA between cuts (white dashes: bottleneck)")
+    return fig
+
+
+def encoding_locus(table: pd.DataFrame):
+    """Where each criterion puts the encoding, in layers from the bottleneck (encoding_locus.csv): one dot per
+    run, the mean over runs as a bar; rows data sets, columns criteria, x family, AE and VAE side by side."""
+    style.apply()
+    datasets, loci = sorted(table["dataset"].unique()), [c for c in LOCUS_LABELS if c in set(table["locus"])]
+    families, kinds = _families(table), sorted(table["kind"].unique())
+    fig, axes = plt.subplots(
+        len(datasets), len(loci), figsize=(style.PAGE_WIDTH, 1.8 * len(datasets) + 0.4), squeeze=False, sharey=True
+    )
+    rng = np.random.default_rng(0)
+    width = 0.8 / len(kinds)
+    for i, dataset in enumerate(datasets):
+        for j, locus in enumerate(loci):
+            ax = axes[i, j]
+            ax.axhline(0, **style.BOTTLENECK_STYLE)
+            for a, family in enumerate(families):
+                for k, kind in enumerate(kinds):
+                    sel = table[
+                        (table["dataset"] == dataset)
+                        & (table["locus"] == locus)
+                        & (table["family"] == family)
+                        & (table["kind"] == kind)
+                    ]["offset"].to_numpy(dtype=float)
+                    if sel.size == 0:
+                        continue
+                    x = a + (k - (len(kinds) - 1) / 2) * width
+                    colour = style.FAMILY_COLOURS[family]
+                    ax.bar(
+                        x,
+                        sel.mean(),
+                        width * 0.9,
+                        color=colour,
+                        alpha=0.35 if kind == "vae" else 0.7,
+                        hatch="//" if kind == "vae" else None,
+                        edgecolor=colour,
+                        lw=0.6,
+                    )
+                    ax.scatter(
+                        x + rng.uniform(-0.15, 0.15, sel.size) * width,
+                        sel,
+                        s=4,
+                        color="0.1",
+                        zorder=3,
+                        marker=style.KIND_MARKERS.get(kind, "o"),
+                    )
+            ax.set_xticks(range(len(families)), families, rotation=20, ha="right")
+            if i == 0:
+                ax.set_title(LOCUS_LABELS[locus])
+            if j == 0:
+                ax.set_ylabel(f"{dataset}\nlayers from bottleneck")
+    fig.text(
+        0.01, 0.0, "< 0: inside the encoder, > 0: inside the decoder; solid AE, hatched VAE; dots: runs", fontsize=6
+    )
+    return fig

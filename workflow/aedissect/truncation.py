@@ -1,0 +1,374 @@
+"""Layer truncation: cut a trained network at every layer and measure what each cut holds.
+
+For one grid cell (all seeds) the activations of every cut 0..L are computed once per model, in one
+pass (``MLPAutoencoder.all_cuts``; the VAE's bottleneck cut is mu), on a fixed probe split of the
+training data (to fit probes) and on the test split (to score them; also the geometry and CKA data).
+Per run this gives a tidy layer profile (run_id, cut, layer, side, relative_depth, metric, value); per
+cell the CKA matrices between all cuts of a model and between the cuts of different seeds.
+
+The nonlinear probes (a fresh MLP decoder h_c -> x, and h_c -> factors) of all seeds and cuts of a
+cell are trained together as one batched ensemble: inputs zero-padded to the widest cut, one weight
+tensor per layer with a leading group axis, so a cell costs one short training instead of dozens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from aedissect import metrics
+
+log = logging.getLogger("aedissect.truncation")
+
+# encoding-locus criteria: (name, metric, argmin or argmax, exclude the bottleneck cut itself)
+LOCUS_CRITERIA = (
+    ("twonn_min", "twonn", "min", False),
+    ("pr_min", "participation_ratio", "min", False),
+    ("cka_bottleneck_max", "cka_bottleneck", "max", True),
+)
+PROFILE_COLUMNS = ["run_id", "cut", "layer", "side", "relative_depth", "metric", "value"]
+CKA_COLUMNS = ["seed_a", "seed_b", "cut_a", "cut_b", "layer_a", "layer_b", "cka", "cka_debiased"]
+
+
+def cut_activations(model, x) -> list[np.ndarray]:
+    """Activations at every cut 0..L as float64 arrays, from one forward pass."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return [h.detach().cpu().numpy().astype(np.float64) for h in model.all_cuts(x)]
+
+
+def cut_frame(model) -> pd.DataFrame:
+    """cut, layer name, side (encoder / bottleneck / decoder) and relative depth cut / L of every cut."""
+    L = model.n_layers
+    return pd.DataFrame(
+        {
+            "cut": range(L + 1),
+            "layer": model.cut_names(),
+            "side": [model.cut_side(c) for c in range(L + 1)],
+            "relative_depth": [c / L for c in range(L + 1)],
+        }
+    )
+
+
+def split_indices(n_train: int, n_test: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed probe split of the training data and the (capped) test subsample, both seeded."""
+    rng = np.random.default_rng(options["seed"])
+    probe = np.sort(rng.permutation(n_train)[: min(options["probe_size"], n_train)])
+    test = np.sort(rng.permutation(n_test)[: min(options["max_points"], n_test)])
+    return probe, test
+
+
+def geometry(h: np.ndarray, options: dict) -> dict:
+    """Width, participation ratio, PCA dimensions and TwoNN dimension with its spread over subsamples."""
+    out = {
+        "width": float(h.shape[1]),
+        "participation_ratio": metrics.participation_ratio(h),
+        "pca_dim_90": float(metrics.pca_dimension(h, 0.9)),
+        "pca_dim_99": float(metrics.pca_dimension(h, 0.99)),
+        "twonn": metrics.twonn_dimension(h),
+    }
+    if options["twonn_subsamples"] > 0:
+        sub = metrics.twonn_subsamples(h, options["twonn_subsamples"], options["twonn_fraction"], options["seed"])
+        out["twonn_sub_mean"] = float(np.nanmean(sub)) if np.isfinite(sub).any() else math.nan
+        out["twonn_sub_std"] = float(np.nanstd(sub, ddof=1)) if np.isfinite(sub).sum() > 1 else math.nan
+    return out
+
+
+def linear_probes(fit: np.ndarray, test: np.ndarray, data: dict, options: dict) -> dict:
+    """Ridge reconstruction of x, the label probe and the linear factor probe from one cut."""
+    lambdas = options["ridge_lambdas"]
+    rec = metrics.ridge_reconstruction(fit, data["x_fit"], test, data["x_test"], lambdas, seed=options["seed"])
+    out = {"linear_mse": rec["mse"], "linear_r2": rec["r2"]}
+    if "y_fit" in data:
+        out["label_accuracy"] = metrics.linear_probe_accuracy(
+            fit, data["y_fit"], test, data["y_test"], C=options["probe_C"], max_iter=options["probe_max_iter"]
+        )
+    if "f_fit" in data:
+        fac = metrics.ridge_reconstruction(fit, data["f_fit"], test, data["f_test"], lambdas, seed=options["seed"])
+        out["factor_r2_linear"] = float(np.nanmean(fac["r2_per_target"]))
+        out |= {f"factor{k}_r2_linear": float(v) for k, v in enumerate(fac["r2_per_target"])}
+    return out
+
+
+def _standardize(fit: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre on the fit data and divide by one scale (see metrics._standardizer: no per-unit blow-up)."""
+    scale = metrics._standardizer(fit)
+    return scale(fit), scale(test)
+
+
+def mlp_probe(
+    inputs_fit: list[np.ndarray],
+    inputs_test: list[np.ndarray],
+    y_fit: np.ndarray,
+    y_test: np.ndarray,
+    options: dict,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train one fresh MLP per input (a batched ensemble) from centred, scaled h to y; test MSE and R^2 per target.
+
+    Each member has hidden widths ``nonlinear_hidden`` (activation ReLU) and is trained with Adam for
+    ``nonlinear_epochs`` epochs of minibatches (shared, seeded batch order) on the probe split. Inputs are
+    zero-padded to the widest one: a zero input gives its weights zero gradient, so the members are the
+    same as if trained one by one. Returns (mse per member (G,), R^2 per member and target (G, n_targets)).
+    """
+    import torch
+
+    G = len(inputs_fit)
+    widths = [h.shape[1] for h in inputs_fit]
+    d_max = max(widths)
+    n_fit, n_test = inputs_fit[0].shape[0], inputs_test[0].shape[0]
+    xf = np.zeros((G, n_fit, d_max), dtype=np.float32)
+    xt = np.zeros((G, n_test, d_max), dtype=np.float32)
+    for g, (hf, ht) in enumerate(zip(inputs_fit, inputs_test, strict=True)):
+        sf, st = _standardize(hf, ht)
+        xf[g, :, : widths[g]] = sf
+        xt[g, :, : widths[g]] = st
+    device = torch.device(options.get("device", "cpu"))
+    y_mean = y_fit.mean(axis=0)
+    yf = torch.from_numpy((y_fit - y_mean).astype(np.float32)).to(device)
+    xf_t, xt_t = torch.from_numpy(xf).to(device), torch.from_numpy(xt).to(device)
+
+    gen = torch.Generator().manual_seed(options["seed"])
+    sizes = [d_max, *options["nonlinear_hidden"], y_fit.shape[1]]
+    fan_in = torch.tensor(widths, dtype=torch.float32)
+    params = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        # PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with each member's true fan-in
+        bound = (1.0 / fan_in.sqrt() if i == 0 else torch.full((G,), 1.0 / math.sqrt(a))).view(G, 1, 1)
+        w = (torch.rand(G, a, b, generator=gen) * 2 - 1) * bound
+        bias = (torch.rand(G, 1, b, generator=gen) * 2 - 1) * bound
+        params += [w.to(device).requires_grad_(), bias.to(device).requires_grad_()]
+
+    def forward(x):
+        for i in range(0, len(params), 2):
+            x = torch.baddbmm(params[i + 1], x, params[i])
+            if i + 2 < len(params):
+                x = torch.relu(x)
+        return x
+
+    optimizer = torch.optim.Adam(params, lr=options["nonlinear_lr"])
+    batch = options["nonlinear_batch_size"]
+    for _ in range(options["nonlinear_epochs"]):
+        perm = torch.randperm(n_fit, generator=gen).to(device)
+        for begin in range(0, n_fit, batch):
+            idx = perm[begin : begin + batch]
+            # summing the members' mean losses keeps every member's gradient its own
+            loss = (forward(xf_t[:, idx]) - yf[idx]).pow(2).mean(dim=(1, 2)).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        pred = forward(xt_t).double().cpu().numpy() + y_mean
+    err = (pred - y_test[None]) ** 2
+    sst = ((y_test - y_test.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(sst > 0, 1.0 - err.sum(axis=1) / sst, np.nan)
+    return err.mean(axis=(1, 2)), r2
+
+
+def similarity(acts: list[np.ndarray], bottleneck_cut: int) -> dict[int, dict]:
+    """Per cut: linear and debiased CKA against the bottleneck, the input and the output."""
+    refs = {"bottleneck": bottleneck_cut, "input": 0, "output": len(acts) - 1}
+    out = {}
+    for c, h in enumerate(acts):
+        row = {}
+        for name, r in refs.items():
+            row[f"cka_{name}"] = metrics.linear_cka(h, acts[r])
+            row[f"cka_{name}_debiased"] = metrics.linear_cka(h, acts[r], debiased=True)
+        out[c] = row
+    return out
+
+
+def cka_matrices(acts_by_seed: dict[int, list[np.ndarray]], names: list[str]) -> pd.DataFrame:
+    """CKA between every pair of cuts of one model (seed_a == seed_b) and of two seeds (seed_a < seed_b)."""
+    seeds = sorted(acts_by_seed)
+    rows = []
+    for i, sa in enumerate(seeds):
+        for sb in seeds[i:]:
+            A, B = acts_by_seed[sa], acts_by_seed[sb]
+            for ca, ha in enumerate(A):
+                for cb, hb in enumerate(B):
+                    rows.append(
+                        (
+                            sa,
+                            sb,
+                            ca,
+                            cb,
+                            names[ca],
+                            names[cb],
+                            metrics.linear_cka(ha, hb),
+                            metrics.linear_cka(ha, hb, True),
+                        )
+                    )
+    return pd.DataFrame(rows, columns=CKA_COLUMNS)
+
+
+def _long(run_id: str, cuts: pd.DataFrame, per_cut: dict[int, dict]) -> pd.DataFrame:
+    rows = []
+    for c in cuts.itertuples(index=False):
+        for metric, value in per_cut[c.cut].items():
+            rows.append((run_id, c.cut, c.layer, c.side, c.relative_depth, metric, float(value)))
+    return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
+
+
+def profile_cell(runs: list[dict], model_paths: list[str], data: dict, options: dict):
+    """Layer profiles of every seed of one grid cell and the cell's CKA matrices.
+
+    Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
+    """
+    from aedissect.models import load_model
+
+    probe, test = split_indices(data["x_train"].shape[0], data["x_test"].shape[0], options)
+    x_fit, x_test = data["x_train"][probe], data["x_test"][test]
+    targets = {"x_fit": x_fit.double().numpy(), "x_test": x_test.double().numpy()}
+    if "y_train" in data:
+        targets |= {"y_fit": data["y_train"][probe].numpy(), "y_test": data["y_test"][test].numpy()}
+    if "factors_train" in data:
+        targets |= {"f_fit": data["factors_train"][probe].double().numpy()}
+        targets |= {"f_test": data["factors_test"][test].double().numpy()}
+
+    per_run, acts_test, acts_fit, cuts = {}, {}, {}, None
+    for run, path in zip(runs, model_paths, strict=True):
+        start = time.perf_counter()
+        model, _ = load_model(path)
+        cuts = cut_frame(model)
+        fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
+        acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h
+        sim = similarity(test_h, model.bottleneck_cut)
+        per_run[run["run_id"]] = {
+            c: geometry(test_h[c], options) | sim[c] | linear_probes(fit_h[c], test_h[c], targets, options)
+            for c in range(len(test_h))
+        }
+        log.info("%s: geometry and linear probes in %.1f s", run["run_id"], time.perf_counter() - start)
+
+    start = time.perf_counter()
+    members = [(run, c) for run in runs for c in range(len(acts_fit[run["seed"]]))]
+    inputs_fit = [acts_fit[run["seed"]][c] for run, c in members]
+    inputs_test = [acts_test[run["seed"]][c] for run, c in members]
+    mse, r2 = mlp_probe(inputs_fit, inputs_test, targets["x_fit"], targets["x_test"], options)
+    for g, (run, c) in enumerate(members):
+        per_run[run["run_id"]][c] |= {"nonlinear_mse": mse[g], "nonlinear_r2": _pooled_r2(mse[g], targets["x_test"])}
+    if "f_fit" in targets:
+        _, fr2 = mlp_probe(inputs_fit, inputs_test, targets["f_fit"], targets["f_test"], options)
+        for g, (run, c) in enumerate(members):
+            per_run[run["run_id"]][c]["factor_r2_nonlinear"] = float(np.nanmean(fr2[g]))
+            per_run[run["run_id"]][c] |= {f"factor{k}_r2_nonlinear": float(v) for k, v in enumerate(fr2[g])}
+    log.info("nonlinear probes of %d members in %.1f s", len(members), time.perf_counter() - start)
+
+    cka = cka_matrices(acts_test, list(cuts["layer"]))
+    across = cka[cka["seed_a"] != cka["seed_b"]]
+    same_cut = across[across["cut_a"] == across["cut_b"]]
+    for run in runs:
+        mine = same_cut[(same_cut["seed_a"] == run["seed"]) | (same_cut["seed_b"] == run["seed"])]
+        if mine.empty:
+            continue
+        means = mine.groupby("cut_a")[["cka", "cka_debiased"]].mean()
+        for c, row in means.iterrows():
+            per_run[run["run_id"]][int(c)] |= {"cka_seeds": row["cka"], "cka_seeds_debiased": row["cka_debiased"]}
+    profiles = {rid: _long(rid, cuts, per_cut) for rid, per_cut in per_run.items()}
+    return profiles, cka
+
+
+def _pooled_r2(mse: float, x: np.ndarray) -> float:
+    sst = float(((x - x.mean(axis=0)) ** 2).mean())
+    return 1.0 - mse / sst if sst > 0 else math.nan
+
+
+def truncate_cell(
+    runs: list[dict], model_paths: list[str], data_path: str, options: dict, profile_paths: list[str], cka_path: str
+) -> None:
+    """The truncate rule: every seed of a cell, one layer_profile.csv per run and the cell's CKA table."""
+    import torch
+
+    from aedissect import io
+    from aedissect.data import load
+    from aedissect.training import setup_torch
+
+    # the cut activations come from the CPU copy of the model; the nonlinear probes train on the device
+    options = options | {"device": str(setup_torch(options["threads"], options["device"]))}
+    torch.manual_seed(options["seed"])
+    data = load(data_path)
+    profiles, cka = profile_cell(runs, model_paths, data, options)
+    for run, path in zip(runs, profile_paths, strict=True):
+        io.write_csv(profiles[run["run_id"]], path)
+    cell = runs[0]["run_id"].rsplit("/", 1)[0]
+    io.write_csv(cka.assign(cell=cell), cka_path)
+
+
+def encoding_locus(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per run and criterion: the cut where it is reached and its offset from the bottleneck.
+
+    ``offset`` is in layers (cut - bottleneck cut; negative inside the encoder, positive inside the
+    decoder), ``relative_offset`` in relative depth. Ties go to the cut nearest the bottleneck.
+    """
+    rows = []
+    for rid, run in profiles.groupby("run_id", sort=False):
+        bn = run[run["side"] == "bottleneck"].iloc[0]
+        for name, metric, how, skip_bottleneck in LOCUS_CRITERIA:
+            sel = run[run["metric"] == metric].dropna(subset=["value"])
+            if skip_bottleneck:
+                sel = sel[sel["side"] != "bottleneck"]
+            if sel.empty:
+                continue
+            best = sel["value"].min() if how == "min" else sel["value"].max()
+            ties = sel[np.isclose(sel["value"], best, rtol=1e-12, atol=1e-12)]
+            row = ties.loc[(ties["cut"] - bn["cut"]).abs().idxmin()]
+            rows.append(
+                {
+                    "run_id": rid,
+                    "locus": name,
+                    "metric": metric,
+                    "cut": int(row["cut"]),
+                    "layer": row["layer"],
+                    "side": row["side"],
+                    "value": float(row["value"]),
+                    "bottleneck_cut": int(bn["cut"]),
+                    "offset": int(row["cut"] - bn["cut"]),
+                    "relative_offset": float(row["relative_depth"] - bn["relative_depth"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def tables(runs: list[dict], profile_paths: list[str], cka_paths: list[str]) -> dict[str, pd.DataFrame]:
+    """Every truncation table from the per-run profiles and per-cell CKA files (no torch needed).
+
+    layer_profiles: all runs with config columns; layer_profile_summary: mean, std, n and 95% CI over
+    seeds per cell, cut and metric; encoding_locus: per run and criterion; encoding_locus_summary: its
+    offsets over seeds; cka_matrices: the CKA rows with seed_a's config columns.
+    """
+    from aedissect import stats  # scipy.stats: imported here only, the truncate jobs do not need it
+    from aedissect.aggregate import CELL_COLUMNS, with_config
+
+    profiles = with_config(runs, [pd.read_csv(p) for p in profile_paths])
+    cut_cols = ["cut", "layer", "side", "relative_depth"]
+    summary = stats.summarize(profiles, [*CELL_COLUMNS, *cut_cols, "metric"])
+    locus = with_config(runs, [encoding_locus(profiles[PROFILE_COLUMNS])])
+    long = locus.drop(columns="value").melt(
+        id_vars=[*CELL_COLUMNS, "locus", "metric"],
+        value_vars=["offset", "relative_offset"],
+        var_name="measure",
+        value_name="value",
+    )
+    locus_summary = stats.summarize(long, [*CELL_COLUMNS, "locus", "metric", "measure"])
+    by_cell = {run["run_id"].rsplit("/", 1)[0]: run for run in runs}
+    frames = []
+    for path in cka_paths:
+        cka = pd.read_csv(path)
+        cell = cka["cell"].iloc[0]
+        if cell not in by_cell:
+            continue
+        frames.append(cka.assign(run_id=cell + "/s" + cka["seed_a"].astype(str)).drop(columns="cell"))
+    cka_table = with_config(runs, frames)
+    return {
+        "profiles": profiles,
+        "summary": summary,
+        "locus": locus,
+        "locus_summary": locus_summary,
+        "cka": cka_table,
+    }

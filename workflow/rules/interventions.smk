@@ -1,0 +1,121 @@
+# Interventions (README "Interventions"): freezing at init on a subset of cells, re-initialisation,
+# retraining one layer and stitching on every model; tables and figures.
+
+
+rule freeze:
+    input:
+        data="results/data/{dataset}.pt",
+    output:
+        directory(f"results/freeze/{CELL}"),
+    log:
+        f"results/logs/freeze/{CELL}.log",
+    benchmark:
+        f"results/benchmarks/freeze/{CELL}.tsv"
+    params:
+        runs=get_cell_runs,
+        specs=get_freeze_specs,
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=2000,
+        gpu=TORCH_GPUS,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/freeze.py"
+
+
+rule criticality:
+    input:
+        data="results/data/{dataset}.pt",
+        models=get_group_models,
+    output:
+        f"results/interventions/criticality/{GROUP}.csv",
+    log:
+        f"results/logs/criticality/{GROUP}.log",
+    benchmark:
+        f"results/benchmarks/criticality/{GROUP}.tsv"
+    params:
+        runs=get_group_runs,
+        options=config["interventions"]["criticality"],
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=2000,
+        gpu=TORCH_GPUS,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/criticality.py"
+
+
+rule stitching:
+    input:
+        data="results/data/{dataset}.pt",
+        models=get_group_models,
+    output:
+        f"results/interventions/stitching/{GROUP}.csv",
+    log:
+        f"results/logs/stitching/{GROUP}.log",
+    benchmark:
+        f"results/benchmarks/stitching/{GROUP}.tsv"
+    params:
+        runs=get_group_runs,
+        options=config["interventions"]["stitching"],
+        device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=2000,
+        gpu=TORCH_GPUS,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/stitch.py"
+
+
+rule intervention_tables:
+    input:
+        freeze=get_freeze_dirs,
+        normal_metrics=get_freeze_normal_metrics,
+        criticality=expand("results/interventions/criticality/{group}.csv", group=GROUPS),
+        stitching=expand("results/interventions/stitching/{group}.csv", group=GROUPS),
+    output:
+        freeze="results/tables/freeze.csv",
+        freeze_summary="results/tables/freeze_summary.csv",
+        share="results/tables/encoder_share.csv",
+        share_summary="results/tables/encoder_share_summary.csv",
+        criticality="results/tables/layer_criticality.csv",
+        criticality_summary="results/tables/layer_criticality_summary.csv",
+        stitching="results/tables/stitching.csv",
+        stitching_summary="results/tables/stitching_summary.csv",
+    log:
+        "results/logs/aggregate/intervention_tables.log",
+    params:
+        runs=get_all_runs,
+        freeze_runs=get_freeze_runs,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/intervention_tables.py"
+
+
+rule figure_interventions:
+    input:
+        get_intervention_figure_table,
+    output:
+        pdf="results/figures/{figure}.pdf",
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/interventions.rst",
+            category="Interventions",
+        ),
+    log:
+        "results/logs/figures/{figure}.log",
+    params:
+        dpi=config["figures"]["dpi"],
+    wildcard_constraints:
+        figure=_alternatives(INTERVENTION_FIGURES),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/intervention_figure.py"

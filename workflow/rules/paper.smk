@@ -1,0 +1,79 @@
+# The paper: `snakemake --cores N paper` builds results/paper/ from the result tables only.
+# Figures are numbered in paper order (workflow/aedissect/paper.py); each is drawn from one table,
+# a copy of which is written beside it. Figure rules depend on the table and the figure settings only,
+# so changing a figure setting redraws figures and reruns nothing upstream.
+# Include this file after every rule file whose tables it reads (a figure whose producer rule is
+# missing is left out).
+
+rule paper_findings:
+    input:
+        unpack(get_paper_findings_inputs),
+    output:
+        per_run="results/paper/findings_runs.csv",
+        summary="results/paper/findings.csv",
+        verdicts="results/paper/verdicts.csv",
+        markdown="results/paper/findings.md",
+        front_page=PAPER_FRONT_PAGE,
+    log:
+        "results/logs/paper/findings.log",
+    params:
+        options=config["paper"],
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/paper_findings.py"
+
+
+for _number, _fig in paperlib.numbered(rules.has):
+
+    rule:
+        name:
+            f"paper_{paperlib.figure_stem(_number, _fig)}"
+        input:
+            table=_fig.table,
+        output:
+            pdf=f"results/paper/{paperlib.figure_stem(_number, _fig)}.pdf",
+            png=report(
+                f"results/paper/{paperlib.figure_stem(_number, _fig)}.png",
+                caption=f"../report/{_fig.caption}",
+                category=_fig.category,
+                subcategory="paper figures",
+                labels={"figure": f"Figure {_number}", "name": _fig.name},
+            ),
+            csv=f"results/paper/{paperlib.figure_stem(_number, _fig)}.csv",
+        log:
+            f"results/logs/paper/{paperlib.figure_stem(_number, _fig)}.log",
+        params:
+            figure={"module": _fig.module, "function": _fig.function, "kwargs": _fig.kwargs},
+            dpi=config["figures"]["dpi"],
+        conda:
+            "../../envs/analysis.yaml"
+        script:
+            "../scripts/paper_figure.py"
+
+
+for _number, _name, _table, _producer, _builder in paperlib.tables(rules.has):
+
+    rule:
+        name:
+            f"paper_{paperlib.table_stem(_number, _name)}"
+        input:
+            table=_table,
+        output:
+            csv=f"results/paper/{paperlib.table_stem(_number, _name)}.csv",
+            md=f"results/paper/{paperlib.table_stem(_number, _name)}.md",
+            tex=f"results/paper/{paperlib.table_stem(_number, _name)}.tex",
+        log:
+            f"results/logs/paper/{paperlib.table_stem(_number, _name)}.log",
+        params:
+            table=_name,
+            builder=_builder,
+        conda:
+            "../../envs/analysis.yaml"
+        script:
+            "../scripts/paper_table.py"
+
+
+rule paper:
+    input:
+        get_paper_outputs,

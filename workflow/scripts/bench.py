@@ -1,0 +1,346 @@
+"""`make bench`: how fast the pipeline trains, on this machine, measured in one run.
+
+Prints a table and writes results/bench.json (keys listed in BENCH_KEYS) so that runs can be compared
+over time. Parts, each timed here and now (nothing is taken from a file):
+
+- gemm_peak_gflops: the best fp32 matrix multiply rate (2048^3) with the benchmark's threads;
+- an MNIST-shaped MLP AE and VAE (784-512-256-32, symmetric, Adam) trained by aedissect.training.train
+  from in-memory tensors: samples/s and model-FLOP utilisation (6 x weight MACs per sample / s / peak)
+  at batch 128 and 512;
+- the same AE trained by a plain DataLoader(TensorDataset) loop: the baseline, and our ratio to it;
+- 8 seeds of a digits-sized model: one vmapped ensemble (aedissect.ensemble) against one after another,
+  with --ensemble-threads (default 1, a train job's training.threads);
+- startup_s: a fresh Python process running what a train job runs (imports, setup_torch, loading the
+  prepared data, building the model) up to the end of its first batch;
+- dag_build_s / dag_jobs: `snakemake -n` for the largest study (studies/*.yaml, else config.yaml);
+- default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory, and
+  startup_share = jobs x startup_s / (2 cores x wall time), the share of the run spent starting jobs
+  rather than training and probing in them (skip this part with --skip-study).
+
+Run it on an otherwise idle machine: the numbers are rates, and other processes take the cores.
+These are benchmark numbers, never assertions; README "Benchmark" states the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "workflow"))
+
+BENCH_KEYS = [
+    "gemm_peak_gflops",
+    "mfu_b128",
+    "mfu_b512",
+    "baseline_ratio_b128",
+    "ensemble_speedup",
+    "startup_s",
+    "dag_build_s",
+    "dag_jobs",
+    "default_study_s",
+    "startup_share",
+]
+MNIST_ARCH = {"family": "symmetric", "encoder": [512, 256], "decoder": [256, 512]}
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_peak(device, n: int = 2048, reps: int = 10) -> float:
+    """Best fp32 GEMM rate in GFLOP/s."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
+    for _ in range(2):
+        torch.mm(a, b, out=c)
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def make_run(kind: str, arch: dict, z: int, batch_size: int, epochs: int, seed: int = 0, lr: float = 1e-3) -> dict:
+    from aedissect.config import resolve_run
+
+    config = {
+        "architectures": {"arch": arch},
+        "training": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": 0.0,
+            "device": "auto",
+            "threads": 1,
+            "keep_epochs": [],
+            "checkpoint_every": 1000,
+            "ensemble": False,
+        },
+        "vae": {"beta": 1.0, "likelihood": "bernoulli", "sigma": 0.1},
+    }
+    return resolve_run(config, "bench", kind, "arch", z, "relu", seed)
+
+
+def model_flops_per_sample(run: dict, in_dim: int) -> float:
+    """Training FLOPs per sample: 6 x the multiply-adds of the weight matrices (forward 2, backward 4)."""
+    from aedissect.models import build_model
+
+    model = build_model(run, in_dim)
+    return 6.0 * sum(layer[0].in_features * layer[0].out_features for layer in model.layers)
+
+
+def mnist_like(n: int, device, seed: int = 0) -> dict:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 784, generator=gen)
+    return {"x_train": x.to(device), "x_test": x[:256].clone().to(device)}
+
+
+def pipeline_rate(kind: str, batch_size: int, data: dict, device, epochs: int) -> float:
+    """Samples/s of aedissect.training.train (its per-epoch test evaluation on 256 samples included)."""
+    from aedissect.training import train
+
+    run = make_run(kind, MNIST_ARCH, 32, batch_size, epochs)
+    warm = make_run(kind, MNIST_ARCH, 32, batch_size, 1)
+    train(warm, {"x_train": data["x_train"][: batch_size * 4], "x_test": data["x_test"]}, device)
+    sync(device)
+    t = time.perf_counter()
+    train(run, data, device)
+    sync(device)
+    return data["x_train"].shape[0] * epochs / (time.perf_counter() - t)
+
+
+def baseline_rate(batch_size: int, data: dict, device, epochs: int) -> float:
+    """Samples/s of the textbook loop: DataLoader(TensorDataset(x), shuffle=True), MSE, Adam."""
+    import torch
+    from aedissect.models import build_model
+    from torch.utils.data import DataLoader, TensorDataset
+
+    run = make_run("ae", MNIST_ARCH, 32, batch_size, epochs)
+    x = data["x_train"].cpu()
+    model = build_model(run, 784).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(x), batch_size=batch_size, shuffle=True)
+
+    def one_epoch():
+        for (xb,) in loader:
+            xb = xb.to(device)
+            loss = torch.nn.functional.mse_loss(model(xb), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        one_epoch()
+    sync(device)
+    return x.shape[0] * epochs / (time.perf_counter() - t)
+
+
+def ensemble_speedup(device, n_seeds: int = 8, epochs: int = 10) -> tuple[float, float, float]:
+    """Seconds for n_seeds digits-sized AEs one after another, as one ensemble, and the ratio."""
+    import torch
+    from aedissect.data import load_digits_split
+
+    from aedissect import ensemble, training
+
+    split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
+    data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
+    arch = {"family": "symmetric", "encoder": [48, 24], "decoder": [24, 48]}
+    runs = [make_run("ae", arch, 8, 64, epochs, seed=s, lr=2e-3) for s in range(n_seeds)]
+    training.train(make_run("ae", arch, 8, 64, 1), data, device)  # warm-up
+    sync(device)
+    t = time.perf_counter()
+    for run in runs:
+        training.train(run, data, device)
+    sync(device)
+    sequential = time.perf_counter() - t
+    t = time.perf_counter()
+    ensemble.train_ensemble(runs, data, device)
+    sync(device)
+    together = time.perf_counter() - t
+    return sequential, together, sequential / together
+
+
+PROBE = """
+import sys, time
+t0 = float(sys.argv[1])
+import torch
+from aedissect import training
+from aedissect.data import load
+dev = training.setup_torch(1, sys.argv[3])
+data = load(sys.argv[2])
+run = {run!r}
+model = training.build_model(run, data["x_train"].shape[1]).to(dev)
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+g = torch.Generator(device=dev).manual_seed(0)
+xb = data["x_train"][:64].to(dev)
+loss = training.loss_terms(model, xb, run, g)["loss"]
+loss.backward()
+opt.step()
+if dev.type == "cuda":
+    torch.cuda.synchronize()
+print(time.time() - t0)
+"""
+
+
+def startup_cost(device: str, reps: int = 3) -> float:
+    """Seconds from process start to the end of the first batch, as in a train job (median of reps)."""
+    import torch
+    from aedissect.data import load_digits_split
+
+    split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
+    run = make_run("ae", {"family": "symmetric", "encoder": [48, 24], "decoder": [24, 48]}, 8, 64, 1)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "digits.pt"
+        torch.save({k: torch.as_tensor(split[k]) for k in ("x_train", "x_test")}, path)
+        code = PROBE.format(run=run)
+        for _ in range(reps):
+            out = subprocess.run(
+                [sys.executable, "-c", code, repr(time.time()), str(path), device],
+                capture_output=True, text=True, check=True, cwd=REPO,
+            )
+            times.append(float(out.stdout.strip().splitlines()[-1]))
+    return sorted(times)[len(times) // 2]
+
+
+def largest_study() -> Path:
+    """The study config with the most runs: studies/*.yaml, else config.yaml."""
+    import yaml
+
+    def n_runs(path):
+        cfg = yaml.safe_load(path.read_text())
+        try:
+            n = len(cfg["datasets"]) * len(cfg["model_kinds"]) * len(cfg["architectures"])
+            return n * len(cfg["bottlenecks"]) * len(cfg["activations"]) * len(cfg["seeds"])
+        except (KeyError, TypeError):
+            return 0
+
+    candidates = sorted((REPO / "studies").glob("*.yaml")) + [REPO / "config.yaml"]
+    return max(candidates, key=n_runs)
+
+
+def snakemake_cmd(workdir: str, configfile: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", workdir,
+        "--configfile", str(configfile), *args,
+    ]
+
+
+def dag_build() -> tuple[float, int, str]:
+    study = largest_study()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run(snakemake_cmd(tmp, study, "-n"), capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+    if out.returncode != 0:
+        raise RuntimeError(f"snakemake -n failed for {study}:\n{out.stderr[-3000:]}")
+    match = re.search(r"^total\s+(\d+)", out.stdout + out.stderr, flags=re.M)
+    return seconds, int(match.group(1)) if match else -1, study.name
+
+
+def default_study(cores: int, startup_s: float) -> tuple[float, int, float]:
+    """Wall seconds of the default study with `cores`, its job count, and the start-up share."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run(snakemake_cmd(tmp, REPO / "config.yaml", "--cores", str(cores)),
+                             capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if out.returncode != 0:
+            raise RuntimeError(f"the default study failed:\n{out.stderr[-3000:]}")
+        n_jobs = len(re.findall(r"^Finished jobid", out.stderr + out.stdout, flags=re.M))
+    return wall, n_jobs, n_jobs * startup_s / (cores * wall)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-study", action="store_true", help="skip the default study's wall time")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    parser.add_argument("--cores", type=int, default=2, help="--cores for the default study")
+    parser.add_argument("--ensemble-threads", type=int, default=1,
+                        help="torch threads for the 8-seed part (default 1: a train job's training.threads)")
+    parser.add_argument("--samples", type=int, default=16384, help="training samples for the MNIST-shaped runs")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "results" / "bench.json"))
+    args = parser.parse_args(argv)
+
+    from aedissect import io, training
+
+    device = training.setup_torch(args.threads, args.device)
+    res: dict = {"device": str(device), "threads": args.threads}
+    lines = []
+
+    def report(name, value, fmt="{:.3g}", note=""):
+        res[name] = value
+        text = "skipped" if value is None else fmt.format(value)
+        lines.append(f"{name:<28} {text:>12}  {note}")
+        print(lines[-1], flush=True)
+
+    print(f"aedissect benchmark on {device} with {args.threads} threads ({os.cpu_count()} cores)", flush=True)
+    peak = gemm_peak(device)
+    report("gemm_peak_gflops", peak, "{:.1f}", "fp32 2048^3 matrix multiply, best of 10")
+    data = mnist_like(args.samples, device)
+    for kind in ("ae", "vae"):
+        flops = model_flops_per_sample(make_run(kind, MNIST_ARCH, 32, 128, 1), 784)
+        for batch in (128, 512):
+            rate = pipeline_rate(kind, batch, data, device, args.epochs)
+            mfu = rate * flops / (peak * 1e9)
+            report(f"{kind}_samples_per_s_b{batch}", rate, "{:.0f}", f"784-512-256-32 {kind.upper()}, Adam")
+            report(f"{kind}_mfu_b{batch}", mfu, "{:.2f}", "model FLOP/s / GEMM peak")
+            if kind == "ae":
+                res[f"mfu_b{batch}"] = mfu
+    base = baseline_rate(128, data, device, args.epochs)
+    report("baseline_samples_per_s_b128", base, "{:.0f}", "DataLoader(TensorDataset) loop, AE")
+    report("baseline_ratio_b128", res["ae_samples_per_s_b128"] / base, "{:.2f}", "train() / baseline")
+    import torch
+
+    torch.set_num_threads(args.ensemble_threads)
+    seq, ens, ratio = ensemble_speedup(device)
+    torch.set_num_threads(args.threads)
+    note = f"8 digits AEs (64-48-24-8), 10 epochs, {args.ensemble_threads} thread(s), one after another"
+    report("sequential_8_seeds_s", seq, "{:.2f}", note)
+    report("ensemble_8_seeds_s", ens, "{:.2f}", "the same 8 as one vmapped ensemble")
+    report("ensemble_speedup", ratio, "{:.2f}", "sequential / ensemble")
+    startup = startup_cost(device.type)
+    report("startup_s", startup, "{:.2f}", "process start to first batch of a train job")
+    dag_s, dag_jobs, study = dag_build()
+    report("dag_build_s", dag_s, "{:.1f}", f"snakemake -n, {study}")
+    report("dag_jobs", dag_jobs, "{:d}", f"jobs in {study}")
+    if args.skip_study:
+        report("default_study_s", None)
+        report("startup_share", None)
+    else:
+        wall, n_jobs, share = default_study(args.cores, startup)
+        report("default_study_s", wall, "{:.0f}", f"config.yaml, --cores {args.cores}, {n_jobs} jobs")
+        report("startup_share", share, "{:.2f}", "jobs x startup_s / (cores x wall)")
+    missing = [k for k in BENCH_KEYS if k not in res]
+    assert not missing, missing
+    res["unix_time"] = time.time()
+    res["provenance"] = io.provenance(str(device), args.threads)
+    io.write_json(res, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Re-initialise, re-randomise, rewind and retrain every layer of every model of one group."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+from aedissect import interventions
+
+interventions.criticality_group(
+    snakemake.params.runs,
+    list(snakemake.input.models),
+    data_path=snakemake.input.data,
+    options=dict(snakemake.params.options),
+    threads=snakemake.threads,
+    device=snakemake.params.device,
+    out_path=snakemake.output[0],
+)

@@ -1,0 +1,21 @@
+"""Train every freeze variant (same seed and budget, part of the net frozen at init) of every seed of one cell."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+from pathlib import Path
+
+from aedissect import interventions
+
+runs = snakemake.params.runs
+interventions.train_freeze_cell(
+    runs,
+    snakemake.params.specs,
+    data_path=snakemake.input.data,
+    out_dirs=[str(Path(snakemake.output[0]) / f"s{run['seed']}") for run in runs],
+    threads=snakemake.threads,
+    device=snakemake.params.device,
+)

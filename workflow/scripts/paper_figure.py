@@ -1,0 +1,20 @@
+"""Draw one paper figure from one table and put a copy of that table beside it."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import importlib
+import shutil
+
+import pandas as pd
+
+from aedissect import io, style
+
+spec = snakemake.params.figure
+table = pd.read_csv(snakemake.input.table)
+draw = getattr(importlib.import_module(f"aedissect.{spec['module']}"), spec["function"])
+fig = draw(table, **spec["kwargs"])
+style.save(fig, snakemake.output.pdf, snakemake.output.png, dpi=snakemake.params.dpi)
+with io.atomic_path(snakemake.output.csv) as tmp:
+    shutil.copyfile(snakemake.input.table, tmp)

@@ -1,0 +1,15 @@
+"""One paper table from one CSV: the table as CSV, Markdown and LaTeX."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import pandas as pd
+
+from aedissect import io, paper
+
+name = snakemake.params.table
+table = getattr(paper, snakemake.params.builder)(pd.read_csv(snakemake.input.table))
+io.write_csv(table, snakemake.output.csv)
+io.write_text(paper.to_markdown(table), snakemake.output.md)
+io.write_text(paper.to_latex(table, paper.TABLE_CAPTIONS[name], f"tab:{name}"), snakemake.output.tex)

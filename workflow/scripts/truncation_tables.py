@@ -1,0 +1,11 @@
+"""Truncation tables: layer profiles of all runs, their summary over seeds, encoding loci and CKA matrices."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from aedissect import io, truncation
+
+tables = truncation.tables(snakemake.params.runs, snakemake.input.profiles, snakemake.input.cka)
+for name, table in tables.items():
+    io.write_csv(table, snakemake.output[name])

@@ -25,7 +25,7 @@ def training_curves(curves: pd.DataFrame):
     style.apply()
     colours = _arch_colours(curves)
     datasets, kinds = sorted(curves["dataset"].unique()), sorted(curves["kind"].unique())
-    fig, axes = _grid(datasets, kinds, style.PAGE_WIDTH, 1.9)
+    fig, axes = _grid(datasets, kinds, style.PAGE_WIDTH, 1.8, sharex=True)
     test = curves[curves["split"] == "test"]
     for (i, dataset), (j, kind) in ((a, b) for a in enumerate(datasets) for b in enumerate(kinds)):
         ax = axes[i, j]
@@ -42,9 +42,18 @@ def training_curves(curves: pd.DataFrame):
             )
         if (panel["loss"] > 0).all():
             ax.set_yscale("log")
+        elif len(panel):
+            # a loss that crosses zero (Gaussian -ELBO) cannot go on a log axis: let the first epochs run off
+            # the top so that the differences between the converged curves stay visible
+            means = panel.groupby(["arch", "bottleneck", "epoch"])["loss"].mean().reset_index()
+            late = means[means["epoch"] >= means["epoch"].min() + 0.15 * (means["epoch"].max() - means["epoch"].min())]
+            low, high = float(means["loss"].min()), float(late["loss"].max())
+            if high > low:
+                ax.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low))
         ax.set_title(f"{dataset}, {kind.upper()}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test loss (MSE per element)" if kind == "ae" else "test loss (−ELBO, nats)")
+        if i == len(datasets) - 1:
+            ax.set_xlabel("epoch")
+        ax.set_ylabel("test MSE\nper element" if kind == "ae" else "test −ELBO\n(nats per sample)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
     return fig
@@ -58,7 +67,7 @@ def reconstruction_error(metrics: pd.DataFrame):
     datasets, bottlenecks = sorted(ok["dataset"].unique()), sorted(ok["bottleneck"].unique())
     archs = list(ok.sort_values(["family", "arch"])["arch"].unique())
     kinds = sorted(ok["kind"].unique())
-    fig, axes = _grid(datasets, bottlenecks, style.PAGE_WIDTH, 2.0)
+    fig, axes = _grid(datasets, bottlenecks, style.PAGE_WIDTH, 1.9)
     width = 0.8 / len(kinds)
     for (i, dataset), (j, z) in ((a, b) for a in enumerate(datasets) for b in enumerate(bottlenecks)):
         ax = axes[i, j]
@@ -98,10 +107,21 @@ def reconstruction_error(metrics: pd.DataFrame):
                     zorder=3,
                     marker=style.KIND_MARKERS.get(kind, "o"),
                 )
-        ax.set_xticks(range(len(archs)), archs, rotation=30, ha="right")
+        ax.set_xticks(range(len(archs)), archs, rotation=20, ha="right")
         ax.set_title(f"{dataset}, bottleneck z={z}")
-        ax.set_ylabel("test MSE per element")
-    fig.text(0.01, 0.0, "solid: AE, hatched: VAE; bars mean with 95% CI over seeds, dots single seeds", fontsize=6)
+        if j == 0:
+            ax.set_ylabel("test MSE per element")
+    # the key as a legend below the panels (constrained layout keeps it clear of the tick labels)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    key = [
+        Patch(facecolor="0.55", edgecolor="0.3", label="AE (solid)"),
+        Patch(facecolor="0.85", edgecolor="0.5", hatch="//", label="VAE (hatched)"),
+        Line2D([], [], color="0.2", lw=0.8, marker="_", markersize=6, label="mean, 95% CI over seeds"),
+        Line2D([], [], color="0.1", ls="none", marker="o", markersize=3, label="single seeds"),
+    ]
+    fig.legend(handles=key, loc="outside lower center", ncol=len(key), frameon=False)
     return fig
 
 
@@ -149,7 +169,9 @@ def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
             )
             ax.set_xticks([])
             ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
             if c == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
-    fig.suptitle(f"{dataset}: test inputs and reconstructions (seed {int(table['seed'].iloc[0])})")
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(f"{dataset}: test inputs and reconstructions (seed {int(table['seed'].iloc[0])})", fontsize=8)
     return fig

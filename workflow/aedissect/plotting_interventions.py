@@ -29,7 +29,12 @@ def freeze_prefix(freeze: pd.DataFrame):
     rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
     families = [f for f in style.FAMILY_COLOURS if f in set(table["family"])]
     fig, axes = plt.subplots(
-        len(rows), len(families), figsize=(style.PAGE_WIDTH, 1.8 * len(rows)), squeeze=False, sharex=True
+        len(rows),
+        len(families),
+        figsize=(style.PAGE_WIDTH, 1.7 * len(rows) + 0.5),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
     )
     for i, row in enumerate(rows):
         for j, family in enumerate(families):
@@ -46,86 +51,134 @@ def freeze_prefix(freeze: pd.DataFrame):
             if (panel["test_mse"] > 0).all() and len(panel):
                 ax.set_yscale("log")
             ax.set_title(f"{row.dataset}, {row.kind.upper()}, {family}")
-            ax.set_xlabel("layers frozen at init (prefix k)")
-            ax.set_ylabel("test MSE per element")
-            if len(panel):
-                ax.legend(frameon=False, fontsize=5)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            if i == len(rows) - 1:
+                ax.set_xlabel("layers frozen at init (prefix k)")
+            if j == 0:
+                ax.set_ylabel("test MSE per element")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    handles = dict(sorted(handles.items()))
+    handles["bottleneck (whole encoder frozen)"] = style.bottleneck_handle()
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4, frameon=False)
     return fig
 
 
-def _heatmap(ax, values: pd.DataFrame, bottleneck_layers: dict, vmax: float):
+CELL_FONTSIZE = 6.5  # numbers inside heatmap cells: legible at page width
+
+
+def _heatmap(ax, values: pd.DataFrame, bottleneck_layers: dict, norm):
+    """The ratio itself, coloured on a log scale (``norm``), so that the numbers and the colour bar agree."""
     data = values.to_numpy(dtype=float)
-    image = ax.imshow(np.log10(data), cmap="magma_r", vmin=0.0, vmax=vmax, aspect="auto")
+    image = ax.imshow(data, cmap="magma_r", norm=norm, aspect="auto")
     for (r, c), v in np.ndenumerate(data):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.1f}" if v < 100 else f"{v:.0f}", ha="center", va="center", fontsize=5,
-                    color="white" if np.log10(v) > 0.6 * vmax else "black")  # fmt: skip
+            ax.text(c, r, f"{v:.1f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=CELL_FONTSIZE,
+                    color="white" if norm(v) > 0.6 else "black")  # fmt: skip
     for r, arch in enumerate(values.index):
         c = bottleneck_layers[arch]
-        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="#56B4E9", lw=1.2))
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="#56B4E9", lw=1.5))
     ax.set_yticks(range(len(values.index)), values.index)
     ax.set_xticks(range(values.shape[1]), [str(c) for c in values.columns])
-    ax.set_xlabel("layer (0: first encoder layer)")
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     return image
 
 
 def criticality_heatmap(table: pd.DataFrame):
     """Test MSE ratio (intervened over trained) per layer and architecture, mean over seeds and bottlenecks.
 
-    Columns: re-initialisation to the layer's own init and re-randomisation; rows: data set and kind. The
-    colour is log10 of the ratio; the blue box marks each architecture's bottleneck layer.
+    Columns: re-initialisation to the layer's own init and re-randomisation; rows: data set and kind. Cells
+    print the ratio; the colour is the same ratio on a log scale (the colour bar is labelled in ratio units);
+    the blue box marks each architecture's bottleneck layer.
     """
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import LogLocator, StrMethodFormatter
+
     style.apply()
     interventions = [i for i in ("reinit", "rerandom") if i in set(table["intervention"])]
     rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
     sub = table[table["intervention"].isin(interventions)]
     vmax = max(float(np.log10(sub["ratio"].clip(lower=1.0)).max()), 0.5) if len(sub) else 1.0
+    norm = LogNorm(vmin=1.0, vmax=10**vmax, clip=True)  # ratios below 1 (the layer did not matter) read as 1
     order = list(table.sort_values(["family", "arch"])["arch"].unique())
     bottleneck_layers = table[table["side"] == "bottleneck"].groupby("arch")["layer"].first().to_dict()
-    fig, axes = plt.subplots(len(rows), len(interventions), figsize=(style.PAGE_WIDTH, 1.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(interventions), figsize=(style.PAGE_WIDTH, 1.45 * len(rows) + 0.4), squeeze=False,
+        sharex=True, sharey=True,
+    )  # fmt: skip
     image = None
     for i, row in enumerate(rows):
         for j, name in enumerate(interventions):
             ax = axes[i, j]
             panel = sub[(sub["dataset"] == row.dataset) & (sub["kind"] == row.kind) & (sub["intervention"] == name)]
             values = panel.pivot_table(index="arch", columns="layer", values="ratio", aggfunc="mean").reindex(order)
-            image = _heatmap(ax, values, bottleneck_layers, vmax)
+            image = _heatmap(ax, values, bottleneck_layers, norm)
             label = "re-initialisation" if name == "reinit" else "re-randomisation"
             ax.set_title(f"{row.dataset}, {row.kind.upper()}: {label}")
+    fig.supxlabel("layer index (0: first encoder layer; blue box: bottleneck layer)", fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="log10 test MSE ratio")
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, label="test MSE ratio, intervened / trained (log scale)")
+        bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        bar.ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+        bar.ax.yaxis.set_minor_formatter(StrMethodFormatter(""))
     return fig
 
 
 def stitching_matrix(table: pd.DataFrame):
     """Mean stitching penalty (test MSE of A's prefix -> trained affine stitch -> B's suffix, minus B's own)
     for every pair of architectures; diagonal: the same architecture, other seeds. Rows: data set and kind;
-    columns: bottleneck size."""
+    columns: bottleneck size. Each data set has its own colour scale (MSEs differ by orders of magnitude
+    between data sets); cells print the penalty in the unit of its colour bar (test MSE x 10^-k)."""
     style.apply()
     trained = table[(table["stitch"] == "trained") & (table["pair_type"] != "self")]
     rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
     zs = sorted(table["bottleneck"].unique())
     order = list(table.sort_values(["family", "arch"])["arch"].unique())
-    fig, axes = plt.subplots(len(rows), len(zs), figsize=(style.PAGE_WIDTH, 1.9 * len(rows)), squeeze=False)
-    limit = float(np.nanmax(np.abs(trained["penalty"]))) if len(trained) else 1.0
-    image = None
-    for i, row in enumerate(rows):
-        for j, z in enumerate(zs):
-            ax = axes[i, j]
-            panel = trained[
-                (trained["dataset"] == row.dataset) & (trained["kind"] == row.kind) & (trained["bottleneck"] == z)
-            ]
-            values = panel.pivot_table(index="a_arch", columns="arch", values="penalty", aggfunc="mean")
-            values = values.reindex(index=order, columns=order)
-            image = ax.imshow(values.to_numpy(dtype=float), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-            for (r, c), v in np.ndenumerate(values.to_numpy(dtype=float)):
-                if np.isfinite(v):
-                    ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=5)
-            ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-            ax.set_yticks(range(len(order)), order)
-            ax.set_xlabel("B (suffix)")
-            ax.set_ylabel("A (prefix)")
-            ax.set_title(f"{row.dataset}, {row.kind.upper()}, z={z}")
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="stitching penalty (test MSE)")
+    fig, axes = plt.subplots(
+        len(rows), len(zs), figsize=(style.PAGE_WIDTH, 1.55 * len(rows) + 1.0), squeeze=False,
+        sharex=True, sharey=True,
+    )  # fmt: skip
+    for dataset in sorted({row.dataset for row in rows}):
+        sel = trained[trained["dataset"] == dataset]
+        means = sel.groupby(["kind", "bottleneck", "a_arch", "arch"])["penalty"].mean()
+        limit = float(np.nanmax(np.abs(means))) if len(means) and np.isfinite(means).any() else 1.0
+        limit = limit if limit > 0 else 1.0
+        exponent = int(np.floor(np.log10(limit))) - 1  # cells print penalty / 10^exponent: at most 3 digits
+        scale = 10.0**exponent
+        image = None
+        dataset_axes = []
+        for i, row in enumerate(rows):
+            if row.dataset != dataset:
+                continue
+            for j, z in enumerate(zs):
+                ax = axes[i, j]
+                dataset_axes.append(ax)
+                panel = sel[(sel["kind"] == row.kind) & (sel["bottleneck"] == z)]
+                values = panel.pivot_table(index="a_arch", columns="arch", values="penalty", aggfunc="mean")
+                values = values.reindex(index=order, columns=order).to_numpy(dtype=float)
+                image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+                for (r, c), v in np.ndenumerate(values):
+                    if np.isfinite(v):
+                        shown = round(v / scale, 1)
+                        text = "0" if shown == 0 else (f"{shown:.1f}" if abs(shown) < 10 else f"{shown:.0f}")
+                        ax.text(c, r, text.replace("-", "\N{MINUS SIGN}"), ha="center", va="center",
+                                fontsize=CELL_FONTSIZE, color="white" if abs(v) > 0.6 * limit else "black")  # fmt: skip
+                for d in range(len(order)):  # the diagonal: the same architecture, other seeds
+                    ax.add_patch(Rectangle((d - 0.5, d - 0.5), 1, 1, fill=False, ec="0.4", lw=0.6, ls=":"))
+                ax.set_xticks(range(len(order)), order, rotation=25, ha="right")
+                ax.set_yticks(range(len(order)), order)
+                ax.tick_params(length=0)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                ax.set_title(f"{row.dataset}, {row.kind.upper()}, z={z}")
+        if image is not None:
+            fig.colorbar(image, ax=dataset_axes, shrink=0.85, aspect=12,
+                         label=f"{dataset}: penalty\n(test MSE \N{MULTIPLICATION SIGN} $10^{{{exponent}}}$)",
+                         format=lambda x, _pos, s=scale: f"{x / s:g}")  # fmt: skip
+    fig.supxlabel("B: decoder after the stitch", fontsize=8)
+    fig.supylabel("A: encoder before the stitch", fontsize=8)
     return fig

@@ -36,6 +36,7 @@ def verdict_summary(per_run: pd.DataFrame):
         figsize=(style.PAGE_WIDTH, 0.35 + 0.22 * len(ylabels) * len(datasets) + 0.4),
         squeeze=False,
         sharey=True,
+        sharex="col",
     )
     rng = np.random.default_rng(0)
     for i, dataset in enumerate(datasets):
@@ -84,13 +85,22 @@ def verdict_summary(per_run: pd.DataFrame):
                 ax.axvline(reference, color="0.6", lw=0.7, ls=":", zorder=0)
             if quantity == "encoder_share":
                 ax.set_xlim(-0.05, 1.05)
-            elif finite.size:
-                # the dots set the range; a wide CI (few seeds) runs off the panel instead of squashing it
-                ax.set_xlim(min(finite.min(), 0) - 1.0, max(finite.max(), 0) + 1.0)
+            else:
+                # the dots of every data set set the column's range (one scale per column); a wide CI (few
+                # seeds) runs off the panel instead of squashing it
+                column = per_run.loc[per_run["quantity"] == quantity, "value"].to_numpy(dtype=float)
+                column = column[np.isfinite(column)]
+                if column.size:
+                    ax.set_xlim(min(column.min(), 0) - 1.0, max(column.max(), 0) + 1.0)
             ax.set_yticks(range(len(ylabels)), [f"{f}, {k.upper()}" for f, k in ylabels])
             ax.set_ylim(len(ylabels) - 0.5, -0.5)
-            ax.set_xlabel(label)
-            ax.set_title(dataset if j == 0 else "", loc="left")
+            if i == len(datasets) - 1:
+                ax.set_xlabel(label)
+            ax.set_title(dataset if j == 0 else "", loc="left", fontweight="bold")
     handles = style.family_handles(families, kinds) + [style.bottleneck_handle()]
+    if any(reference is not None and not quantity.endswith("offset") for quantity, _, reference in panels):
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="0.6", lw=0.7, ls=":", label="even split (0.5)"))
     fig.legend(handles=handles, loc="outside lower center", frameon=False, ncol=len(handles))
     return fig

@@ -78,7 +78,12 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
     summary = summarize(table, ["dataset", "metric", "family", "kind", "arch", "bottleneck", "cut", "relative_depth"])
     bottlenecks = table[table["side"] == "bottleneck"].groupby(["family", "arch"])["relative_depth"].first()
     fig, axes = plt.subplots(
-        len(rows), len(columns), figsize=(style.PAGE_WIDTH, 1.25 * len(rows) + 0.5), squeeze=False, sharex=True
+        len(rows),
+        len(columns),
+        figsize=(style.PAGE_WIDTH, 1.2 * len(rows) + 0.9),
+        squeeze=False,
+        sharex=True,
+        sharey="row",  # one data set and metric per row: the same scale in every column
     )
     for i, (dataset, metric) in enumerate(rows):
         for j, (family, kind) in enumerate(columns):
@@ -114,17 +119,19 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
                         lw=0,
                     )
             if i == 0:
-                ax.set_title(f"{family}, {kind.upper()}")
+                ax.set_title(f"{family}\n{kind.upper()}")
             if j == 0:
-                ax.set_ylabel(f"{dataset}\n{METRIC_LABELS.get(metric, metric)}", fontsize=6)
-            if i == len(rows) - 1:
-                ax.set_xlabel("relative depth (cut / L)")
-    handles, labels = {}, {}
+                ax.set_ylabel(f"{dataset}\n{METRIC_LABELS.get(metric, metric)}")
+            ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+            ax.set_xlim(-0.05, 1.05)
+    # one x label for the whole grid: a label per column would collide with its neighbours at page width
+    fig.supxlabel("relative depth (cut / L: 0 input, 1 output)", fontsize=plt.rcParams["axes.labelsize"])
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
-            labels[lab] = lab
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4, frameon=False)
+    handles["bottleneck"] = style.bottleneck_handle()
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=5, frameon=False)
     return fig
 
 
@@ -203,14 +210,19 @@ def encoding_locus(table: pd.DataFrame):
     datasets, loci = sorted(table["dataset"].unique()), [c for c in LOCUS_LABELS if c in set(table["locus"])]
     families, kinds = _families(table), sorted(table["kind"].unique())
     fig, axes = plt.subplots(
-        len(datasets), len(loci), figsize=(style.PAGE_WIDTH, 1.8 * len(datasets) + 0.4), squeeze=False, sharey=True
+        len(datasets),
+        len(loci),
+        figsize=(style.PAGE_WIDTH, 1.7 * len(datasets) + 0.8),
+        squeeze=False,
+        sharey=True,
+        sharex=True,
     )
     rng = np.random.default_rng(0)
     width = 0.8 / len(kinds)
     for i, dataset in enumerate(datasets):
         for j, locus in enumerate(loci):
             ax = axes[i, j]
-            ax.axhline(0, **style.BOTTLENECK_STYLE)
+            style.mark_bottleneck(ax, 0, horizontal=True)
             for a, family in enumerate(families):
                 for k, kind in enumerate(kinds):
                     sel = table[
@@ -241,12 +253,20 @@ def encoding_locus(table: pd.DataFrame):
                         zorder=3,
                         marker=style.KIND_MARKERS.get(kind, "o"),
                     )
-            ax.set_xticks(range(len(families)), families, rotation=20, ha="right")
+            ax.set_xticks(range(len(families)), families if i == len(datasets) - 1 else [], rotation=20, ha="right")
             if i == 0:
                 ax.set_title(LOCUS_LABELS[locus])
             if j == 0:
                 ax.set_ylabel(f"{dataset}\nlayers from bottleneck")
-    fig.text(
-        0.01, 0.0, "< 0: inside the encoder, > 0: inside the decoder; solid AE, hatched VAE; dots: runs", fontsize=6
-    )
+    # the key as a legend below the panels (a free-floating footnote ran into the tick labels)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    key = [
+        Patch(facecolor="0.55", edgecolor="0.3", label="AE (solid)"),
+        Patch(facecolor="0.85", edgecolor="0.5", hatch="//", label="VAE (hatched)"),
+        Line2D([], [], color="0.1", ls="none", marker="o", markersize=3, label="single runs"),
+        style.bottleneck_handle("bottleneck (< 0: inside the encoder, > 0: inside the decoder)"),
+    ]
+    fig.legend(handles=key, loc="outside lower center", ncol=len(key), frameon=False)
     return fig

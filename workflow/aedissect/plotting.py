@@ -10,11 +10,6 @@ from aedissect import style
 from aedissect.stats import mean_ci
 
 
-def _arch_colours(table: pd.DataFrame) -> dict[str, tuple]:
-    families = table.groupby("family")["arch"].unique()
-    return style.arch_colours({family: list(archs) for family, archs in families.items()})
-
-
 def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(width, row_height * len(rows)), squeeze=False, **kwargs)
     return fig, axes
@@ -23,7 +18,7 @@ def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):
 def training_curves(curves: pd.DataFrame):
     """Test loss per epoch, mean over seeds, one line per architecture; rows data sets, columns kinds."""
     style.apply()
-    colours = _arch_colours(curves)
+    colours = style.table_arch_colours(curves)
     datasets, kinds = sorted(curves["dataset"].unique()), sorted(curves["kind"].unique())
     fig, axes = _grid(datasets, kinds, style.PAGE_WIDTH, 1.8, sharex=True)
     test = curves[curves["split"] == "test"]
@@ -63,7 +58,7 @@ def reconstruction_error(metrics: pd.DataFrame):
     """Test MSE per architecture: seeds as dots, mean and 95% CI as a bar; AE vs VAE side by side."""
     style.apply()
     ok = metrics[metrics["status"] == "ok"]
-    colours = _arch_colours(ok)
+    colours = style.table_arch_colours(ok)
     datasets, bottlenecks = sorted(ok["dataset"].unique()), sorted(ok["bottleneck"].unique())
     archs = list(ok.sort_values(["family", "arch"])["arch"].unique())
     kinds = sorted(ok["kind"].unique())

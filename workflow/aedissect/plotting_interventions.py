@@ -11,11 +11,6 @@ from aedissect import style
 from aedissect.stats import mean_ci
 
 
-def _arch_colours(table: pd.DataFrame) -> dict:
-    families = table.groupby("family")["arch"].unique()
-    return style.arch_colours({family: list(archs) for family, archs in families.items()})
-
-
 def freeze_prefix(freeze: pd.DataFrame):
     """Test MSE against the number of layers frozen at init from the input (k = 0: the normal run).
 
@@ -25,7 +20,7 @@ def freeze_prefix(freeze: pd.DataFrame):
     """
     style.apply()
     table = freeze[freeze["side"].isin(["none", "prefix"])]
-    colours = _arch_colours(table)
+    colours = style.table_arch_colours(table)
     rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
     families = [f for f in style.FAMILY_COLOURS if f in set(table["family"])]
     fig, axes = plt.subplots(

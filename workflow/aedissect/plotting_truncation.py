@@ -54,11 +54,6 @@ def _families(table: pd.DataFrame) -> list[str]:
     return [f for f in FAMILIES if f in present]
 
 
-def _arch_colours(table: pd.DataFrame) -> dict:
-    families = table.groupby("family")["arch"].unique()
-    return style.arch_colours({family: list(archs) for family, archs in families.items()})
-
-
 def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | None = None):
     """Each metric against relative depth: rows (data set, metric), columns family x kind.
 
@@ -73,7 +68,7 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
         raise ValueError(f"no rows for metrics {metrics} in data sets {datasets}")
     families, kinds = _families(table), sorted(table["kind"].unique())
     columns = [(f, k) for f in families for k in kinds]
-    colours = _arch_colours(table)
+    colours = style.table_arch_colours(table)
     zs = sorted(table["bottleneck"].unique())
     summary = summarize(table, ["dataset", "metric", "family", "kind", "arch", "bottleneck", "cut", "relative_depth"])
     bottlenecks = table[table["side"] == "bottleneck"].groupby(["family", "arch"])["relative_depth"].first()

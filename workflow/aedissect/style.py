@@ -51,6 +51,12 @@ def arch_colours(archs_by_family: dict[str, list[str]]) -> dict[str, str]:
     return colours
 
 
+def table_arch_colours(table) -> dict[str, tuple]:
+    """The colour of every architecture in a table with ``family`` and ``arch`` columns."""
+    families = table.groupby("family")["arch"].unique()
+    return arch_colours({family: list(archs) for family, archs in families.items()})
+
+
 def mark_bottleneck(ax, x: float, horizontal: bool = False) -> None:
     """The bottleneck, drawn the same way in every depth plot (a grey dashed line at depth ``x``).
 

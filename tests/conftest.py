@@ -41,6 +41,21 @@ def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=900, *
     return proc
 
 
+def planned_jobs(workdir, *args, configfile=TINY_CONFIG) -> dict[str, int]:
+    """Rule name -> job count of a dry run."""
+    proc = snakemake(workdir, "-n", *args, configfile=configfile)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("\n\n")[0]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        name, count = line.split()
+        if name != "total":
+            jobs[name] = int(count)
+    return jobs
+
+
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
     """The tiny study run once, end to end, with 2 cores; tests read its results/."""

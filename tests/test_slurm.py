@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, planned_jobs, snakemake
 
 SCRIPT = REPO / "workflow" / "scripts" / "slurm_cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
@@ -39,9 +39,7 @@ def unavailable_reason() -> str | None:
         return "SLURM daemons need Linux"
     if os.geteuid() != 0:
         return "starting munged/slurmctld/slurmd (and installing them) needs root"
-    if not shutil.which("apt-get") and not all(
-        shutil.which(d) or Path("/usr/sbin", d).exists() for d in DAEMONS
-    ):
+    if not shutil.which("apt-get") and not all(shutil.which(d) or Path("/usr/sbin", d).exists() for d in DAEMONS):
         return "no apt-get to install slurm-wlm, slurmdbd, munge and mariadb-server"
     conf = Path("/etc/slurm/slurm.conf")
     if conf.exists() and MARKER not in conf.read_text():
@@ -67,17 +65,6 @@ def torch_rules() -> set[str]:
             if match and "envs/torch.yaml" in block:
                 names.add(match.group(1))
     return names
-
-
-def planned_jobs(workdir, *args) -> dict[str, int]:
-    proc = snakemake(workdir, "-n", *args, configfile=STUDY)
-    table = (proc.stdout + proc.stderr).split("Job stats:")[1].split("\n\n")[0]
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        name, count = line.split()
-        if name != "total":
-            jobs[name] = int(count)
-    return jobs
 
 
 def result_tables(workdir: Path) -> dict[str, bytes]:
@@ -123,7 +110,7 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
     remote.mkdir()
     snakemake(local, "--cores", "2", configfile=STUDY)
 
-    jobs = planned_jobs(remote)
+    jobs = planned_jobs(remote, configfile=STUDY)
     own = {rule for rule in jobs if rule in torch_rules()}
     grouped = {rule for rule in jobs if rule not in own and rule != "all"}
     assert {"prepare_data", "train"} <= own and grouped
@@ -132,10 +119,13 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
     group_args += ["--cores", "2", "--resources", "mem_mb=4000"]
     proc = snakemake(
         remote,
-        "--profile", str(PROFILE),
+        "--profile",
+        str(PROFILE),
         # a test cluster answers at once: poll every 2 s instead of the profile's 30 s
-        "--seconds-between-status-checks", "2",
-        "--slurm-init-seconds-before-status-checks", "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
         *group_args,
         configfile=STUDY,
         timeout=900,
@@ -158,7 +148,9 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
     # and SLURM's accounting (slurmdbd) saw each of them complete
     sacct = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-o", "JobID,State,ExitCode,Comment", "-j", ",".join(map(str, ids))],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = [line.split("|") for line in sacct.stdout.strip().splitlines()]
     assert sorted(int(r[0]) for r in rows) == sorted(ids)
@@ -176,8 +168,9 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
 
 def test_stop_ends_every_daemon_it_started(cluster):
     pids = cluster["pids"]
-    stop = subprocess.run(["bash", str(SCRIPT), "stop", str(cluster["state"])], capture_output=True, text=True,
-                          timeout=300)
+    stop = subprocess.run(
+        ["bash", str(SCRIPT), "stop", str(cluster["state"])], capture_output=True, text=True, timeout=300
+    )
     assert stop.returncode == 0, stop.stderr
     assert pids and not [d for d, pid in pids.items() if alive(pid)], stop.stderr
     assert not list((cluster["state"] / "pids").glob("*.pid"))

@@ -7,24 +7,9 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, TINY_CONFIG, load_yaml, snakemake
+from conftest import REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
 
 RUN_FILES = ["config.json", "model.pt", "train_log.csv", "train_metrics.json", "reconstructions.csv", "provenance.json"]
-
-
-def planned_jobs(workdir, *args, configfile=TINY_CONFIG) -> dict[str, int]:
-    """Rule name -> job count of a dry run."""
-    proc = snakemake(workdir, "-n", *args, configfile=configfile)
-    out = proc.stdout + proc.stderr
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("\n\n")[0]
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        name, count = line.split()
-        if name != "total":
-            jobs[name] = int(count)
-    return jobs
 
 
 def test_every_run_has_its_files(tiny_study, tiny_config):

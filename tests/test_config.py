@@ -1,9 +1,9 @@
 import copy
 
 import pytest
-from conftest import REPO, SCHEMA, load_yaml, snakemake
 
 from aedissect import config
+from conftest import REPO, SCHEMA, load_yaml, planned_jobs, snakemake
 
 
 @pytest.fixture
@@ -90,6 +90,31 @@ BAD = [
         "does not match",
     ),
     ("bad device", lambda c: c["training"].update(device="tpu"), "training.device", "cuda"),
+    ("duplicate bottlenecks", lambda c: c.update(bottlenecks=[3, 3]), "bottlenecks", "non-unique"),
+    (
+        "freeze k for an architecture the study lacks",
+        lambda c: c["interventions"]["freeze"].update(k={"symm": [1]}),
+        "interventions.freeze.k",
+        "['symm'] not in the study's architectures ['sym', 'enc-heavy', 'dec-heavy']",
+    ),
+    (
+        "truncation of an architecture the study lacks",
+        lambda c: c["truncation"].update(select={"architectures": ["sym", "wide"]}),
+        "truncation.select.architectures",
+        "['wide'] not in the study's architectures",
+    ),
+    (
+        "freeze cells outside the study",
+        lambda c: c["interventions"]["cells"].update(bottlenecks=[16]),
+        "interventions.cells.bottlenecks",
+        "[16] not in the study's bottlenecks [3]",
+    ),
+    (
+        "unknown freeze side",
+        lambda c: c["interventions"]["freeze"].update(sides=["middle"]),
+        "interventions.freeze.sides.0",
+        "prefix",
+    ),
 ]
 
 
@@ -106,7 +131,7 @@ def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, ke
 def test_bottleneck_wider_than_the_layer_before_is_refused_unless_allowed(tiny_config):
     tiny_config["bottlenecks"] = [20]
     with pytest.raises(
-        config.ConfigError, match=r"bottlenecks: 20 is wider .*architectures.sym.*allow_wide_bottleneck"
+        config.ConfigError, match=r"config key bottlenecks: 20 is wider .*architectures.sym.*allow_wide_bottleneck"
     ):
         check(tiny_config)
     tiny_config["allow_wide_bottleneck"] = True
@@ -125,3 +150,18 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, tiny_config):
     out = proc.stdout + proc.stderr
     assert "config key training.epochs" in out and "config key datasets.1" in out and "'svhn'" in out
     assert not (tmp_path / "wd" / "results").exists()
+
+
+def test_missing_data_files_stop_the_run_before_any_job(tmp_path, tiny_config):
+    import yaml
+
+    tiny_config.update(datasets=["mnist"], interventions={})
+    tiny_config["data"]["root"] = str(tmp_path / "no-data")
+    path = tmp_path / "mnist.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    assert "prepare_data" in planned_jobs(tmp_path / "wd", configfile=path)  # a dry run reads nothing
+    proc = snakemake(tmp_path / "wd", "--cores", "1", configfile=path, check=False)
+    assert proc.returncode != 0
+    missing = tmp_path / "no-data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    assert f"data set 'mnist': {missing} not found and 3 more files there" in proc.stdout + proc.stderr
+    assert "data.root" in proc.stdout + proc.stderr and not (tmp_path / "wd" / "results").exists()

@@ -73,9 +73,57 @@ def test_corrupt_torchvision_file_is_named(tmp_path):
     for prefix in ("train", "t10k"):
         write_idx(tmp_path / "MNIST" / "raw", prefix, images, np.zeros(5, dtype=np.uint8))
     raw = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    raw.write_bytes(raw.read_bytes()[:500])
-    with pytest.raises(data.DataError, match="MNIST"):
+    whole = raw.read_bytes()
+    raw.write_bytes(whole[:500])
+    with pytest.raises(data.DataError, match=rf"cannot use {raw}: its header says 5 items, 3936 bytes, but it has 500"):
         data.build("mnist", OPTIONS | {"root": str(tmp_path)})
+    raw.write_bytes(struct.pack(">I", 1234) + whole[4:])
+    with pytest.raises(data.DataError, match=rf"cannot use {raw}: its magic number 1234"):
+        data.build("mnist", OPTIONS | {"root": str(tmp_path)})
+
+
+def write_cifar10(root, monkeypatch, n_train=4, n_test=3):
+    """CIFAR-10's on-disk format (pickled dicts of uint8 rows in CHW order); torchvision's MD5 list is pointed at
+    these files, as it would be at the release's."""
+    import hashlib
+    import pickle
+
+    from torchvision.datasets import CIFAR10
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batches = {f"data_batch_{i}": n_train for i in range(1, 6)} | {"test_batch": n_test}
+    arrays = {}
+    for name, n in batches.items():
+        arrays[name] = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).tolist()
+        (folder / name).write_bytes(pickle.dumps({"data": arrays[name], "labels": labels}))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+
+    def md5(name):
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(f"data_batch_{i}")] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5("test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5("batches.meta")})
+    return folder, arrays
+
+
+def test_cifar10_loads_in_chw_order_and_a_changed_file_is_named(tmp_path, monkeypatch):
+    folder, arrays = write_cifar10(tmp_path, monkeypatch)
+    d = data.build("cifar10", OPTIONS | {"root": str(tmp_path)})
+    assert d["x_train"].shape == (20, 3072) and d["x_test"].shape == (3, 3072)
+    # the stored rows are already channel-major (1024 red, 1024 green, 1024 blue), which ToTensor would give too
+    np.testing.assert_allclose(d["x_train"][:4].numpy(), arrays["data_batch_1"] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(d["x_test"].numpy(), arrays["test_batch"] / 255.0, rtol=1e-6)
+    batch = folder / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:-10])
+    with pytest.raises(data.DataError, match=rf"cannot use {batch}: its MD5 is not that of the CIFAR-10 release"):
+        data.build("cifar10", OPTIONS | {"root": str(tmp_path)})
+    batch.unlink()
+    with pytest.raises(data.DataError, match=rf"{batch} not found .*data.root.*data.download"):
+        data.build("cifar10", OPTIONS | {"root": str(tmp_path)})
 
 
 def test_prepared_files_round_trip_and_corruption_is_named(tmp_path):

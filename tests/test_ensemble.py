@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pandas as pd
 import pytest
 import torch
-from aedissect.models import build_model
-from conftest import SCHEMA
 
 from aedissect import config as study
-from aedissect import ensemble, io, training
+from aedissect import ensemble, io, status, training
+from aedissect.models import build_model, load_model
+from conftest import SCHEMA
 
 ATOL = 2e-5  # the batched products round differently from the single ones; a few epochs stay this close
 
@@ -137,3 +138,53 @@ def test_train_runs_writes_the_same_outputs_as_per_seed_training(tiny_config, da
         assert pay_e.keys() == pay_s.keys()
         assert_states_close(pay_e["state"], pay_s["state"])
         assert io.read_json(d_e / "provenance.json")["ensemble_size"] == len(runs_e)
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_a_diverged_seed_is_recorded_and_its_cell_mates_keep_their_outputs(
+    tiny_config, data, tmp_path, monkeypatch, together
+):
+    data_path = tmp_path / "data.pt"
+    torch.save(data, data_path)
+    runs = cell_runs(make_config(tiny_config, "ae", ensemble=together))
+
+    def train_cell(root):
+        dirs = [root / r["run_id"] for r in runs]
+        training.train_runs(runs, str(data_path), {"sha256": "x"}, list(map(str, dirs)), 1, "cpu", n_examples=3)
+        return dirs
+
+    clean = train_cell(tmp_path / "clean")
+
+    def blown_up(run, in_dim):  # seed 0 starts with weights of 1e20: its first loss overflows
+        model = build_model(run, in_dim)
+        if run["seed"] == 0:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(1e20)
+        return model
+
+    monkeypatch.setattr(training, "build_model", blown_up)
+    monkeypatch.setattr(ensemble, "build_model", blown_up)
+    dirs = train_cell(tmp_path / "diverged")  # no exception: the job goes on with the other seeds
+    bad = dirs[0]
+    record = io.read_json(bad / "train_metrics.json")
+    assert record["status"] == "diverged"
+    assert re.fullmatch(rf"run {re.escape(runs[0]['run_id'])}: training loss is (nan|inf) at epoch 1", record["error"])
+    assert "test_loss" not in record
+    assert pd.read_csv(bad / "train_log.csv").empty and pd.read_csv(bad / "reconstructions.csv").empty
+    assert io.read_json(bad / "provenance.json")["config_hash"] == study.config_hash(runs[0])
+    with pytest.raises(ValueError, match=rf"holds no trained weights: run {re.escape(runs[0]['run_id'])} diverged"):
+        load_model(bad / "model.pt")
+    for good, ref in zip(dirs[1:], clean[1:], strict=True):
+        assert io.read_json(good / "train_metrics.json") == io.read_json(ref / "train_metrics.json")
+        assert_states_close(
+            load_model(good / "model.pt")[0].state_dict(), load_model(ref / "model.pt")[0].state_dict(), 0
+        )
+        pd.testing.assert_frame_equal(pd.read_csv(good / "train_log.csv"), pd.read_csv(ref / "train_log.csv"))
+
+    # the cell's check fails naming the diverged run only; the clean cell's check records every test loss
+    with pytest.raises(status.TrainingDiverged, match=r"1 of 3 runs of this grid cell diverged") as err:
+        status.check_trained([str(d / "train_metrics.json") for d in dirs])
+    assert runs[0]["run_id"] in str(err.value) and runs[1]["run_id"] not in str(err.value)
+    record = status.check_trained([str(d / "train_metrics.json") for d in clean])
+    assert [r["run_id"] for r in record["runs"]] == [r["run_id"] for r in runs]

@@ -7,11 +7,11 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+
+from aedissect import findings, paper, style
 from aedissect.config import validate
 from aedissect.stats import mean_ci
 from conftest import REPO, SCHEMA, load_yaml, snakemake
-
-from aedissect import findings, paper, style
 
 matplotlib.use("Agg")
 
@@ -222,6 +222,7 @@ def test_figures_are_numbered_in_paper_order_without_gaps():
 
 def test_style_has_one_distinct_colour_per_family_and_one_bottleneck_line():
     import matplotlib.pyplot as plt
+
     from aedissect.config import FAMILIES
 
     assert set(style.FAMILY_COLOURS) == set(FAMILIES)

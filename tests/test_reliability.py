@@ -1,21 +1,26 @@
-"""Killed runs resume, two instances do not collide, untrusted files do not execute, writes are atomic."""
+"""Killed runs resume, diverged runs are marked, two instances do not collide, untrusted files do not execute,
+writes are atomic."""
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
-from aedissect.models import load_model
-from conftest import REPO, SNAKEMAKE, load_yaml, snakemake
 
 from aedissect import config, io, training
+from aedissect.models import load_model
+from conftest import REPO, SNAKEMAKE, load_yaml, planned_jobs, snakemake
 
 KILL_CONFIG = REPO / "tests" / "kill_config.yaml"
+DIVERGE_CONFIG = REPO / "tests" / "diverge_config.yaml"
 RUN_DIR = "results/runs/factors/ae/sym/z3/relu"
 TARGET = "results/tables/train_metrics.csv"  # the training stage; the later stages are covered by test_workflow
 
@@ -133,3 +138,45 @@ def test_stale_lock_is_kept_while_its_owner_runs(tmp_path):
         child.wait()
     assert "no longer running" in io.clear_stale_locks(locks)
     assert not (locks / "0.input.lock").exists()
+
+
+def test_diverged_runs_fail_their_check_and_keep_going_marks_them_in_the_tables(tmp_path):
+    workdir = tmp_path / "wd"
+    proc = snakemake(workdir, "--cores", "2", "--keep-going", configfile=DIVERGE_CONFIG, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    for seed in (0, 1):  # named on the terminal, by run and epoch, and in the check's log
+        assert re.search(rf"run digits/vae/sym/z3/relu/s{seed}: training loss is (nan|inf) at epoch 1", out)
+    assert "Error in rule check_training" in out and "lower training.lr" in out.lower()
+    assert "diverged" in (workdir / "results/logs/check_training/digits/vae/sym/z3/relu.log").read_text()
+
+    # the others finished: the AE cell trained, passed its check and was truncated and intervened on
+    ae = workdir / "results/runs/digits/ae/sym/z3/relu"
+    assert (ae / "training_check.json").exists() and (ae / "s1/layer_profile.csv").exists()
+    assert (workdir / "results/interventions/criticality/digits/ae/z3/relu.csv").exists()
+    assert not (workdir / "results/runs/digits/vae/sym/z3/relu/training_check.json").exists()
+    assert not (workdir / "results/runs/digits/vae/sym/z3/relu/s0/layer_profile.csv").exists()
+
+    # the training tables mark the diverged runs instead of dropping them
+    metrics = pd.read_csv(workdir / "results/tables/train_metrics.csv").set_index("run_id")
+    assert len(metrics) == 4
+    vae = metrics[metrics["kind"] == "vae"]
+    assert (vae["status"] == "diverged").all() and vae["test_loss"].isna().all()
+    assert vae["error"].str.contains("at epoch 1").all()
+    ae_rows = metrics[metrics["kind"] == "ae"]
+    assert (ae_rows["status"] == "ok").all() and ae_rows["error"].isna().all()
+    assert np.isfinite(ae_rows["test_mse"]).all()
+    summary = pd.read_csv(workdir / "results/tables/train_summary.csv")
+    mse = summary[summary["metric"] == "test_mse"].set_index("kind")
+    assert mse.loc["vae", "n"] == 0 and mse.loc["vae", "n_failed"] == 2
+    assert mse.loc["ae", "n"] == 2 and mse.loc["ae", "n_failed"] == 0
+    curves = pd.read_csv(workdir / "results/tables/train_curves.csv")
+    assert set(curves["status"]) == {"ok"}  # the VAEs diverged in their first epoch: no epoch to show
+    for figure in ("training_curves", "reconstruction_error", "reconstructions_digits"):
+        assert (workdir / f"results/figures/{figure}.png").stat().st_size > 0
+    with pytest.raises(ValueError, match=r"holds no trained weights: run digits/vae/sym/z3/relu/s0 diverged"):
+        load_model(workdir / "results/runs/digits/vae/sym/z3/relu/s0/model.pt")
+
+    # nothing is retrained on a rerun: only the failed check is tried again (and what waits for it)
+    jobs = planned_jobs(workdir, configfile=DIVERGE_CONFIG)
+    assert jobs.get("check_training") == 1 and "train" not in jobs

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, planned_jobs, snakemake
 
 SCRIPT = REPO / "workflow" / "scripts" / "slurm_cluster.sh"
@@ -64,6 +65,15 @@ def torch_rules() -> set[str]:
             match = re.match(r"\s*rule (\w+):", block)
             if match and "envs/torch.yaml" in block:
                 names.add(match.group(1))
+    return names
+
+
+def local_rules() -> set[str]:
+    """Rules named under ``localrules:``: they run on the submitting host, never in a SLURM job or group."""
+    names = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", smk.read_text(), flags=re.M):
+            names.update(re.findall(r"\w+", block))
     return names
 
 
@@ -112,8 +122,9 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
 
     jobs = planned_jobs(remote, configfile=STUDY)
     own = {rule for rule in jobs if rule in torch_rules()}
-    grouped = {rule for rule in jobs if rule not in own and rule != "all"}
-    assert {"prepare_data", "train"} <= own and grouped
+    on_host = {rule for rule in jobs if rule in local_rules()}
+    grouped = {rule for rule in jobs if rule not in own | on_host and rule != "all"}
+    assert {"prepare_data", "train"} <= own and on_host == {"check_training"} and grouped
     group_args = ["--groups", *(f"{rule}=post" for rule in sorted(grouped)), "--group-components", "post=1000"]
     # a group job asks SLURM for the threads and memory of the jobs it runs side by side: at most 2 at once
     group_args += ["--cores", "2", "--resources", "mem_mb=4000"]
@@ -132,7 +143,7 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
     )
     out = proc.stdout + proc.stderr
 
-    # every job was submitted to SLURM: one job id per torch job, one for the group of the rest
+    # every job but the local ones was submitted to SLURM: one job id per torch job, one for the group of the rest
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", out)
     ids = [int(jid) for jid, _ in submitted]
     assert len(ids) == len(set(ids)) == sum(jobs[r] for r in own) + 1, out[-3000:]
@@ -143,7 +154,8 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
         text = log.read_text()
         ran_in_slurm |= set(re.findall(r"^(?:local)?rule (\w+):", text, flags=re.M))
         assert "Finished job" in text or "steps (100%) done" in text, text[-2000:]
-    assert ran_in_slurm == set(jobs) - {"all"}, "every rule ran inside a SLURM job"
+    assert ran_in_slurm == set(jobs) - {"all"} - on_host, "every rule but the local ones ran inside a SLURM job"
+    assert re.search(r"^localrule check_training:", out, flags=re.M), "the local rules ran on the submitting host"
 
     # and SLURM's accounting (slurmdbd) saw each of them complete
     sacct = subprocess.run(

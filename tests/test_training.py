@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from aedissect.models import build_model
 
 from aedissect import config, training
+from aedissect.models import build_model
 
 STUDY = {
     "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},

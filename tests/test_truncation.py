@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from aedissect.models import build_model
 
 from aedissect import config as study
 from aedissect import metrics, truncation
+from aedissect.models import build_model
 
 OPTIONS = {
     "seed": 0,

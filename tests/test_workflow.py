@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
 
 RUN_FILES = ["config.json", "model.pt", "train_log.csv", "train_metrics.json", "reconstructions.csv", "provenance.json"]
@@ -128,6 +129,9 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+    # ruff's first-party detection depends on the environment unless pyproject.toml names the packages
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_layer_profiles_cover_every_run_and_cut(tiny_study):

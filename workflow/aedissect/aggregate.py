@@ -24,7 +24,8 @@ CELL_COLUMNS = [
     "beta",
     "likelihood",
 ]
-TRAIN_METRICS = ["test_loss", "test_mse", "psnr", "neg_elbo", "rate", "distortion", "active_units"]
+VAE_METRICS = ["neg_elbo", "rate", "distortion", "active_units"]
+TRAIN_METRICS = ["test_loss", "test_mse", "psnr", *VAE_METRICS]
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
@@ -38,34 +39,43 @@ def with_config(runs: list[dict], frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def train_metrics_table(runs: list[dict], metric_paths: list[str]) -> pd.DataFrame:
-    """One row per run: config columns, status and every training metric (missing ones NaN)."""
+    """One row per run: config columns, status, every training metric (missing ones NaN) and the error of a
+    run that diverged (status ``diverged``, no metrics)."""
     rows = [io.read_json(path) for path in metric_paths]
     table = runs_table(runs).merge(pd.DataFrame(rows), on="run_id", how="left", validate="one_to_one")
-    return table.reindex(columns=[*runs_table(runs[:1]).columns, "status", *TRAIN_METRICS])
+    return table.reindex(columns=[*runs_table(runs[:1]).columns, "status", *TRAIN_METRICS, "error"])
 
 
 def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    present = [m for m in TRAIN_METRICS if metrics[m].notna().any()]
-    long = metrics.melt(id_vars=CELL_COLUMNS, value_vars=present, var_name="metric", value_name="value")
-    long = long.dropna(subset=["value"])  # the VAE-only metrics of AE runs
-    return summarize(long, [*CELL_COLUMNS, "metric"])
+    """Mean, std, n and CI over the seeds that trained; ``n_failed`` counts the seeds of the cell that diverged,
+    so a cell whose every seed diverged still has its rows (n = 0)."""
+    long = metrics.melt(id_vars=[*CELL_COLUMNS, "status"], value_vars=TRAIN_METRICS, var_name="metric")
+    long = long[(long["kind"] == "vae") | ~long["metric"].isin(VAE_METRICS)]
+    long["failed"] = long["status"] != "ok"
+    summary = summarize(long, [*CELL_COLUMNS, "metric"])
+    failed = long.groupby([*CELL_COLUMNS, "metric"], sort=True, dropna=False)["failed"].sum()
+    return summary.assign(n_failed=failed.to_numpy().astype(int))
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table, one row per cell and metric: mean ± std [95% CI] (n)."""
-    lines = ["| dataset | kind | arch | z | metric | mean ± std | 95% CI | n |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | kind | arch | z | metric | mean ± std | 95% CI | n | diverged |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in summary.itertuples():
         lines.append(
             f"| {row.dataset} | {row.kind} | {row.arch} | {row.bottleneck} | {row.metric} | "
-            f"{row.mean:.4g} ± {row.std:.2g} | [{row.ci95_low:.4g}, {row.ci95_high:.4g}] | {row.n} |"
+            f"{row.mean:.4g} ± {row.std:.2g} | [{row.ci95_low:.4g}, {row.ci95_high:.4g}] | {row.n} | {row.n_failed} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def curves_table(runs: list[dict], log_paths: list[str]) -> pd.DataFrame:
-    """Per-epoch losses of every run, long format (split = train / test)."""
+def curves_table(runs: list[dict], log_paths: list[str], metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch losses of every run, long format (split = train / test), with the run's status from
+    ``metrics``: a diverged run keeps the epochs before it diverged."""
     frames = [pd.read_csv(path) for path in log_paths]
-    wide = with_config(runs, frames)
+    wide = with_config(runs, frames).merge(metrics[["run_id", "status"]], on="run_id", validate="many_to_one")
     id_vars = [c for c in wide.columns if c not in ("train_loss", "test_loss")]
     long = wide.melt(id_vars=id_vars, value_vars=["train_loss", "test_loss"], var_name="split", value_name="loss")
     long["split"] = long["split"].str.removesuffix("_loss")

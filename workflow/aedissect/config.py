@@ -58,13 +58,26 @@ def check_semantics(config: dict) -> None:
             for z in config["bottlenecks"]:
                 if before is not None and z > before:
                     raise ConfigError(
-                        f"bottlenecks: {z} is wider than the last encoder layer of "
+                        f"config key bottlenecks: {z} is wider than the last encoder layer of "
                         f"architectures.{name} ({before}); set allow_wide_bottleneck: true to allow it"
                     )
     for key in ("datasets", "model_kinds", "bottlenecks", "activations", "seeds"):
         values = config[key]
         if len(set(map(str, values))) != len(values):
-            raise ConfigError(f"{key}: duplicate entries in {values}")
+            raise ConfigError(f"config key {key}: duplicate entries in {values}")
+    # a selection naming something the study does not have would silently select less (a typo in an
+    # architecture name would drop it from the truncation or fall back to the default freeze sweep)
+    study_values = {key: list(config[key]) for key in ("datasets", "model_kinds", "bottlenecks", "activations")}
+    study_values["architectures"] = list(archs)
+    selections = [(f"truncation.select.{key}", values, key) for key, values in config["truncation"]["select"].items()]
+    selections += [
+        (f"interventions.cells.{key}", values, key) for key, values in config["interventions"]["cells"].items()
+    ]
+    selections.append(("interventions.freeze.k", list(config["interventions"]["freeze"]["k"]), "architectures"))
+    for path, values, key in selections:
+        unknown = [v for v in values or [] if v not in study_values[key]]
+        if unknown:
+            raise ConfigError(f"config key {path}: {unknown} not in the study's {key} {study_values[key]}")
 
 
 def grid(config: dict) -> list[dict]:

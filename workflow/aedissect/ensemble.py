@@ -28,7 +28,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect.models import build_model
-from aedissect.training import EVAL_SEED, TrainingDiverged, evaluate, loss_terms
+from aedissect.status import TrainingDiverged, diverged_result
+from aedissect.training import EVAL_SEED, evaluate, loss_terms
 
 log = logging.getLogger("aedissect.ensemble")
 
@@ -47,6 +48,7 @@ class _Loss(nn.Module):
 
 def check_cell(runs: list[dict]) -> None:
     """The members must differ only in their seed (one grid cell)."""
+
     def strip(run):
         return {k: v for k, v in run.items() if k not in ("run_id", "seed")}
 
@@ -100,6 +102,9 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
 
     histories = [[] for _ in runs]
     epoch_states = [{} for _ in runs]
+    # a member that diverges keeps being stepped (its NaNs stay in its own slices of the stacked weights and of
+    # Adam's moments) but is recorded as diverged, as train_runs records a diverged run; the others go on
+    diverged: dict[int, TrainingDiverged] = {}
     for epoch in range(1, tr["epochs"] + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         total = torch.zeros(n_members, device=device)
@@ -119,8 +124,13 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
         with torch.no_grad():
             test = test_loss(prefixed, prefixed_buffers, x_test, eval_eps).tolist()
         for m, run in enumerate(runs):
+            if m in diverged:
+                continue
             if not math.isfinite(train_loss[m]):
-                raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss[m]} at epoch {epoch}")
+                message = f"run {run['run_id']}: training loss is {train_loss[m]} at epoch {epoch}"
+                diverged[m] = TrainingDiverged(message, histories[m])
+                log.error("%s; going on with the other members", message)
+                continue
             histories[m].append({"epoch": epoch, "train_loss": train_loss[m], "test_loss": test[m]})
             if epoch in tr["keep_epochs"]:
                 epoch_states[m][epoch] = member_state(params, buffers, m)
@@ -130,11 +140,16 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
     for m, (run, model) in enumerate(zip(runs, members, strict=True)):
         state = member_state(params, buffers, m)
         model.load_state_dict(state)
-        metrics = evaluate(model, x_test, run)
-        if not math.isfinite(metrics["test_loss"]):
-            raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training")
+        metrics = evaluate(model, x_test, run) if m not in diverged else None
+        if metrics is not None and not math.isfinite(metrics["test_loss"]):
+            message = f"run {run['run_id']}: test loss is {metrics['test_loss']} after training"
+            diverged[m] = TrainingDiverged(message, histories[m])
+        if m in diverged:
+            results.append(diverged_result(diverged[m], in_dim))
+            continue
         results.append(
             {
+                "status": "ok",
                 "state": state,
                 "init_state": init_states[m],
                 "epoch_states": epoch_states[m],

@@ -34,21 +34,10 @@ CELL_KEYS = {"datasets": "dataset", "model_kinds": "kind", "architectures": "arc
 
 
 def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
-    """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all)."""
+    """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all);
+    ``config.check_semantics`` has refused values the study does not have."""
     cells = config["interventions"]["cells"]
-    study_values = {"datasets": config["datasets"], "model_kinds": config["model_kinds"]}
-    study_values |= {"architectures": list(config["architectures"]), "bottlenecks": config["bottlenecks"]}
-    chosen = {}
-    for key, column in CELL_KEYS.items():
-        values = cells.get(key)
-        if values is None:
-            continue
-        unknown = [v for v in values if v not in study_values[key]]
-        if unknown:
-            raise ConfigError(
-                f"config key interventions.cells.{key}: {unknown} not in the study's {key} {study_values[key]}"
-            )
-        chosen[column] = set(values)
+    chosen = {column: set(cells[key]) for key, column in CELL_KEYS.items() if cells.get(key) is not None}
     return [run for run in runs if all(run[col] in values for col, values in chosen.items())]
 
 

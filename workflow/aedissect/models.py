@@ -140,6 +140,11 @@ def build_model(run: dict, in_dim: int) -> MLPAutoencoder:
 def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
     """A trained model and its saved payload (config, initial weights, kept epochs)."""
     payload = torch.load(path, map_location=device, weights_only=True)
+    if payload.get("status", "ok") != "ok":
+        raise ValueError(
+            f"{path} holds no trained weights: run {payload['config']['run_id']} {payload['status']}: "
+            f"{payload['error']}"
+        )
     model = build_model(payload["config"], payload["in_dim"]).to(device)
     model.load_state_dict(payload["state"])
     return model, payload

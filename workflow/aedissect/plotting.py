@@ -16,8 +16,10 @@ def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):
 
 
 def training_curves(curves: pd.DataFrame):
-    """Test loss per epoch, mean over seeds, one line per architecture; rows data sets, columns kinds."""
+    """Test loss per epoch, mean over the seeds that trained, one line per architecture; rows data sets, columns
+    kinds."""
     style.apply()
+    curves = curves[curves["status"] == "ok"]
     colours = style.table_arch_colours(curves)
     datasets, kinds = sorted(curves["dataset"].unique()), sorted(curves["kind"].unique())
     fig, axes = _grid(datasets, kinds, style.PAGE_WIDTH, 1.8, sharex=True)

@@ -17,13 +17,10 @@ import torch
 from aedissect import io
 from aedissect.config import config_hash
 from aedissect.models import MLPAutoencoder, build_model
+from aedissect.status import TrainingDiverged, diverged_result
 
 log = logging.getLogger("aedissect.training")
 EVAL_SEED = 12345  # the VAE's test ELBO uses its own noise, so evaluating never moves the training stream
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 def setup_torch(threads: int, device: str) -> torch.device:
@@ -177,7 +174,7 @@ def train(
             total += loss.detach() * xb.shape[0]
         train_loss = float(total) / n
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss} at epoch {epoch}")
+            raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss} at epoch {epoch}", history)
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "test_loss": evaluate(model, x_test, run)["test_loss"]}
         )
@@ -187,8 +184,9 @@ def train(
             save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states)
     metrics = evaluate(model, x_test, run)
     if not math.isfinite(metrics["test_loss"]):
-        raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training")
+        raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training", history)
     return {
+        "status": "ok",
         "state": clone_state(model),
         "init_state": init_state,
         "epoch_states": epoch_states,
@@ -217,39 +215,51 @@ def to_cpu(state: dict) -> dict:
 
 
 def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int, provenance: dict) -> None:
-    """Every per-run output: model.pt, config.json, train_log.csv, train_metrics.json, reconstructions.csv."""
+    """Every per-run output: model.pt, config.json, train_log.csv, train_metrics.json, reconstructions.csv.
+
+    A diverged run gets them too, so that the cell's other seeds keep their outputs and the tables can mark it:
+    its model.pt holds the error instead of weights and its reconstructions.csv has no rows.
+    """
     import pandas as pd
 
-    payload = {
-        "config": run,
-        "config_hash": config_hash(run),
-        "in_dim": result["in_dim"],
-        "state": to_cpu(result["state"]),
-        "init_state": to_cpu(result["init_state"]),
-        "epoch_states": {int(k): to_cpu(v) for k, v in result["epoch_states"].items()},
-    }
+    status = result["status"]
+    payload = {"config": run, "config_hash": config_hash(run), "in_dim": result["in_dim"], "status": status}
+    if status == "ok":
+        payload |= {
+            "state": to_cpu(result["state"]),
+            "init_state": to_cpu(result["init_state"]),
+            "epoch_states": {int(k): to_cpu(v) for k, v in result["epoch_states"].items()},
+        }
+        metrics = result["metrics"]
+    else:
+        payload["error"] = result["error"]
+        metrics = {"error": result["error"]}
     with io.atomic_path(run_dir / "model.pt") as tmp:
         torch.save(payload, tmp)
     io.write_json(run, run_dir / "config.json")
-    io.write_csv(pd.DataFrame(result["history"]).assign(run_id=run["run_id"]), run_dir / "train_log.csv")
-    io.write_json({"run_id": run["run_id"], "status": "ok", **result["metrics"]}, run_dir / "train_metrics.json")
-    model = build_model(run, result["in_dim"])
-    model.load_state_dict(payload["state"])
-    x = data["x_test"][:n_examples]
-    with torch.no_grad():
-        recon = reconstruction(model, x, run)
-    rows = [
-        {
-            "run_id": run["run_id"],
-            "example": i,
-            "feature": j,
-            "input": float(x[i, j]),
-            "reconstruction": float(recon[i, j]),
-        }
-        for i in range(x.shape[0])
-        for j in range(x.shape[1])
-    ]
-    io.write_csv(pd.DataFrame(rows), run_dir / "reconstructions.csv")
+    history = pd.DataFrame(result["history"], columns=["epoch", "train_loss", "test_loss"])
+    io.write_csv(history.assign(run_id=run["run_id"]), run_dir / "train_log.csv")
+    io.write_json({"run_id": run["run_id"], "status": status, **metrics}, run_dir / "train_metrics.json")
+    rows = []
+    if status == "ok":
+        model = build_model(run, result["in_dim"])
+        model.load_state_dict(payload["state"])
+        x = data["x_test"][:n_examples]
+        with torch.no_grad():
+            recon = reconstruction(model, x, run)
+        rows = [
+            {
+                "run_id": run["run_id"],
+                "example": i,
+                "feature": j,
+                "input": float(x[i, j]),
+                "reconstruction": float(recon[i, j]),
+            }
+            for i in range(x.shape[0])
+            for j in range(x.shape[1])
+        ]
+    columns = ["run_id", "example", "feature", "input", "reconstruction"]
+    io.write_csv(pd.DataFrame(rows, columns=columns), run_dir / "reconstructions.csv")
     io.write_json(provenance, run_dir / "provenance.json")
 
 
@@ -277,13 +287,17 @@ def train_runs(
                 "data_sha256": data_info["sha256"],
             }
             save_run(run, result, data, run_dir, n_examples, prov)
-            log.info("%s: %s", run["run_id"], result["metrics"])
+            log.info("%s: %s %s", run["run_id"], result["status"], result.get("metrics", ""))
         return
     for run, run_dir in zip(runs, map(Path, run_dirs), strict=True):
         resume_path = run_dir.parent / f".{run_dir.name}.resume.pt"  # a path no rule declares
         start = time.perf_counter()
         log.info("training %s on %s", run["run_id"], dev)
-        result = train(run, data, dev, resume_path)
+        try:
+            result = train(run, data, dev, resume_path)
+        except TrainingDiverged as err:
+            log.error("%s; recording the run as diverged and going on with the cell's other seeds", err)
+            result = diverged_result(err, data["x_train"].shape[1])
         prov = io.provenance(str(dev), threads) | {
             "train_seconds": time.perf_counter() - start,
             "config_hash": config_hash(run),
@@ -291,4 +305,4 @@ def train_runs(
         }
         save_run(run, result, data, run_dir, n_examples, prov)
         resume_path.unlink(missing_ok=True)
-        log.info("%s: %s", run["run_id"], result["metrics"])
+        log.info("%s: %s %s", run["run_id"], result["status"], result.get("metrics", ""))

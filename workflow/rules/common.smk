@@ -28,6 +28,7 @@ if workflow.is_main_process:
 
 onstart:
     record_lock_owner(".snakemake/locks")
+    check_data_available()
 
 
 RUNS = study.grid(config)
@@ -76,6 +77,18 @@ DATA_KEYS = {
 }
 
 
+def check_data_available():
+    """Missing or corrupt data files stop the run before any job (a dry run, which reads nothing, does not check)."""
+    from aedissect import data as datalib
+
+    for dataset in config["datasets"]:
+        if not Path(f"results/data/{dataset}.pt").exists():  # prepared already: the raw files are not read again
+            try:
+                datalib.check_files(dataset, config["data"])
+            except datalib.DataError as err:
+                raise WorkflowError(str(err)) from None
+
+
 def get_data_options(wildcards):
     """Only the data keys this data set depends on, so that changing another's reruns nothing here."""
     keys = DATA_KEYS.get(wildcards.dataset, ("root", "download", "max_train_samples"))
@@ -98,6 +111,7 @@ def get_final_outputs(wildcards):
     return (
         [f"results/tables/{name}.csv" for name in tables]
         + ["results/tables/train_summary.md"]
+        + [f"results/runs/{cell}/training_check.json" for cell in CELLS]
         + [f"results/figures/{name}.{ext}" for name in figures for ext in ("pdf", "png")]
         + get_paper_outputs(wildcards)
         + get_intervention_outputs(wildcards)
@@ -180,6 +194,11 @@ def get_group_runs(wildcards):
 
 def get_group_models(wildcards):
     return [f"results/runs/{run['run_id']}/model.pt" for run in get_group_runs(wildcards)]
+
+
+def get_group_checks(wildcards):
+    cells = dict.fromkeys(run["run_id"].rsplit("/", 1)[0] for run in get_group_runs(wildcards))
+    return [f"results/runs/{cell}/training_check.json" for cell in cells]
 
 
 def get_intervention_figure_table(wildcards):

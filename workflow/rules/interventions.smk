@@ -29,6 +29,7 @@ rule criticality:
     input:
         data="results/data/{dataset}.pt",
         models=get_group_models,
+        trained=get_group_checks,
     output:
         f"results/interventions/criticality/{GROUP}.csv",
     log:
@@ -53,6 +54,7 @@ rule stitching:
     input:
         data="results/data/{dataset}.pt",
         models=get_group_models,
+        trained=get_group_checks,
     output:
         f"results/interventions/stitching/{GROUP}.csv",
     log:

@@ -25,3 +25,23 @@ rule train:
         "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
+
+
+# A diverged seed does not fail its training job (that would delete the cell's other seeds); this check does,
+# naming the run. Everything that loads the cell's models waits for it; the training tables do not, so that
+# with --keep-going they mark the run as diverged. It only reads a few JSON files: never worth a cluster job.
+localrules:
+    check_training,
+
+
+rule check_training:
+    input:
+        metrics=cell_outputs("train_metrics.json"),
+    output:
+        f"results/runs/{CELL}/training_check.json",
+    log:
+        f"results/logs/check_training/{CELL}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/check_training.py"

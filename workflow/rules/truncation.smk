@@ -6,6 +6,7 @@ rule truncate:
     input:
         data="results/data/{dataset}.pt",
         models=cell_outputs("model.pt"),
+        trained=f"results/runs/{CELL}/training_check.json",
     output:
         profiles=cell_outputs("layer_profile.csv"),
         cka=f"results/runs/{CELL}/truncation_cka.csv",

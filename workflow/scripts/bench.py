@@ -130,8 +130,9 @@ def pipeline_rate(kind: str, batch_size: int, data: dict, device, epochs: int) -
 def baseline_rate(batch_size: int, data: dict, device, epochs: int) -> float:
     """Samples/s of the textbook loop: DataLoader(TensorDataset(x), shuffle=True), MSE, Adam."""
     import torch
-    from aedissect.models import build_model
     from torch.utils.data import DataLoader, TensorDataset
+
+    from aedissect.models import build_model
 
     run = make_run("ae", MNIST_ARCH, 32, batch_size, epochs)
     x = data["x_train"].cpu()
@@ -158,9 +159,9 @@ def baseline_rate(batch_size: int, data: dict, device, epochs: int) -> float:
 def ensemble_speedup(device, n_seeds: int = 8, epochs: int = 10) -> tuple[float, float, float]:
     """Seconds for n_seeds digits-sized AEs one after another, as one ensemble, and the ratio."""
     import torch
-    from aedissect.data import load_digits_split
 
     from aedissect import ensemble, training
+    from aedissect.data import load_digits_split
 
     split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
@@ -205,6 +206,7 @@ print(time.time() - t0)
 def startup_cost(device: str, reps: int = 3) -> float:
     """Seconds from process start to the end of the first batch, as in a train job (median of reps)."""
     import torch
+
     from aedissect.data import load_digits_split
 
     split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
@@ -217,7 +219,10 @@ def startup_cost(device: str, reps: int = 3) -> float:
         for _ in range(reps):
             out = subprocess.run(
                 [sys.executable, "-c", code, repr(time.time()), str(path), device],
-                capture_output=True, text=True, check=True, cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
             )
             times.append(float(out.stdout.strip().splitlines()[-1]))
     return sorted(times)[len(times) // 2]
@@ -241,8 +246,16 @@ def largest_study() -> Path:
 
 def snakemake_cmd(workdir: str, configfile: Path, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", workdir,
-        "--configfile", str(configfile), *args,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        workdir,
+        "--configfile",
+        str(configfile),
+        *args,
     ]
 
 
@@ -262,8 +275,9 @@ def default_study(cores: int, startup_s: float) -> tuple[float, int, float]:
     """Wall seconds of the default study with `cores`, its job count, and the start-up share."""
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        out = subprocess.run(snakemake_cmd(tmp, REPO / "config.yaml", "--cores", str(cores)),
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            snakemake_cmd(tmp, REPO / "config.yaml", "--cores", str(cores)), capture_output=True, text=True
+        )
         wall = time.perf_counter() - t
         if out.returncode != 0:
             raise RuntimeError(f"the default study failed:\n{out.stderr[-3000:]}")
@@ -277,8 +291,12 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--cores", type=int, default=2, help="--cores for the default study")
-    parser.add_argument("--ensemble-threads", type=int, default=1,
-                        help="torch threads for the 8-seed part (default 1: a train job's training.threads)")
+    parser.add_argument(
+        "--ensemble-threads",
+        type=int,
+        default=1,
+        help="torch threads for the 8-seed part (default 1: a train job's training.threads)",
+    )
     parser.add_argument("--samples", type=int, default=16384, help="training samples for the MNIST-shaped runs")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "bench.json"))

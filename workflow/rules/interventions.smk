@@ -47,7 +47,7 @@ rule criticality:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/criticality.py"
+        "../scripts/intervention_group.py"
 
 
 rule stitching:
@@ -72,7 +72,7 @@ rule stitching:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/stitch.py"
+        "../scripts/intervention_group.py"
 
 
 rule intervention_tables:

@@ -1,4 +1,6 @@
-"""Re-initialise, re-randomise, rewind and retrain every layer of every model of one group."""
+"""One intervention on every model of one group (same data set, kind, bottleneck and activation): rule
+criticality re-initialises, re-randomises, rewinds and retrains every layer; rule stitching stitches the
+bottlenecks of every configured pair. The rule's name picks ``interventions.<rule>_group``."""
 
 import logging
 import sys
@@ -8,7 +10,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from aedissect import interventions
 
-interventions.criticality_group(
+getattr(interventions, f"{snakemake.rule}_group")(
     snakemake.params.runs,
     list(snakemake.input.models),
     data_path=snakemake.input.data,

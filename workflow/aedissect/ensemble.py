@@ -29,7 +29,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect.models import build_model
 from aedissect.status import TrainingDiverged, diverged_result
-from aedissect.training import EVAL_SEED, evaluate, loss_terms
+from aedissect.training import EVAL_SEED, adam, evaluate, loss_terms
 
 log = logging.getLogger("aedissect.ensemble")
 
@@ -78,9 +78,7 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
     params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves requiring grad
     for name, p in params.items():
         p.requires_grad_(not name.startswith(frozen_prefixes))
-    optimizer = torch.optim.Adam(
-        [p for p in params.values() if p.requires_grad], lr=tr["lr"], weight_decay=tr["weight_decay"]
-    )
+    optimizer = adam([p for p in params.values() if p.requires_grad], tr)
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
 
     base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)

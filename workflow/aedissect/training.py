@@ -127,6 +127,13 @@ def load_resume(path: Path, expected_hash: str):
     return state
 
 
+def adam(params: list[torch.Tensor], tr: dict) -> torch.optim.Adam:
+    """The optimiser of every training. Fused: one kernel per step instead of a dozen per tensor, which is a third
+    of the step time of these small models at batch 128 on a CPU; per element and deterministic like the for-loop
+    implementation (the rounding differs from it, not between runs)."""
+    return torch.optim.Adam(params, lr=tr["lr"], weight_decay=tr["weight_decay"], fused=True)
+
+
 def train(
     run: dict,
     data: dict,
@@ -148,9 +155,7 @@ def train(
     frozen = model.frozen_layers(run.get("freeze", "none"))
     for i in frozen:
         model.layers[i].requires_grad_(False)
-    optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=tr["lr"], weight_decay=tr["weight_decay"]
-    )
+    optimizer = adam([p for p in model.parameters() if p.requires_grad], tr)
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     chash = config_hash(run)
     history, epoch_states, start = [], {}, 1

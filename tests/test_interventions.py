@@ -109,18 +109,45 @@ def test_a_frozen_layer_gets_no_optimiser_state(data, monkeypatch):
     assert len(in_optimizer) == n_trainable
 
 
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_decoder_plus_bias_trains_only_the_encoder_and_the_output_bias(data, kind):
+    run = iv.freeze_variant(make_run(kind), "decoder+bias")
+    result = training.train(run, data, DEVICE)
+    model = build_model(run, 12)
+    output_bias = f"layers.{model.n_layers - 1}.0.bias"
+    for key, value in result["state"].items():
+        moved = not torch.equal(value, result["init_state"][key])
+        assert moved == (int(key.split(".")[1]) < model.bottleneck_cut or key == output_bias), key
+    # the free bias is what lets the frozen decoder fit the data's mean: lower loss than the textbook freeze
+    textbook = training.train(iv.freeze_variant(make_run(kind), "decoder"), data, DEVICE)
+    assert result["metrics"]["test_mse"] < textbook["metrics"]["test_mse"]
+
+
 @pytest.mark.parametrize("arch", ["sym", "enc-heavy"])
 def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
     run = make_run(arch=arch)
     model = build_model(run, 12)
-    specs = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}})
-    L = model.n_layers
-    assert specs == ["encoder", "decoder"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}" for k in range(1, L)]
-    for spec in specs:
-        assert list(iv.frozen_set(run, spec)) == model.frozen_layers(spec)
-    assert iv.frozen_set(run, "encoder") == iv.frozen_set(run, f"prefix-{model.bottleneck_cut}")
+    L, bc = model.n_layers, model.bottleneck_cut
+    specs = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
+    # every spec that reaches the output layer leaves its bias free
+    assert specs == (
+        ["encoder", "decoder+bias"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}+bias" for k in range(1, L)]
+    )
+    with_control = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
+    assert with_control == (
+        ["encoder", "decoder+bias", "decoder"]
+        + [f"prefix-{k}" for k in range(1, L)]
+        + [spec for k in range(1, L) for spec in (f"suffix-{k}+bias", f"suffix-{k}")]
+    )
+    for spec in with_control:
+        layers, bias_frozen = iv.frozen_set(run, spec)
+        assert list(layers) == model.frozen_layers(spec)
+        assert bias_frozen == (f"layers.{L - 1}.0.bias" in model.frozen_parameters(spec))
+    assert iv.frozen_set(run, "encoder") == iv.frozen_set(run, f"prefix-{bc}")
+    assert iv.frozen_set(run, "decoder+bias") == iv.frozen_set(run, f"suffix-{L - bc}+bias")
+    assert iv.frozen_set(run, "decoder+bias") != iv.frozen_set(run, "decoder")
     with pytest.raises(ConfigError, match="interventions.freeze.k.sym"):
-        iv.freeze_specs(make_run(arch="sym"), {"sides": ["prefix"], "k": {"sym": [4]}})
+        iv.freeze_specs(make_run(arch="sym"), {"sides": ["prefix"], "k": {"sym": [4]}, "frozen_output_bias": True})
 
 
 def test_freeze_runs_select_the_configured_cells():
@@ -140,11 +167,17 @@ def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_pat
         return real_train(spec_run, *args, **kwargs)
 
     monkeypatch.setattr(iv, "train", counting_train)
-    specs = ["encoder", "decoder", "prefix-1", "prefix-2"]  # encoder = prefix-2 for this architecture
+    # encoder = prefix-2 and decoder+bias = suffix-2+bias for this architecture
+    specs = ["encoder", "decoder+bias", "decoder", "prefix-1", "prefix-2", "suffix-2+bias"]
     iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
-    assert calls == ["encoder", "decoder", "prefix-1"]
+    assert calls == ["encoder", "decoder+bias", "decoder", "prefix-1"]
     metrics = {spec: io.read_json(tmp_path / "s0" / spec / "train_metrics.json") for spec in specs}
     assert metrics["prefix-2"]["same_as"] == "encoder"
+    assert metrics["suffix-2+bias"]["same_as"] == "decoder+bias"
+    assert {spec: m["output_bias"] for spec, m in metrics.items()} == {
+        "encoder": "trained", "decoder+bias": "trained", "decoder": "frozen",
+        "prefix-1": "trained", "prefix-2": "trained", "suffix-2+bias": "trained",
+    }  # fmt: skip
     assert metrics["prefix-2"]["test_loss"] == metrics["encoder"]["test_loss"]
     direct = training.train(iv.freeze_variant(run, "prefix-2"), data, DEVICE)["metrics"]["test_loss"]
     assert direct == metrics["prefix-2"]["test_loss"]
@@ -152,13 +185,14 @@ def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_pat
 
 def test_encoder_share_formula_on_a_constructed_table():
     rows = []
-    for rid, (full, enc, dec) in {"a": (1.0, 4.0, 2.0), "b": (0.5, 0.5, 1.5)}.items():
-        for spec, loss in (("none", full), ("encoder", enc), ("decoder", dec)):
+    for rid, (full, enc, dec, dec_bias) in {"a": (1.0, 4.0, 2.0, 1.5), "b": (0.5, 0.5, 1.5, 1.0)}.items():
+        for spec, loss in (("none", full), ("encoder", enc), ("decoder", dec), ("decoder+bias", dec_bias)):
             rows.append({"run_id": rid, "freeze": spec, "test_loss": loss, "test_mse": 2 * loss, "dataset": "d"})
-    share = iv.encoder_share(pd.DataFrame(rows)).set_index(["run_id", "metric"])["value"]
-    assert share["a", "test_loss"] == pytest.approx(3.0 / (3.0 + 1.0))
-    assert share["a", "test_mse"] == pytest.approx(6.0 / (6.0 + 2.0))
-    assert share["b", "test_loss"] == 0.0  # freezing the encoder costs nothing: the decoder does all the work
+    share = iv.encoder_share(pd.DataFrame(rows)).set_index(["run_id", "metric", "output_bias"])["value"]
+    assert share["a", "test_loss", "frozen"] == pytest.approx(3.0 / (3.0 + 1.0))
+    assert share["a", "test_mse", "frozen"] == pytest.approx(6.0 / (6.0 + 2.0))
+    assert share["a", "test_loss", "trained"] == pytest.approx(3.0 / (3.0 + 0.5))
+    assert (share["b", "test_loss"] == 0.0).all()  # freezing the encoder costs nothing: the decoder does all the work
 
 
 # ---------------------------------------------------------------- re-initialisation and retraining

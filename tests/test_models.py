@@ -55,9 +55,22 @@ def test_freeze_specs():
     assert model.frozen_layers("prefix-0") == []
     assert model.frozen_layers("prefix-2") == [0, 1]
     assert model.frozen_layers("suffix-2") == [4, 5]
-    for bad in ["prefix-7", "middle", "prefix-", "encoder;rm"]:
+    assert model.frozen_layers("decoder+bias") == [3, 4, 5]
+    for bad in ["prefix-7", "middle", "prefix-", "encoder;rm", "decoder+", "decoder+bias+bias"]:
         with pytest.raises(ValueError, match="freeze spec"):
             model.frozen_layers(bad)
+
+
+def test_frozen_parameters_are_those_of_the_frozen_layers_less_the_output_bias_with_plus_bias():
+    model = MLPAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")
+    layer_params = {i: [f"layers.{i}.0.weight", f"layers.{i}.0.bias"] for i in range(model.n_layers)}
+    assert model.frozen_parameters("none") == model.frozen_parameters("none+bias") == []
+    assert model.frozen_parameters("suffix-2") == layer_params[4] + layer_params[5]
+    assert model.frozen_parameters("suffix-2+bias") == layer_params[4] + ["layers.5.0.weight"]
+    # the suffix does not reach the output layer's bias where the spec does not freeze the output layer
+    assert model.frozen_parameters("prefix-2+bias") == model.frozen_parameters("prefix-2")
+    names = dict(model.named_parameters())
+    assert all(name in names for name in model.frozen_parameters("decoder"))
 
 
 def test_initial_weights_depend_only_on_the_seed():

@@ -60,29 +60,35 @@ def test_compression_offsets_are_relative_to_the_bottleneck_and_ignore_input_and
 
 
 def test_encoder_share_matches_the_interventions_computation_and_is_symmetric():
-    from aedissect.interventions import encoder_share
+    from aedissect.interventions import DECODER_SPECS, encoder_share
 
+    assert sorted(findings.SHARE_DECODER_SPECS.values()) == sorted(DECODER_SPECS.values())
     rng = np.random.default_rng(0)
     rows = []
     for i in range(6):
         full = rng.uniform(0.1, 0.2)
-        losses = {"none": full, "encoder": full + rng.uniform(0, 1), "decoder": full + rng.uniform(0, 1)}
+        losses = {"none": full, "encoder": full + rng.uniform(0, 1)}
+        losses |= {"decoder": full + rng.uniform(0, 1), "decoder+bias": full + rng.uniform(0, 1)}
         for spec, loss in losses.items():
             rows.append({"run_id": f"r{i}", "freeze": spec, "test_loss": loss, "test_mse": loss / 2})
     wide = pd.DataFrame(rows)
-    ours = findings.encoder_shares(findings.freeze_losses(wide)).set_index("run_id")["value"].sort_index()
+    ours = findings.encoder_shares(findings.freeze_losses(wide)).set_index(["quantity", "run_id"])["value"]
     theirs = encoder_share(wide)
-    theirs = theirs[theirs["metric"] == "test_loss"].set_index("run_id")["value"].sort_index()
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    theirs = theirs[theirs["metric"] == "test_loss"].set_index(["output_bias", "run_id"])["value"]
+    for quantity, spec in findings.SHARE_DECODER_SPECS.items():
+        bias = next(b for b, s in DECODER_SPECS.items() if s == spec)
+        np.testing.assert_allclose(ours[quantity].sort_index(), theirs[bias].sort_index(), rtol=1e-12)
     assert ((ours > 0) & (ours < 1)).all()
-    swapped = wide.replace({"freeze": {"encoder": "decoder", "decoder": "encoder"}})
-    mirror = findings.encoder_shares(findings.freeze_losses(swapped)).set_index("run_id")["value"].sort_index()
-    np.testing.assert_allclose(mirror, 1 - ours, rtol=1e-12)
+    # the share is the complement of the one with the sides' losses swapped
+    share = ours["encoder_share"].sort_index()
+    swapped = wide.replace({"freeze": {"encoder": "decoder+bias", "decoder+bias": "encoder"}})
+    mirror = findings.encoder_shares(findings.freeze_losses(swapped)).set_index(["quantity", "run_id"])["value"]
+    np.testing.assert_allclose(mirror["encoder_share"].sort_index(), 1 - share, rtol=1e-12)
 
 
 def test_encoder_share_falls_back_to_the_normal_run_and_is_nan_without_a_loss_increase():
     wide = pd.DataFrame(
-        {"run_id": ["r", "r", "q", "q"], "freeze": ["encoder", "decoder"] * 2, "test_loss": [3, 2, 1, 1]}
+        {"run_id": ["r", "r", "q", "q"], "freeze": ["encoder", "decoder+bias"] * 2, "test_loss": [3, 2, 1, 1]}
     )
     out = findings.encoder_shares(wide, full_loss=pd.Series({"r": 1.0, "q": 1.0})).set_index("run_id")["value"]
     assert out["r"] == pytest.approx(2 / 3)
@@ -336,10 +342,12 @@ def test_findings_are_computed_from_the_tables(tiny_study):
         finite["mean"] <= finite["ci95_high"] + 1e-12
     ).all()
     # the encoder share agrees with the interventions issue's own table
-    theirs = pd.read_csv(tiny_study / "results/tables/encoder_share.csv")
-    theirs = theirs[theirs["metric"] == "test_loss"].set_index("run_id")["value"]
-    ours = per_run[per_run["quantity"] == "encoder_share"].set_index("run_id")["value"]
-    np.testing.assert_allclose(ours.sort_index(), theirs.loc[ours.sort_index().index], rtol=1e-6)  # CSVs: 10 digits
+    table = pd.read_csv(tiny_study / "results/tables/encoder_share.csv")
+    for quantity, bias in (("encoder_share", "trained"), ("encoder_share_frozen_output_bias", "frozen")):
+        theirs = table[(table["metric"] == "test_loss") & (table["output_bias"] == bias)].set_index("run_id")["value"]
+        ours = per_run[per_run["quantity"] == quantity].set_index("run_id")["value"].sort_index()
+        assert len(ours) == len(theirs) > 0
+        np.testing.assert_allclose(ours, theirs.loc[ours.index], rtol=1e-6)  # CSVs: 10 digits
 
 
 def test_report_front_page_shows_the_findings(tiny_study):

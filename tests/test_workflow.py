@@ -185,3 +185,11 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
     for row in aliased.itertuples():
         original = freeze[(freeze["run_id"] == row.run_id) & (freeze["freeze"] == row.same_as)]
         assert original["test_loss"].iloc[0] == row.test_loss
+    # a frozen decoder whose output bias trains fits at least the data's mean: never worse than the textbook freeze
+    by_spec = freeze.pivot_table(index="run_id", columns="freeze", values="test_mse")
+    assert (by_spec["decoder+bias"] < by_spec["decoder"]).all()
+    assert set(freeze.loc[freeze["freeze"] == "decoder", "output_bias"]) == {"frozen"}
+    assert set(freeze.loc[freeze["freeze"] != "decoder", "output_bias"]) >= {"trained"}
+    share = pd.read_csv(tables / "encoder_share.csv")
+    assert set(share["output_bias"]) == {"trained", "frozen"}
+    assert share.groupby(["run_id", "metric"]).size().eq(2).all()

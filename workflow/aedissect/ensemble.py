@@ -73,11 +73,10 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
 
     members = [build_model(run, in_dim).to(device) for run in runs]
     init_states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
-    frozen = members[0].frozen_layers(run0.get("freeze", "none"))
-    frozen_prefixes = tuple(f"layers.{i}." for i in frozen)
+    frozen = set(members[0].frozen_parameters(run0.get("freeze", "none")))
     params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves requiring grad
     for name, p in params.items():
-        p.requires_grad_(not name.startswith(frozen_prefixes))
+        p.requires_grad_(name not in frozen)
     optimizer = adam([p for p in params.values() if p.requires_grad], tr)
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
 

@@ -18,7 +18,11 @@ Per-run quantities (``quantities()``, one row per run and quantity):
 ``twonn_min_offset`` / ``pr_min_offset``
     The cut of the minimum itself, minus b (the "encoding locus" of the truncation issue).
 ``encoder_share``
-    (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from the freezing runs.
+    (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from the freezing runs, the
+    frozen decoder's output bias left to train (spec ``decoder+bias``): what R2 uses.
+``encoder_share_frozen_output_bias``
+    The same with the output bias frozen too (spec ``decoder``, the textbook freeze): the control. A bias frozen
+    at its random init cannot fit the data's mean, which charges the frozen decoder a loss that is no side's work.
 ``critical_encoder_fraction``
     Of the layers found critical (re-initialisation), the fraction that sit in the encoder.
 ``stitch_penalty``
@@ -57,6 +61,7 @@ QUANTITY_LABELS = {
     "pr_completion_offset": "PR: compression completes (layers from bottleneck)",
     "pr_min_offset": "PR minimum (layers from bottleneck)",
     "encoder_share": "encoder share of the work",
+    "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",
     "critical_encoder_fraction": "critical layers in the encoder (fraction)",
     "stitch_penalty": "stitching penalty at the bottleneck",
     "test_mse": "test MSE per element",
@@ -144,11 +149,17 @@ def stitch_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run_id_a": a, "run_id_b": b, "penalty": rows["penalty"]})
 
 
-def encoder_shares(freeze: pd.DataFrame, full_loss: pd.Series | None = None) -> pd.DataFrame:
-    """The encoder share of the work per base run from a table with ``run_id, freeze, test_loss``.
+# quantity -> the freeze spec of its frozen decoder (the grammar of models.frozen_layer_set; this module stays
+# torch-free, tests/test_paper.py checks it against interventions.DECODER_SPECS)
+SHARE_DECODER_SPECS = {"encoder_share": "decoder+bias", "encoder_share_frozen_output_bias": "decoder"}
 
-    The unfrozen loss is the ``freeze == "none"`` row when present, else ``full_loss[run_id]``.
-    Runs whose frozen losses do not both exceed the full loss get NaN (the share is then undefined).
+
+def encoder_shares(freeze: pd.DataFrame, full_loss: pd.Series | None = None) -> pd.DataFrame:
+    """The encoder shares of the work per base run (``SHARE_DECODER_SPECS``) from ``run_id, freeze, test_loss``.
+
+    The unfrozen loss is the ``freeze == "none"`` row when present, else ``full_loss[run_id]``. A share whose
+    frozen-decoder spec was not trained is left out; one whose frozen losses do not both exceed the full loss is
+    NaN (the share is then undefined).
     """
     rows = []
     for run_id, run in freeze.groupby("run_id", sort=False):
@@ -156,9 +167,12 @@ def encoder_shares(freeze: pd.DataFrame, full_loss: pd.Series | None = None) -> 
         full = loss.get("none", np.nan)
         if not np.isfinite(full) and full_loss is not None:
             full = full_loss.get(run_id, np.nan)
-        enc, dec = loss.get("encoder", np.nan) - full, loss.get("decoder", np.nan) - full
-        share = enc / (enc + dec) if np.isfinite(enc + dec) and enc + dec > 0 else np.nan
-        rows.append({"run_id": run_id, "quantity": "encoder_share", "value": share})
+        for quantity, decoder_spec in SHARE_DECODER_SPECS.items():
+            if decoder_spec not in loss:
+                continue
+            enc, dec = loss.get("encoder", np.nan) - full, loss[decoder_spec] - full
+            share = enc / (enc + dec) if np.isfinite(enc + dec) and enc + dec > 0 else np.nan
+            rows.append({"run_id": run_id, "quantity": quantity, "value": share})
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
@@ -308,6 +322,9 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         clauses.append(f"the participation ratio does in {k_pr} of {n_pr}")
     if share is not None:
         clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work})")
+    control = _get(summary, "encoder_share_frozen_output_bias")
+    if control is not None:
+        clauses.append(f"with the output bias frozen too, the share would be {fmt_ci(control)}")
     sentence = f"{VERDICT_WORDS[result]}: " + ("; ".join(clauses) if clauses else "no measurements") + "."
     return {
         "compression": compression,

@@ -1,6 +1,6 @@
 """Interventions on trained autoencoders: freezing at init, re-initialisation, retraining one layer, stitching.
 
-Everything goes through the one model API (``forward_to``/``forward_from``, ``frozen_layers``) and the one
+Everything goes through the one model API (``forward_to``/``forward_from``, ``frozen_parameters``) and the one
 training loop (``training.train``): a freeze variant is the normal run with ``run["freeze"]`` set; retraining
 a layer and fitting a stitch call ``train`` with a prepared ``model`` whose other parameters are frozen.
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from aedissect import io
 from aedissect.config import ConfigError, config_columns
-from aedissect.models import MLPAutoencoder, build_model, load_model
+from aedissect.models import OUTPUT_BIAS_SUFFIX, MLPAutoencoder, build_model, frozen_layer_set, load_model
 from aedissect.stats import summarize
 from aedissect.training import evaluate, setup_torch, train
 
@@ -50,26 +50,39 @@ def bottleneck_cut(run: dict) -> int:
 
 
 def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
-    """encoder, decoder and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every k in 1..L-1."""
+    """encoder, decoder and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every k in 1..L-1.
+
+    A spec that freezes the output layer leaves that layer's bias free (``+bias``): a bias frozen at its random
+    init cannot fit the data's mean, so the textbook freeze charges the frozen decoder a loss that is no side's
+    work and pushes the encoder share towards 0. With ``freeze.frozen_output_bias`` the textbook variant (the
+    bias frozen too) trains as well, the control that shows how large that charge is.
+    """
     L = n_layers(run)
     ks = freeze_config["k"].get(run["arch"]) or list(range(1, L))
     bad = [k for k in ks if not 1 <= k <= L - 1]
     if bad:
         raise ConfigError(f"config key interventions.freeze.k.{run['arch']}: {bad} outside 1..{L - 1}")
-    specs = ["encoder", "decoder"]
-    specs += [f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks)]
+    specs = []
+    for spec in ["encoder", "decoder", *(f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks))]:
+        if L - 1 not in frozen_set(run, spec)[0]:
+            specs.append(spec)
+            continue
+        specs.append(spec + OUTPUT_BIAS_SUFFIX)
+        if freeze_config["frozen_output_bias"]:
+            specs.append(spec)
     return specs
 
 
-def frozen_set(run: dict, spec: str) -> tuple[int, ...]:
-    """The layers a spec freezes for this run (without building the model)."""
-    L, bc = n_layers(run), bottleneck_cut(run)
-    if spec == "encoder":
-        return tuple(range(bc))
-    if spec == "decoder":
-        return tuple(range(bc, L))
-    side, k = spec.rsplit("-", 1)
-    return tuple(range(int(k))) if side == "prefix" else tuple(range(L - int(k), L))
+def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
+    """The layers a spec freezes for this run (without building the model), and whether the output layer's bias
+    is frozen with them: what makes two specs the same training."""
+    L = n_layers(run)
+    layers = frozen_layer_set(spec, L, bottleneck_cut(run))
+    return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
+
+
+def output_bias(frozen: bool) -> str:
+    return "frozen" if frozen else "trained"
 
 
 # ---------------------------------------------------------------- 1. freezing at initialisation
@@ -95,15 +108,16 @@ def train_freeze_cell(
     for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
         done: dict[tuple, tuple[str, dict]] = {}
         for spec in specs_by_run[run["run_id"]]:
-            layers = frozen_set(run, spec)
-            if layers in done:
-                first, result = done[layers]
+            key = frozen_set(run, spec)
+            if key in done:
+                first, result = done[key]
             else:
                 log.info("training %s with freeze %s", run["run_id"], spec)
                 first, result = spec, train(freeze_variant(run, spec), data, dev)
-                done[layers] = (spec, result)
+                done[key] = (spec, result)
             variant = out_dir / spec
-            metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(layers), "status": "ok"}
+            metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[0]), "status": "ok"}
+            metrics["output_bias"] = output_bias(key[1])
             metrics |= result["metrics"] | ({"same_as": first} if first != spec else {})
             io.write_json(metrics, variant / "train_metrics.json")
             history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
@@ -117,20 +131,22 @@ def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: 
     for path in normal_metric_paths:
         metrics = io.read_json(path)
         if metrics["run_id"] in by_id:
-            rows.append(metrics | {"freeze": "none", "frozen_layers": []})
+            rows.append(metrics | {"freeze": "none", "frozen_layers": [], "output_bias": output_bias(False)})
     for folder in freeze_dirs:
         rows += [io.read_json(p) for p in sorted(Path(folder).glob("s*/*/train_metrics.json"))]
     records = []
     for m in rows:
         run = by_id[m["run_id"]]
         spec = m["freeze"]
-        side, k = (spec.rsplit("-", 1)[0], int(spec.rsplit("-", 1)[1])) if "-" in spec else (spec, float("nan"))
+        name = spec.removesuffix(OUTPUT_BIAS_SUFFIX)
+        side, k = (name.rsplit("-", 1)[0], int(name.rsplit("-", 1)[1])) if "-" in name else (name, float("nan"))
         frozen = list(m["frozen_layers"])
         base = config_columns(run) | {
             "freeze": spec,
             "side": side,
             "k": 0 if spec == "none" else k,
             "n_frozen": len(frozen),
+            "output_bias": m["output_bias"],
             "n_layers": n_layers(run),
             "bottleneck_cut": bottleneck_cut(run),
             "encoder_frozen": spec == "encoder",
@@ -139,26 +155,36 @@ def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: 
     return pd.DataFrame(records).sort_values(["run_id", "side", "k"], ignore_index=True)
 
 
-def encoder_share(freeze: pd.DataFrame) -> pd.DataFrame:
-    """share_enc = (L_enc - L_full) / ((L_enc - L_full) + (L_dec - L_full)) per run and metric.
+# the frozen-decoder spec of each encoder share: output layer's bias left to train (the share the verdict uses),
+# or frozen with the rest (the textbook freeze, trained with freeze.frozen_output_bias as its control)
+DECODER_SPECS = {"trained": "decoder" + OUTPUT_BIAS_SUFFIX, "frozen": "decoder"}
 
-    L_enc: the loss with the encoder frozen at init, L_dec with the decoder frozen, L_full the normal run.
+
+def encoder_share(freeze: pd.DataFrame) -> pd.DataFrame:
+    """share_enc = (L_enc - L_full) / ((L_enc - L_full) + (L_dec - L_full)) per run, metric and ``output_bias``.
+
+    L_enc: the loss with the encoder frozen at init, L_dec with the decoder frozen (its output bias trained or
+    frozen: ``DECODER_SPECS``), L_full the normal run.
     """
     long = freeze.melt(id_vars=["run_id", "freeze"], value_vars=METRICS, var_name="metric", value_name="value")
-    wide = long[long["freeze"].isin(["none", "encoder", "decoder"])].pivot_table(
+    wide = long[long["freeze"].isin(["none", "encoder", *DECODER_SPECS.values()])].pivot_table(
         index=["run_id", "metric"], columns="freeze", values="value", aggfunc="first"
     )
     config = freeze.drop_duplicates("run_id").set_index("run_id")
     config = config[[c for c in config.columns if c in _CONFIG_COLUMNS]]
     rows = []
     for (rid, metric), row in wide.iterrows():
-        gain_enc, gain_dec = row["encoder"] - row["none"], row["decoder"] - row["none"]
-        total = gain_enc + gain_dec
-        share = gain_enc / total if total != 0 else float("nan")
-        rows.append(
-            {"run_id": rid, **config.loc[rid].to_dict(), "metric": metric, "loss_full": row["none"]}
-            | {"loss_enc_frozen": row["encoder"], "loss_dec_frozen": row["decoder"], "value": share}
-        )
+        for bias, spec in DECODER_SPECS.items():
+            if pd.isna(row.get(spec)):
+                continue
+            gain_enc, gain_dec = row["encoder"] - row["none"], row[spec] - row["none"]
+            total = gain_enc + gain_dec
+            share = gain_enc / total if total != 0 else float("nan")
+            rows.append(
+                {"run_id": rid, **config.loc[rid].to_dict(), "metric": metric, "output_bias": bias}
+                | {"loss_full": row["none"], "loss_enc_frozen": row["encoder"], "loss_dec_frozen": row[spec]}
+                | {"value": share}
+            )
     return pd.DataFrame(rows)
 
 
@@ -171,8 +197,8 @@ GROUP = ["dataset", "kind", "bottleneck", "activation"]
 
 def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
     """Encoder share with a 95% CI over seeds, per architecture and per family (``level`` says which)."""
-    by_arch = summarize(share, [*GROUP, "family", "arch", "metric"]).assign(level="arch")
-    by_family = summarize(share, [*GROUP, "family", "metric"]).assign(level="family", arch="all")
+    by_arch = summarize(share, [*GROUP, "family", "arch", "metric", "output_bias"]).assign(level="arch")
+    by_family = summarize(share, [*GROUP, "family", "metric", "output_bias"]).assign(level="family", arch="all")
     return pd.concat([by_arch, by_family], ignore_index=True)
 
 
@@ -283,7 +309,7 @@ class Stitched(nn.Module):
         self.b.requires_grad_(False)
         self.squash = b.kind == "vae" and b_run["vae"]["likelihood"] == "bernoulli"
 
-    def frozen_layers(self, spec: str) -> list[int]:
+    def frozen_parameters(self, spec: str) -> list[str]:
         if spec != "none":
             raise ValueError("a stitched model takes no freeze spec: both networks are frozen already")
         return []
@@ -391,7 +417,7 @@ def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:
 
 def freeze_summary(freeze: pd.DataFrame) -> pd.DataFrame:
     """Test metrics per cell and freeze spec: mean, std and 95% CI over seeds."""
-    by = [*GROUP, "family", "arch", "freeze", "side", "k", "n_frozen", "bottleneck_cut"]
+    by = [*GROUP, "family", "arch", "freeze", "side", "k", "n_frozen", "output_bias", "bottleneck_cut"]
     long = freeze.melt(id_vars=by, value_vars=METRICS, var_name="metric", value_name="value")
     return summarize(long, [*by, "metric"])
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
-FREEZE_PATTERN = re.compile(r"none|encoder|decoder|(prefix|suffix|except)-(\d+)")
+OUTPUT_BIAS_SUFFIX = "+bias"
+FREEZE_PATTERN = re.compile(r"(none|encoder|decoder|(prefix|suffix|except)-(\d+))(\+bias)?")
 
 
 class MLPAutoencoder(nn.Module):
@@ -107,27 +108,46 @@ class MLPAutoencoder(nn.Module):
             raise IndexError(f"cut {k} outside 0..{self.n_layers}")
 
     def frozen_layers(self, spec: str) -> list[int]:
-        """Indices of the layers a freeze spec holds fixed: none, encoder (up to and including the
-        bottleneck layer), decoder (the rest), prefix-k (first k layers), suffix-k (last k layers),
-        except-l (every layer but layer l: retraining one layer)."""
-        match = FREEZE_PATTERN.fullmatch(spec)
-        if match is None:
-            raise ValueError(f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K, except-L")
-        L = self.n_layers
-        if spec == "none":
-            return []
-        if spec == "encoder":
-            return list(range(self.bottleneck_cut))
-        if spec == "decoder":
-            return list(range(self.bottleneck_cut, L))
-        k = int(match.group(2))
-        if match.group(1) == "except":
-            if k >= L:
-                raise ValueError(f"freeze spec {spec!r}: the model has only layers 0..{L - 1}")
-            return [i for i in range(L) if i != k]
-        if k > L:
-            raise ValueError(f"freeze spec {spec!r}: the model has only {L} layers")
-        return list(range(k)) if match.group(1) == "prefix" else list(range(L - k, L))
+        """Indices of the layers a freeze spec holds fixed (``frozen_layer_set``)."""
+        return list(frozen_layer_set(spec, self.n_layers, self.bottleneck_cut))
+
+    def frozen_parameters(self, spec: str) -> list[str]:
+        """Names of the parameters a freeze spec holds fixed: those of its layers, less the output layer's bias
+        where the spec ends in ``+bias``."""
+        layers = frozen_layer_set(spec, self.n_layers, self.bottleneck_cut)
+        names = [name for name, _ in self.named_parameters() if int(name.split(".")[1]) in layers]
+        output_bias = f"layers.{self.n_layers - 1}.0.bias"
+        if spec.endswith(OUTPUT_BIAS_SUFFIX) and output_bias in names:
+            names.remove(output_bias)
+        return names
+
+
+def frozen_layer_set(spec: str, n_layers: int, bottleneck_cut: int) -> tuple[int, ...]:
+    """The layers a freeze spec holds fixed: none, encoder (up to and including the bottleneck layer), decoder
+    (the rest), prefix-k (first k layers), suffix-k (last k layers), except-l (every layer but layer l:
+    retraining one layer). A spec may end in ``+bias``: the output layer's bias is then left to train even where
+    its layer is frozen, so that a frozen decoder can still fit the data's mean (see ``interventions``)."""
+    match = FREEZE_PATTERN.fullmatch(spec)
+    if match is None:
+        raise ValueError(
+            f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K, except-L, each optionally "
+            f"followed by {OUTPUT_BIAS_SUFFIX}"
+        )
+    base, L = match.group(1), n_layers
+    if base == "none":
+        return ()
+    if base == "encoder":
+        return tuple(range(bottleneck_cut))
+    if base == "decoder":
+        return tuple(range(bottleneck_cut, L))
+    k = int(match.group(3))
+    if match.group(2) == "except":
+        if k >= L:
+            raise ValueError(f"freeze spec {spec!r}: the model has only layers 0..{L - 1}")
+        return tuple(i for i in range(L) if i != k)
+    if k > L:
+        raise ValueError(f"freeze spec {spec!r}: the model has only {L} layers")
+    return tuple(range(k)) if match.group(2) == "prefix" else tuple(range(L - k, L))
 
 
 def build_model(run: dict, in_dim: int) -> MLPAutoencoder:

@@ -14,6 +14,7 @@ PANELS = [
     ("twonn_completion_offset", "compression completes\n(layers from bottleneck, TwoNN)", 0.0),
     ("pr_completion_offset", "compression completes\n(layers from bottleneck, PR)", 0.0),
     ("encoder_share", "encoder share of the work\n(fraction of loss increase)", 0.5),
+    ("encoder_share_frozen_output_bias", "encoder share, output bias\nfrozen too (control)", 0.5),
 ]
 
 
@@ -83,7 +84,7 @@ def verdict_summary(per_run: pd.DataFrame):
                 ax.xaxis.get_major_locator().set_params(integer=True)
             elif reference is not None:
                 ax.axvline(reference, color="0.6", lw=0.7, ls=":", zorder=0)
-            if quantity == "encoder_share":
+            if quantity.startswith("encoder_share"):
                 ax.set_xlim(-0.05, 1.05)
             else:
                 # the dots of every data set set the column's range (one scale per column); a wide CI (few

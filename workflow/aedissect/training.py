@@ -152,9 +152,10 @@ def train(
     x_test = data["x_test"].to(device)
     model = build_model(run, x_train.shape[1]).to(device) if model is None else model.to(device)
     init_state = clone_state(model)
-    frozen = model.frozen_layers(run.get("freeze", "none"))
-    for i in frozen:
-        model.layers[i].requires_grad_(False)
+    frozen = set(model.frozen_parameters(run.get("freeze", "none")))
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
     optimizer = adam([p for p in model.parameters() if p.requires_grad], tr)
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     chash = config_hash(run)

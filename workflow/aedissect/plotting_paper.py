@@ -11,10 +11,10 @@ from aedissect.findings import QUANTITY_LABELS
 from aedissect.stats import mean_ci
 
 PANELS = [
-    ("twonn_completion_offset", "compression completes\n(layers from bottleneck, TwoNN)", 0.0),
-    ("pr_completion_offset", "compression completes\n(layers from bottleneck, PR)", 0.0),
-    ("encoder_share", "encoder share of the work\n(fraction of loss increase)", 0.5),
-    ("encoder_share_frozen_output_bias", "encoder share, output bias\nfrozen too (control)", 0.5),
+    ("twonn_completion_offset", "compression completes\n(TwoNN; layers from\nthe bottleneck)", 0.0),
+    ("pr_completion_offset", "compression completes\n(PR; layers from\nthe bottleneck)", 0.0),
+    ("encoder_share", "encoder share of the work\n(fraction of loss increase;\noutput bias trained)", 0.5),
+    ("encoder_share_frozen_output_bias", "control: encoder share\nwith the output bias\nfrozen too", 0.5),
 ]
 
 

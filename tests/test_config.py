@@ -110,6 +110,12 @@ BAD = [
         "[16] not in the study's bottlenecks [3]",
     ),
     (
+        "frozen_output_bias not a boolean",
+        lambda c: c["interventions"]["freeze"].update(frozen_output_bias="yes"),
+        "interventions.freeze.frozen_output_bias",
+        "boolean",
+    ),
+    (
         "unknown freeze side",
         lambda c: c["interventions"]["freeze"].update(sides=["middle"]),
         "interventions.freeze.sides.0",

@@ -171,3 +171,23 @@ def test_missing_data_files_stop_the_run_before_any_job(tmp_path, tiny_config):
     missing = tmp_path / "no-data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
     assert f"data set 'mnist': {missing} not found and 3 more files there" in proc.stdout + proc.stderr
     assert "data.root" in proc.stdout + proc.stderr and not (tmp_path / "wd" / "results").exists()
+
+
+def test_command_line_overrides_are_typed_like_a_config_file():
+    assert config.typed_overrides({"seeds": ["0", "1"], "training": {"epochs": "5", "lr": "0.5"}}) == {
+        "seeds": [0, 1],
+        "training": {"epochs": 5, "lr": 0.5},
+    }
+    assert config.typed_overrides({"datasets": ["digits"], "data": {"root": "[oops"}}) == {
+        "datasets": ["digits"],
+        "data": {"root": "[oops"},  # not YAML: kept as given
+    }
+
+
+def test_snakemake_applies_config_overrides_with_their_types(tmp_path):
+    both = planned_jobs(tmp_path / "a")
+    one = planned_jobs(tmp_path / "b", "--config", "datasets=[digits]", "seeds=[0, 1]", "training={epochs: 2}")
+    assert one["train"] * 2 == both["train"]  # the factors cells are gone; the lists were read as lists
+    proc = snakemake(tmp_path / "c", "-n", "--config", "training={epochs: 0}", check=False)
+    assert proc.returncode != 0
+    assert "config key training.epochs: 0 is less than the minimum of 1" in proc.stdout + proc.stderr

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Mapping
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")
@@ -113,6 +114,23 @@ def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: in
     if kind == "vae":
         run["vae"] = copy.deepcopy(config["vae"])
     return run
+
+
+def typed_overrides(values):
+    """``--config`` values with their YAML types: Snakemake reads the items of a list or mapping given on the
+    command line with YAML's base loader, as strings (``seeds=[0,1]`` gives ``['0', '1']``)."""
+    import yaml
+
+    if isinstance(values, Mapping):
+        return {key: typed_overrides(value) for key, value in values.items()}
+    if isinstance(values, list):
+        return [typed_overrides(value) for value in values]
+    if isinstance(values, str):
+        try:
+            return yaml.safe_load(values)
+        except yaml.YAMLError:
+            return values
+    return values
 
 
 def canonical(obj):

@@ -1,12 +1,16 @@
 import sys
 from pathlib import Path
 
+from snakemake.utils import update_config
+
 # Snakemake itself may run outside the venv (with --sdm conda), where the package is not installed;
 # the jobs' scripts find it through the workflow/scripts/aedissect link.
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
 from aedissect import config as study  # noqa: E402
 
+# values given with --config, typed as a config file would type them (merged last, as Snakemake merged them)
+update_config(config, study.typed_overrides(workflow.config_settings.config))
 try:
     study.validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 except study.ConfigError as err:

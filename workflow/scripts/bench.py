@@ -11,11 +11,13 @@ over time. Parts, each timed here and now (nothing is taken from a file):
 - 8 seeds of a digits-sized model: one vmapped ensemble (aedissect.ensemble) against one after another,
   with --ensemble-threads (default 1, a train job's training.threads);
 - startup_s: a fresh Python process running what a train job runs (imports, setup_torch, loading the
-  prepared data, building the model) up to the end of its first batch;
+  prepared data, building the model) up to the end of its first batch; light_startup_s: a fresh process
+  importing what a job of the torch-free analysis env imports (pandas, matplotlib, the table modules);
 - dag_build_s / dag_jobs: `snakemake -n` for the largest study (studies/*.yaml, else config.yaml);
 - default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory, and
-  startup_share = jobs x startup_s / (2 cores x wall time), the share of the run spent starting jobs
-  rather than training and probing in them (skip this part with --skip-study).
+  startup_share = (torch jobs x startup_s + analysis jobs x light_startup_s) / (2 cores x wall time), the
+  share of the run spent starting jobs rather than working in them; a rule's env (its ``conda:`` file) says
+  which kind its jobs are (skip this part with --skip-study).
 
 Run it on an otherwise idle machine: the numbers are rates, and other processes take the cores.
 These are benchmark numbers, never assertions; README "Benchmark" states the targets.
@@ -42,6 +44,7 @@ BENCH_KEYS = [
     "baseline_ratio_b128",
     "ensemble_speedup",
     "startup_s",
+    "light_startup_s",
     "dag_build_s",
     "dag_jobs",
     "default_study_s",
@@ -203,6 +206,30 @@ print(time.time() - t0)
 """
 
 
+LIGHT_PROBE = """
+import sys, time
+t0 = float(sys.argv[1])
+import matplotlib.pyplot, pandas
+from aedissect import aggregate, findings, io, plotting, style
+print(time.time() - t0)
+"""
+
+
+def median_process_seconds(code: str, args: list[str], reps: int = 3) -> float:
+    """Median over reps of the seconds a fresh process running ``code`` reports (it prints them last)."""
+    times = []
+    for _ in range(reps):
+        cmd = [sys.executable, "-c", code, repr(time.time()), *args]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return sorted(times)[len(times) // 2]
+
+
+def light_startup_cost() -> float:
+    """Seconds from process start to the end of the imports of an analysis-env job (tables, figures, paper)."""
+    return median_process_seconds(LIGHT_PROBE, [])
+
+
 def startup_cost(device: str, reps: int = 3) -> float:
     """Seconds from process start to the end of the first batch, as in a train job (median of reps)."""
     import torch
@@ -211,21 +238,10 @@ def startup_cost(device: str, reps: int = 3) -> float:
 
     split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
     run = make_run("ae", {"family": "symmetric", "encoder": [48, 24], "decoder": [24, 48]}, 8, 64, 1)
-    times = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "digits.pt"
         torch.save({k: torch.as_tensor(split[k]) for k in ("x_train", "x_test")}, path)
-        code = PROBE.format(run=run)
-        for _ in range(reps):
-            out = subprocess.run(
-                [sys.executable, "-c", code, repr(time.time()), str(path), device],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=REPO,
-            )
-            times.append(float(out.stdout.strip().splitlines()[-1]))
-    return sorted(times)[len(times) // 2]
+        return median_process_seconds(PROBE.format(run=run), [str(path), device], reps)
 
 
 def largest_study() -> Path:
@@ -271,8 +287,20 @@ def dag_build() -> tuple[float, int, str]:
     return seconds, int(match.group(1)) if match else -1, study.name
 
 
-def default_study(cores: int, startup_s: float) -> tuple[float, int, float]:
-    """Wall seconds of the default study with `cores`, its job count, and the start-up share."""
+def torch_rules() -> set[str]:
+    """Names of the rules whose jobs run in envs/torch.yaml (rules made in a loop have names set elsewhere and
+    run in the analysis env)."""
+    names = set()
+    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", rules.read_text()):
+            match = re.match(r"rule (\w+):", block)
+            if match and '"../../envs/torch.yaml"' in block:
+                names.add(match.group(1))
+    return names
+
+
+def default_study(cores: int, startup_s: float, light_startup_s: float) -> tuple[float, int, int, float]:
+    """Wall seconds of the default study with `cores`, its job counts (all, torch env), the start-up share."""
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = subprocess.run(
@@ -281,8 +309,14 @@ def default_study(cores: int, startup_s: float) -> tuple[float, int, float]:
         wall = time.perf_counter() - t
         if out.returncode != 0:
             raise RuntimeError(f"the default study failed:\n{out.stderr[-3000:]}")
-        n_jobs = len(re.findall(r"^Finished jobid", out.stderr + out.stdout, flags=re.M))
-    return wall, n_jobs, n_jobs * startup_s / (cores * wall)
+    # the target rule `all` is a job with no process
+    rules = [
+        r for r in re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", out.stderr + out.stdout, re.M) if r != "all"
+    ]
+    heavy = torch_rules()
+    n_torch = sum(rule in heavy for rule in rules)
+    starting = n_torch * startup_s + (len(rules) - n_torch) * light_startup_s
+    return wall, len(rules), n_torch, starting / (cores * wall)
 
 
 def main(argv=None) -> int:
@@ -341,6 +375,8 @@ def main(argv=None) -> int:
     report("ensemble_speedup", ratio, "{:.2f}", "sequential / ensemble")
     startup = startup_cost(device.type)
     report("startup_s", startup, "{:.2f}", "process start to first batch of a train job")
+    light_startup = light_startup_cost()
+    report("light_startup_s", light_startup, "{:.2f}", "process start to the end of an analysis job's imports")
     dag_s, dag_jobs, study = dag_build()
     report("dag_build_s", dag_s, "{:.1f}", f"snakemake -n, {study}")
     report("dag_jobs", dag_jobs, "{:d}", f"jobs in {study}")
@@ -348,9 +384,10 @@ def main(argv=None) -> int:
         report("default_study_s", None)
         report("startup_share", None)
     else:
-        wall, n_jobs, share = default_study(args.cores, startup)
-        report("default_study_s", wall, "{:.0f}", f"config.yaml, --cores {args.cores}, {n_jobs} jobs")
-        report("startup_share", share, "{:.2f}", "jobs x startup_s / (cores x wall)")
+        wall, n_jobs, n_torch, share = default_study(args.cores, startup, light_startup)
+        note = f"config.yaml, --cores {args.cores}, {n_jobs} jobs ({n_torch} in the torch env)"
+        report("default_study_s", wall, "{:.0f}", note)
+        report("startup_share", share, "{:.2f}", "(torch jobs x startup_s + others x light_startup_s) / (cores x wall)")
     missing = [k for k in BENCH_KEYS if k not in res]
     assert not missing, missing
     res["unix_time"] = time.time()

@@ -187,3 +187,33 @@ def test_a_diverged_seed_is_recorded_and_its_cell_mates_keep_their_outputs(
     assert runs[0]["run_id"] in str(err.value) and runs[1]["run_id"] not in str(err.value)
     record = status.check_trained([str(d / "train_metrics.json") for d in clean])
     assert [r["run_id"] for r in record["runs"]] == [r["run_id"] for r in runs]
+
+
+def test_killed_ensemble_resumes_to_the_same_weights(tiny_config, data, tmp_path, monkeypatch):
+    runs = cell_runs(make_config(tiny_config, "vae", epochs=4, checkpoint_every=1))
+    device = training.setup_torch(1, "cpu")
+    reference = ensemble.train_ensemble(runs, data, device)
+    resume = tmp_path / ".ensemble.resume.pt"
+    real_atomic_path, saves = io.atomic_path, []
+
+    def killed_while_saving_epoch_three(path):
+        saves.append(path)
+        if len(saves) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_atomic_path(path)
+
+    monkeypatch.setattr(ensemble.io, "atomic_path", killed_while_saving_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.train_ensemble(runs, data, device, resume)
+    monkeypatch.setattr(ensemble.io, "atomic_path", real_atomic_path)
+    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    resumed = ensemble.train_ensemble(runs, data, device, resume)
+    for ref, res in zip(reference, resumed, strict=True):
+        for key in ref["state"]:
+            assert torch.equal(ref["state"][key], res["state"][key]), key
+        assert res["history"] == ref["history"] and res["metrics"] == ref["metrics"]
+        assert torch.equal(res["epoch_states"][2]["layers.0.0.weight"], ref["epoch_states"][2]["layers.0.0.weight"])
+    # the last epoch is checkpointed too: a rerun after the cell finished (a kill while saving it) trains nothing
+    assert torch.load(resume, weights_only=True)["epoch"] == 4
+    again = ensemble.train_ensemble(runs, data, device, resume)
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in reference]

@@ -312,3 +312,57 @@ def test_least_squares_stitch_of_a_model_to_itself_is_the_identity(trained, data
     stitch = iv.least_squares_stitch(model, model, data["x_train"])
     assert torch.allclose(stitch.weight, torch.eye(3), atol=1e-5)
     assert torch.allclose(stitch.bias, torch.zeros(3), atol=1e-5)
+
+
+def test_killed_freeze_cell_resumes_bitwise_and_skips_finished_variants(data, tmp_path, monkeypatch):
+    run = make_run("ae", arch="sym")
+    run["training"]["checkpoint_every"] = 1
+    torch.save(data, tmp_path / "data.pt")
+    specs = {run["run_id"]: ["encoder", "decoder+bias", "prefix-1"]}
+
+    def freeze_cell(out, state_dir):
+        iv.train_freeze_cell([run], specs, str(tmp_path / "data.pt"), [str(out)], 1, "cpu", state_dir)
+
+    freeze_cell(tmp_path / "reference", None)
+    real_evaluate, calls = training.evaluate, {"n": 0}
+
+    def counting_evaluate(*args, **kwargs):  # once per epoch and once at the end of every training
+        calls["n"] += 1
+        if calls["n"] == calls.get("kill_at"):
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", counting_evaluate)
+    state = tmp_path / ".s.resume"
+    calls["kill_at"] = 6  # epoch 2 of the second variant: the first is finished, the second checkpointed at 1
+    with pytest.raises(KeyboardInterrupt):
+        freeze_cell(tmp_path / "killed", state)
+    assert sorted(p.name for p in (state / "s0").parent.iterdir()) == ["s0__decoder+bias.pt", "s0__encoder.pt"]
+    calls.update(n=0, kill_at=None)
+    freeze_cell(tmp_path / "killed", state)
+    # the finished variant only evaluated, the second resumed at epoch 2, the third trained in full
+    assert calls["n"] == 1 + (2 + 1) + (3 + 1)
+    assert not state.exists(), "the job's checkpoints go once its outputs are written"
+    for spec in specs[run["run_id"]]:
+        for name in ("train_metrics.json", "train_log.csv"):
+            reference = (tmp_path / "reference" / spec / name).read_bytes()
+            assert (tmp_path / "killed" / spec / name).read_bytes() == reference, (spec, name)
+
+
+def test_a_checkpoint_is_used_only_by_the_training_that_starts_from_the_same_weights(data, trained, tmp_path, caplog):
+    _, a, _ = trained["ae", 0]
+    run_b, b, _ = trained["ae", 1]
+    run_b = copy.deepcopy(run_b)
+    run_b["training"]["checkpoint_every"] = 1
+    options = {"epochs": 2, "batch_size": 32, "lr": 0.01}
+    resume = tmp_path / "stitch.pt"
+    fresh = iv.fit_stitch(a, b, run_b, data, options, DEVICE)
+    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, resume) == fresh
+    assert torch.load(resume, weights_only=True)["epoch"] == 2  # kept: the job removes its state folder at its end
+    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, resume) == fresh  # restored, not retrained
+    # the same stitch config from another A: the checkpoint is not this training's
+    other = copy.deepcopy(b)
+    with caplog.at_level("WARNING", logger="aedissect.training"):
+        from_b = iv.fit_stitch(other, b, run_b, data, options, DEVICE, resume)
+    assert "unusable" in caplog.text
+    assert from_b == iv.fit_stitch(other, b, run_b, data, options, DEVICE)

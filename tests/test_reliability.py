@@ -1,6 +1,7 @@
 """Killed runs resume, diverged runs are marked, two instances do not collide, untrusted files do not execute,
 writes are atomic."""
 
+import base64
 import os
 import pickle
 import re
@@ -180,3 +181,92 @@ def test_diverged_runs_fail_their_check_and_keep_going_marks_them_in_the_tables(
     # nothing is retrained on a rerun: only the failed check is tried again (and what waits for it)
     jobs = planned_jobs(workdir, configfile=DIVERGE_CONFIG)
     assert jobs.get("check_training") == 1 and "train" not in jobs
+
+
+# Every kind of job that writes a declared output: the log folder its jobs write to (the first thing each job's
+# script does is open its log) and the outputs that mark it, in Snakemake's incomplete-records, as in flight.
+KILL_POINTS = {
+    "train": ("train", r"results/runs/.*/model\.pt"),
+    "truncate": ("truncate", r"results/runs/.*/layer_profile\.csv"),
+    "freeze": ("freeze", r"results/freeze/"),
+    "criticality": ("criticality", r"results/interventions/criticality/"),
+    "stitching": ("stitching", r"results/interventions/stitching/"),
+    "a table job": ("aggregate", r"results/tables/"),
+    "a figure job": ("figures", r"results/figures/"),
+    "the paper": ("paper", r"results/paper/"),
+}
+
+
+def in_flight(workdir: Path) -> list[str]:
+    """The outputs Snakemake has marked incomplete: the jobs that started and did not finish."""
+    root = workdir / ".snakemake" / "incomplete"
+    paths = []
+    for folder, _, files in os.walk(root):
+        parts = [p.removeprefix("@") for p in Path(folder).relative_to(root).parts]
+        paths += [base64.urlsafe_b64decode("".join([*parts, name])).decode() for name in files]
+    return paths
+
+
+def kill_when(cmd: list[str], started, output=subprocess.DEVNULL) -> tuple[str | None, float]:
+    """Run ``cmd``; SIGKILL its whole process group as soon as ``started(t0)`` names what just started. Returns that
+    name (None if the command finished first) and the seconds it ran."""
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while proc.poll() is None:
+            hit = started(t0)
+            if hit:
+                os.killpg(proc.pid, signal.SIGKILL)
+                return hit, time.time() - t0
+            time.sleep(0.05)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed"
+        return None, time.time() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_study_killed_during_every_kind_of_job_finishes_with_the_same_tables(tiny_study, tmp_path):
+    """SIGKILL the tiny study once while each kind of job runs, rerun the same command each time, and compare every
+    table with the uninterrupted run (the ``tiny_study`` fixture, same command)."""
+    workdir = tmp_path / "wd"
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--configfile", str(REPO / "tests" / "tiny_config.yaml"), "--cores", "2"]
+    logs = workdir / "results" / "logs"
+    left, done, phases = dict(KILL_POINTS), [], 0
+
+    def started(t0):
+        for what, (folder, _) in left.items():
+            if any(p.stat().st_mtime >= t0 for p in (logs / folder).rglob("*.log")):
+                return what
+        return None
+
+    while left:
+        what, seconds = kill_when(cmd, started)
+        phases += 1
+        assert what is not None, f"the study finished before a job of {sorted(left)} was caught running"
+        # counted only when Snakemake itself had that job in flight (a job may finish before the kill lands)
+        if any(re.match(left[what][1], path) for path in in_flight(workdir)):
+            done.append((what, round(seconds, 1)))
+            del left[what]
+        assert phases < 3 * len(KILL_POINTS), f"{phases} kills and still no job of {sorted(left)} caught in flight"
+    finish = subprocess.run(cmd, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr[-4000:]
+    print("killed during:", done)
+
+    # the report, a separate command of `make run`: killed once it says it is creating the report
+    report, said = workdir / "results" / "report.html", tmp_path / "report.out"
+    report_cmd = [*cmd[: cmd.index("--cores")], "--report", str(report)]
+    with open(said, "w") as out:
+        what, _ = kill_when(report_cmd, lambda t0: "Creating report" in said.read_text() and "report", out)
+    assert what == "report" and not report.exists()
+    subprocess.run(report_cmd, check=True, capture_output=True)
+    assert report.read_text().rstrip().endswith("</html>")
+
+    assert planned_jobs(workdir) == {}, "the rerun left something to do"
+    tables = sorted(p.relative_to(tiny_study) for p in (tiny_study / "results/tables").rglob("*") if p.is_file())
+    assert tables
+    for rel in tables:
+        assert (workdir / rel).read_bytes() == (tiny_study / rel).read_bytes(), rel
+    assert not list(workdir.glob("results/**/.*.resume*")), "finished jobs leave no resume state"

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from aedissect import io
+from aedissect.config import config_hash
 from aedissect.models import build_model
 from aedissect.status import TrainingDiverged, diverged_result
-from aedissect.training import EVAL_SEED, adam, evaluate, loss_terms
+from aedissect.training import EVAL_SEED, adam, evaluate, load_resume, loss_terms
 
 log = logging.getLogger("aedissect.ensemble")
 
@@ -61,8 +63,11 @@ def check_cell(runs: list[dict]) -> None:
         raise ValueError(f"ensemble members need distinct seeds, got {seeds}")
 
 
-def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[dict]:
-    """Train the runs of one grid cell together; returns one ``train``-shaped result per run, in order."""
+def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_path=None) -> list[dict]:
+    """Train the runs of one grid cell together; returns one ``train``-shaped result per run, in order.
+
+    ``resume_path``: one checkpoint of the whole ensemble (stacked weights, Adam's state, every member's generator,
+    histories and divergences) every ``checkpoint_every`` epochs and after the last, as ``train`` keeps one."""
     check_cell(runs)
     run0 = runs[0]
     tr = run0["training"]
@@ -102,7 +107,19 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
     # a member that diverges keeps being stepped (its NaNs stay in its own slices of the stacked weights and of
     # Adam's moments) but is recorded as diverged, as train_runs records a diverged run; the others go on
     diverged: dict[int, TrainingDiverged] = {}
-    for epoch in range(1, tr["epochs"] + 1):
+    chash = config_hash({"ensemble": runs})
+    start = 1
+    resume = load_resume(resume_path, chash) if resume_path is not None else None
+    if resume is not None:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(resume["params"][name])
+        optimizer.load_state_dict(resume["optimizer"])
+        for g, state in zip(generators, resume["generators"], strict=True):
+            g.set_state(state)
+        histories, epoch_states, start = resume["histories"], resume["epoch_states"], resume["epoch"] + 1
+        diverged = {m: TrainingDiverged(msg, histories[m]) for m, msg in resume["diverged"].items()}
+    for epoch in range(start, tr["epochs"] + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         total = torch.zeros(n_members, device=device)
         for begin in range(0, n, batch_size):
@@ -132,6 +149,19 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device) -> list[d
             if epoch in tr["keep_epochs"]:
                 epoch_states[m][epoch] = member_state(params, buffers, m)
         log.info("epoch %d: train loss %s", epoch, ", ".join(f"{v:.5g}" for v in train_loss))
+        if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):
+            checkpoint = {
+                "config_hash": chash,
+                "epoch": epoch,
+                "params": {k: v.detach() for k, v in params.items()},
+                "optimizer": optimizer.state_dict(),
+                "generators": [g.get_state() for g in generators],
+                "histories": histories,
+                "epoch_states": epoch_states,
+                "diverged": {m: str(err) for m, err in diverged.items()},
+            }
+            with io.atomic_path(resume_path) as tmp:
+                torch.save(checkpoint, tmp)
 
     results = []
     for m, (run, model) in enumerate(zip(runs, members, strict=True)):

@@ -23,7 +23,7 @@ from aedissect import io
 from aedissect.config import ConfigError, config_columns
 from aedissect.models import OUTPUT_BIAS_SUFFIX, MLPAutoencoder, build_model, frozen_layer_set, load_model
 from aedissect.stats import summarize
-from aedissect.training import evaluate, setup_torch, train
+from aedissect.training import checkpoint_path, evaluate, remove_state, setup_torch, train
 
 log = logging.getLogger("aedissect.interventions")
 METRICS = ["test_loss", "test_mse"]
@@ -94,12 +94,19 @@ def freeze_variant(run: dict, spec: str) -> dict:
 
 
 def train_freeze_cell(
-    runs: list[dict], specs_by_run: dict, data_path: str, out_dirs: list[str], threads: int, device: str
+    runs: list[dict],
+    specs_by_run: dict,
+    data_path: str,
+    out_dirs: list[str],
+    threads: int,
+    device: str,
+    state_dir: Path | None = None,
 ) -> None:
     """Every freeze variant of every seed of one grid cell: results/freeze/<run_id>/<spec>/train_metrics.json.
 
     Specs that freeze the same layers (``encoder`` and ``prefix-<bottleneck cut>``) are the same training,
-    bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``.
+    bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``. Each variant keeps
+    its resume checkpoint in ``state_dir`` (``training.state_dir``) until the whole cell is written.
     """
     from aedissect.data import load
 
@@ -113,7 +120,8 @@ def train_freeze_cell(
                 first, result = done[key]
             else:
                 log.info("training %s with freeze %s", run["run_id"], spec)
-                first, result = spec, train(freeze_variant(run, spec), data, dev)
+                resume = checkpoint_path(state_dir, f"s{run['seed']}", spec)
+                first, result = spec, train(freeze_variant(run, spec), data, dev, resume)
                 done[key] = (spec, result)
             variant = out_dir / spec
             metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[0]), "status": "ok"}
@@ -122,6 +130,7 @@ def train_freeze_cell(
             io.write_json(metrics, variant / "train_metrics.json")
             history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
             io.write_csv(history, variant / "train_log.csv")
+    remove_state(state_dir)
 
 
 def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
@@ -233,10 +242,17 @@ def retrain_run(run: dict, epochs: int) -> dict:
 
 
 def criticality(
-    run: dict, model: MLPAutoencoder, payload: dict, data: dict, options: dict, device: torch.device
+    run: dict,
+    model: MLPAutoencoder,
+    payload: dict,
+    data: dict,
+    options: dict,
+    device: torch.device,
+    state_dir: Path | None = None,
 ) -> list[dict]:
     """Per layer: test loss with the layer re-initialised, re-randomised, rewound to each kept epoch, and
-    re-initialised then retrained alone; ``ratio`` is the test MSE over the trained model's."""
+    re-initialised then retrained alone; ``ratio`` is the test MSE over the trained model's. A retraining
+    resumes from its checkpoint in ``state_dir``."""
     x_test = data["x_test"].to(device)
     trained = evaluate(model, x_test, run)
     rows = []
@@ -260,7 +276,8 @@ def criticality(
         if options["retrain_epochs"] > 0:
             start = with_layer(model, layer, payload["init_state"])
             spec = retrain_run(run, options["retrain_epochs"]) | {"freeze": f"except-{layer}"}
-            result = train(spec, data, device, model=start)
+            resume = checkpoint_path(state_dir, run["run_id"], f"retrain-{layer}")
+            result = train(spec, data, device, resume, model=start)
             record(layer, "retrain", result["metrics"])
     for row in rows:
         row["ratio"] = row["test_mse"] / row["trained_test_mse"]
@@ -274,7 +291,14 @@ def criticality(
 
 
 def criticality_group(
-    runs: list[dict], model_paths: list[str], data_path: str, options: dict, threads: int, device: str, out_path: str
+    runs: list[dict],
+    model_paths: list[str],
+    data_path: str,
+    options: dict,
+    threads: int,
+    device: str,
+    out_path: str,
+    state_dir: Path | None = None,
 ) -> None:
     """Criticality of every layer of every model of one group (all architectures and seeds): one CSV."""
     from aedissect.data import load
@@ -285,9 +309,10 @@ def criticality_group(
     for run, path in zip(runs, model_paths, strict=True):
         model, payload = load_model(path, str(dev))
         log.info("criticality of %s", run["run_id"])
-        rows = criticality(run, model, payload, data, options, dev)
+        rows = criticality(run, model, payload, data, options, dev, state_dir)
         frames.append(pd.DataFrame(rows).assign(run_id=run["run_id"]))
     io.write_csv(pd.concat(frames, ignore_index=True), out_path)
+    remove_state(state_dir)
 
 
 # ---------------------------------------------------------------- 4. stitching
@@ -354,7 +379,7 @@ def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) 
     return stitch
 
 
-def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device) -> dict:
+def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, resume_path: Path | None = None) -> dict:
     """Fit the stitch: start at the least-squares match of the two codes on the training set, then train it on
     B's reconstruction with the one training loop (both networks frozen); returns its test metrics."""
     start = least_squares_stitch(a, b, data["x_train"].to(device))
@@ -367,11 +392,18 @@ def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device) -> dict:
         "keep_epochs": [],
         "weight_decay": 0.0,
     }
-    return train(run, data, device, model=stitched)["metrics"]
+    return train(run, data, device, resume_path, model=stitched)["metrics"]
 
 
 def stitching_group(
-    runs: list[dict], model_paths: list[str], data_path: str, options: dict, threads: int, device: str, out_path: str
+    runs: list[dict],
+    model_paths: list[str],
+    data_path: str,
+    options: dict,
+    threads: int,
+    device: str,
+    out_path: str,
+    state_dir: Path | None = None,
 ) -> None:
     """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV."""
     from aedissect.data import load
@@ -394,8 +426,9 @@ def stitching_group(
         identity = Stitched(a, b, identity_stitch(a.latent_dim, b.latent_dim), b_run)
         results = {"identity": evaluate(identity, x_test, b_run)}
         if pair_type != "self" or options["fit_self"]:
-            results["trained"] = fit_stitch(a, b, b_run, data, options, dev)
-            results["init_a"] = fit_stitch(inits[i], b, b_run, data, options, dev)
+            for stitch, start in (("trained", a), ("init_a", inits[i])):
+                resume = checkpoint_path(state_dir, runs[i]["run_id"], b_run["run_id"], stitch)
+                results[stitch] = fit_stitch(start, b, b_run, data, options, dev, resume)
         for stitch, metrics in results.items():
             rows.append(
                 {"run_id": b_run["run_id"], "run_id_a": runs[i]["run_id"], "run_id_b": b_run["run_id"]}
@@ -404,6 +437,7 @@ def stitching_group(
                 | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}
             )
     io.write_csv(pd.DataFrame(rows), out_path)
+    remove_state(state_dir)
 
 
 # ---------------------------------------------------------------- tables

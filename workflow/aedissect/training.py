@@ -6,9 +6,11 @@ state is part of the resume checkpoint, so a killed run continues exactly where 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -146,10 +148,15 @@ def train(
     ``model``: start from this module and its current weights instead of the run's seeded init (retraining
     one layer of a trained model, fitting a stitch between two frozen models); ``init_state`` is then the
     weights it started from. Parameters that already have ``requires_grad`` off stay out of the optimiser.
+
+    ``resume_path``: a checkpoint every ``checkpoint_every`` epochs and after the last one, so that a killed job
+    continues where it stopped and a job that trains several things one after another skips those it finished.
+    Its identity is the run's config and, for a given ``model``, the weights it started from.
     """
     tr = run["training"]
     x_train = data["x_train"].to(device)
     x_test = data["x_test"].to(device)
+    model_given = model
     model = build_model(run, x_train.shape[1]).to(device) if model is None else model.to(device)
     init_state = clone_state(model)
     frozen = set(model.frozen_parameters(run.get("freeze", "none")))
@@ -158,7 +165,7 @@ def train(
             p.requires_grad_(False)
     optimizer = adam([p for p in model.parameters() if p.requires_grad], tr)
     generator = torch.Generator(device=device).manual_seed(run["seed"])
-    chash = config_hash(run)
+    chash = config_hash(run) if model_given is None else config_hash(run | {"start_weights": state_digest(init_state)})
     history, epoch_states, start = [], {}, 1
     resume = load_resume(resume_path, chash) if resume_path is not None else None
     if resume is not None:
@@ -186,7 +193,7 @@ def train(
         )
         if epoch in tr["keep_epochs"]:
             epoch_states[epoch] = clone_state(model)
-        if resume_path is not None and epoch % tr["checkpoint_every"] == 0 and epoch < tr["epochs"]:
+        if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):
             save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states)
     metrics = evaluate(model, x_test, run)
     if not math.isfinite(metrics["test_loss"]):
@@ -200,6 +207,35 @@ def train(
         "metrics": metrics,
         "in_dim": x_train.shape[1],
     }
+
+
+def state_digest(state: dict) -> str:
+    """A hash of a state dict's names and exact values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def state_dir(output: str | Path) -> Path:
+    """Where a job that trains keeps its resume checkpoints: beside its declared output, under a name no rule
+    declares. Snakemake deletes a job's declared outputs before it runs, so a checkpoint inside one would be gone
+    by the time the rerun could use it. The job removes the folder once its outputs are written."""
+    output = Path(output)
+    return output.parent / f".{output.name}.resume"
+
+
+def checkpoint_path(folder: Path | None, *parts: str) -> Path | None:
+    """One unit of a job's work (a freeze variant, a retrained layer, a stitch) in its ``state_dir``."""
+    if folder is None:
+        return None
+    return Path(folder) / ("__".join(parts).replace("/", "_") + ".pt")
+
+
+def remove_state(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states) -> None:
@@ -273,42 +309,40 @@ def train_runs(
     runs: list[dict], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
 ) -> None:
     """Train the runs of one grid cell one after another, each resumable from its own checkpoint; with
-    ``training.ensemble`` all of them at once as one vmapped model (aedissect.ensemble), same outputs."""
+    ``training.ensemble`` all of them at once as one vmapped model (aedissect.ensemble), same outputs.
+
+    The checkpoints stay until every run of the cell is saved: Snakemake deletes all of a job's outputs before
+    rerunning it, so a seed finished before a kill is restored from its last checkpoint instead of retrained."""
     from aedissect.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    run_dirs = [Path(d) for d in run_dirs]
     if len(runs) > 1 and runs[0]["training"].get("ensemble", False):
         from aedissect.ensemble import train_ensemble
 
+        resume_paths = [run_dirs[0].parent / ".ensemble.resume.pt"]  # a path no rule declares
         start = time.perf_counter()
         log.info("training %d seeds of %s as one ensemble on %s", len(runs), runs[0]["run_id"], dev)
-        results = train_ensemble(runs, data, dev)
-        seconds = time.perf_counter() - start
-        for run, run_dir, result in zip(runs, map(Path, run_dirs), results, strict=True):
-            prov = io.provenance(str(dev), threads) | {
-                "train_seconds": seconds / len(runs),
-                "ensemble_size": len(runs),
-                "config_hash": config_hash(run),
-                "data_sha256": data_info["sha256"],
-            }
-            save_run(run, result, data, run_dir, n_examples, prov)
-            log.info("%s: %s %s", run["run_id"], result["status"], result.get("metrics", ""))
-        return
-    for run, run_dir in zip(runs, map(Path, run_dirs), strict=True):
-        resume_path = run_dir.parent / f".{run_dir.name}.resume.pt"  # a path no rule declares
-        start = time.perf_counter()
-        log.info("training %s on %s", run["run_id"], dev)
-        try:
-            result = train(run, data, dev, resume_path)
-        except TrainingDiverged as err:
-            log.error("%s; recording the run as diverged and going on with the cell's other seeds", err)
-            result = diverged_result(err, data["x_train"].shape[1])
-        prov = io.provenance(str(dev), threads) | {
-            "train_seconds": time.perf_counter() - start,
-            "config_hash": config_hash(run),
-            "data_sha256": data_info["sha256"],
-        }
+        results = train_ensemble(runs, data, dev, resume_paths[0])
+        seconds = [(time.perf_counter() - start) / len(runs)] * len(runs)
+        extra = {"ensemble_size": len(runs)}
+    else:
+        resume_paths = [d.parent / f".{d.name}.resume.pt" for d in run_dirs]  # paths no rule declares
+        results, seconds, extra = [], [], {}
+        for run, resume_path in zip(runs, resume_paths, strict=True):
+            start = time.perf_counter()
+            log.info("training %s on %s", run["run_id"], dev)
+            try:
+                results.append(train(run, data, dev, resume_path))
+            except TrainingDiverged as err:
+                log.error("%s; recording the run as diverged and going on with the cell's other seeds", err)
+                results.append(diverged_result(err, data["x_train"].shape[1]))
+            seconds.append(time.perf_counter() - start)
+    for run, run_dir, result, sec in zip(runs, run_dirs, results, seconds, strict=True):
+        prov = io.provenance(str(dev), threads) | {"train_seconds": sec} | extra
+        prov |= {"config_hash": config_hash(run), "data_sha256": data_info["sha256"]}
         save_run(run, result, data, run_dir, n_examples, prov)
-        resume_path.unlink(missing_ok=True)
         log.info("%s: %s %s", run["run_id"], result["status"], result.get("metrics", ""))
+    for path in resume_paths:
+        path.unlink(missing_ok=True)

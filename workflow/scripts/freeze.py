@@ -8,7 +8,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from pathlib import Path
 
-from aedissect import interventions
+from aedissect import interventions, training
 
 runs = snakemake.params.runs
 interventions.train_freeze_cell(
@@ -18,4 +18,5 @@ interventions.train_freeze_cell(
     out_dirs=[str(Path(snakemake.output[0]) / f"s{run['seed']}") for run in runs],
     threads=snakemake.threads,
     device=snakemake.params.device,
+    state_dir=training.state_dir(snakemake.output[0]),
 )

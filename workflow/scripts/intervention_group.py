@@ -8,7 +8,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-from aedissect import interventions
+from aedissect import interventions, training
 
 getattr(interventions, f"{snakemake.rule}_group")(
     snakemake.params.runs,
@@ -18,4 +18,5 @@ getattr(interventions, f"{snakemake.rule}_group")(
     threads=snakemake.threads,
     device=snakemake.params.device,
     out_path=snakemake.output[0],
+    state_dir=training.state_dir(snakemake.output[0]),
 )

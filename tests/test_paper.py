@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedissect import findings, paper, style
+from aedissect import findings, formatting, paper, style
 from aedissect.config import validate
 from aedissect.stats import mean_ci
 from conftest import REPO, SCHEMA, load_yaml, snakemake
@@ -197,7 +197,8 @@ def test_verdict_uses_the_share_ci_in_its_sentence():
     result = findings.verdict(summary)
     assert result["verdict"] == "yes" and result["work"] == "encoder"
     share = summary[summary["quantity"] == "encoder_share"].iloc[0]
-    assert f"{share['ci95_low']:.2f}, {share['ci95_high']:.2f}" in result["sentence"]
+    low, high = formatting.number(share["ci95_low"]), formatting.number(share["ci95_high"])
+    assert f"[95% CI {low}, {high}]" in result["sentence"]
     text = findings.markdown(summary, findings.verdicts(summary), {}, 0.1, 0.66)
     assert result["sentence"] in text and "## How the verdicts are chosen" in text
 

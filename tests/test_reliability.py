@@ -123,16 +123,19 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path):
 
 
 def test_stale_lock_is_kept_while_its_owner_runs(tmp_path):
+    import psutil
+
     locks = tmp_path / "locks"
     locks.mkdir()
     (locks / "0.input.lock").write_text("x")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # snakemake"])
-    cmdline = Path(f"/proc/{child.pid}/cmdline")
+    process = psutil.Process(child.pid)
     deadline = time.monotonic() + 10
-    while b"snakemake" not in cmdline.read_bytes() and time.monotonic() < deadline:  # until exec has happened
+    while "snakemake" not in " ".join(process.cmdline()) and time.monotonic() < deadline:  # until exec has happened
         time.sleep(0.05)
     try:
-        io.write_json({"pid": child.pid, "host": os.uname().nodename}, locks / io.LOCK_OWNER)
+        owner = {"pid": child.pid, "host": os.uname().nodename, "create_time": process.create_time()}
+        io.write_json(owner, locks / io.LOCK_OWNER)
         assert io.clear_stale_locks(locks) is None and (locks / "0.input.lock").exists()
     finally:
         child.kill()

@@ -6,6 +6,7 @@ import pandas as pd
 
 from aedissect import io
 from aedissect.config import config_columns
+from aedissect.formatting import MISSING, is_constant, number
 from aedissect.stats import summarize
 
 # config columns that identify a grid cell, i.e. what a summary over seeds groups by
@@ -58,15 +59,21 @@ def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table, one row per cell and metric: mean ± std [95% CI] (n)."""
+    """The summary as a Markdown table, one row per cell and metric: mean ± std, 95% CI, n (numbers right-aligned)."""
     lines = [
         "| dataset | kind | arch | z | metric | mean ± std | 95% CI | n | diverged |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for row in summary.itertuples():
+        if row.n < 2:
+            ci = MISSING
+        elif is_constant(row._asdict()):
+            ci = "all seeds equal"
+        else:
+            ci = f"[{number(row.ci95_low)}, {number(row.ci95_high)}]"
         lines.append(
             f"| {row.dataset} | {row.kind} | {row.arch} | {row.bottleneck} | {row.metric} | "
-            f"{row.mean:.4g} ± {row.std:.2g} | [{row.ci95_low:.4g}, {row.ci95_high:.4g}] | {row.n} | {row.n_failed} |"
+            f"{number(row.mean)} ± {number(row.std)} | {ci} | {row.n} | {row.n_failed} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aedissect.formatting import estimate
 from aedissect.stats import mean_ci
 
 GROUP = ["dataset", "kind", "family"]
@@ -296,16 +297,13 @@ VERDICT_WORDS = {
 }
 
 
-def fmt_ci(row: dict | None, digits: int = 2) -> str:
-    """``mean [low, high] (n=N)``, or ``mean (n=1)`` where no interval exists."""
+def fmt_ci(row: dict | None) -> str:
+    """A summary over seeds in words (``formatting.estimate``); ``n/a`` where the quantity was not measured."""
     if row is None:
         return "n/a"
     if not row["n"]:
         return "n/a (no model has a value)"
-    if not np.isfinite(row["ci95_low"]):
-        return f"{row['mean']:.{digits}f} (n={int(row['n'])}, no CI)"
-    low, high = row["ci95_low"], row["ci95_high"]
-    return f"{row['mean']:.{digits}f} [95% CI {low:.{digits}f}, {high:.{digits}f}] (n={int(row['n'])})"
+    return estimate(row)
 
 
 def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -89,19 +90,38 @@ LOCK_OWNER = "aedissect.owner"
 
 
 def record_lock_owner(lock_dir) -> None:
-    """Note which process holds Snakemake's lock, so that a later run can tell a stale lock from a live one."""
-    write_json({"pid": os.getpid(), "host": platform.node()}, Path(lock_dir) / LOCK_OWNER)
+    """Note which process holds Snakemake's lock, so that a later run can tell a stale lock from a live one.
+
+    The start time tells the owner from a later process that was given the same pid.
+    """
+    me = psutil.Process()
+    write_json({"pid": me.pid, "host": platform.node(), "create_time": me.create_time()}, Path(lock_dir) / LOCK_OWNER)
 
 
-def _process_alive(pid: int) -> bool:
+# two readings of one process's start time differ by at most a clock tick (Linux derives it from the boot time);
+# a pid reused by a later process starts later than that
+CREATE_TIME_TOLERANCE_S = 1.0
+
+
+def _owner_alive(owner: dict) -> bool:
+    """Whether the recorded owner still runs: its pid is a Snakemake process started when the record says.
+
+    psutil reads /proc on Linux and the kernel's process table on macOS (which has no /proc). A process that
+    cannot be inspected (another user's) counts as alive: keeping a stale lock costs a ``--unlock``, removing a
+    live one lets two runs write the same files.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read()
-    except (OSError, IndexError):
+        process = psutil.Process(int(owner["pid"]))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        recorded = owner.get("create_time")  # absent from a record written before start times were kept
+        if recorded is not None and abs(process.create_time() - float(recorded)) > CREATE_TIME_TOLERANCE_S:
+            return False
+        return "snakemake" in " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, KeyError, TypeError, ValueError):
         return False
-    return state != "Z" and b"snakemake" in cmdline  # a zombie, or a reused pid, holds no lock
+    except psutil.AccessDenied:
+        return True
 
 
 def clear_stale_locks(lock_dir) -> str | None:
@@ -119,9 +139,9 @@ def clear_stale_locks(lock_dir) -> str | None:
         owner = read_json(owner_path)
     except (OSError, ValueError):
         return None
-    if owner.get("host") != platform.node() or _process_alive(int(owner.get("pid", -1))):
+    if owner.get("host") != platform.node() or _owner_alive(owner):
         return None
     for path in locks:
         path.unlink(missing_ok=True)
     owner_path.unlink(missing_ok=True)
-    return f"removed the lock left by Snakemake process {owner['pid']}, which is no longer running"
+    return f"removed the lock left by Snakemake process {owner.get('pid')}, which is no longer running"

@@ -8,10 +8,12 @@ out and the later figures move up, so numbers always run 1, 2, 3, ... in paper o
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from aedissect.formatting import INFINITY, MINUS, TIMES, estimate, is_number_cell, number
 
 
 @dataclass(frozen=True)
@@ -142,20 +144,8 @@ def table_stem(number: int, name: str) -> str:
 # ---------------------------------------------------------------- tables
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            return "–"
-        if isinstance(value, int):
-            return str(value)
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _ci(row) -> str:
-    if not math.isfinite(row["ci95_low"]):
-        return f"{_fmt(row['mean'])} (n={int(row['n'])})"
-    return f"{_fmt(row['mean'])} [{_fmt(row['ci95_low'])}, {_fmt(row['ci95_high'])}] (n={int(row['n'])})"
+    return estimate(row, ci_label="")  # the column header names the interval
 
 
 def reconstruction_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -185,11 +175,18 @@ def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _number_columns(table: pd.DataFrame) -> list[bool]:
+    """Per column: whether every cell holds a number or a summary of one (set right-aligned)."""
+    return [len(table) > 0 and all(is_number_cell(v) for v in table[c]) for c in table.columns]
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table (| escaped in cells)."""
+    """A GitHub Markdown table (| escaped in cells), number columns right-aligned."""
     header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)]
+    rule = "|" + "|".join("---:" if n else "---" for n in _number_columns(table)) + "|"
+    body = [
+        "| " + " | ".join(number(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -206,29 +203,97 @@ LATEX_SPECIAL = {
     "^": r"\textasciicircum{}",
     "–": "--",
     "±": r"$\pm$",
+    MINUS: "$-$",
+    INFINITY: r"$\infty$",
 }
+# formatting.number writes 8.60×10⁻⁵; LaTeX gets $\times 10^{-5}$
+POWER_OF_TEN = re.compile(f"{TIMES}10([⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+UNSUPERSCRIPT = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
 
 
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+def latex_escape(text) -> str:
+    pieces = POWER_OF_TEN.split(str(text))  # text, exponent, text, exponent, ..., text
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            out.append(rf"$\times 10^{{{piece.translate(UNSUPERSCRIPT)}}}$")
+        else:
+            out.append("".join(LATEX_SPECIAL.get(ch, ch) for ch in piece))
+    return "".join(out)
+
+
+# What a two-column page's \textwidth (about 7 in) holds at \small: about 110 characters, each column's padding
+# (2 \tabcolsep) costing about 3 of them, and at most 8 columns. A wider table is transposed.
+LATEX_TEXTWIDTH_CHARS = 110
+LATEX_COLUMN_PADDING_CHARS = 3
+MAX_LATEX_COLUMNS = 8
+# A transposed table's blocks: a wrapped label column and at most this many value columns, as fractions of
+# \textwidth: 0.19 + 3 x 0.23 plus 8 \tabcolsep (6 pt each, 0.095 \textwidth) stays under the width.
+LATEX_BLOCK_COLUMNS = 3
+LATEX_LABEL_WIDTH = 0.19
+LATEX_VALUE_WIDTH = 0.23
+
+
+def _natural_width(table: pd.DataFrame) -> int:
+    """About how many characters wide the table is set untransposed (the widest cell of each column)."""
+    cells = [[str(c), *map(number, table[c])] for c in table.columns]
+    return sum(max(map(len, column)) + LATEX_COLUMN_PADDING_CHARS for column in cells)
+
+
+def _latex_row(cells) -> str:
+    return " & ".join(cells) + r" \\"
+
+
+def _transposed(table: pd.DataFrame, label: str) -> tuple[str, list[str]]:
+    """(column spec, rows) of a wide table set as blocks: one per value of its leading text columns but the
+    last, whose values head at most LATEX_BLOCK_COLUMNS columns; the other columns become rows."""
+    numeric = _number_columns(table)
+    if True not in numeric or not numeric.index(True):
+        raise ValueError(f"table {label}: {len(table.columns)} columns and no leading text column to transpose on")
+    keys = list(table.columns[: numeric.index(True)])
+    block_keys, column_key = keys[:-1], keys[-1]
+    values = [c for c in table.columns if c not in keys]
+    blocks = list(table.groupby(block_keys, sort=False)) if block_keys else [((), table)]
+    per_block = min(LATEX_BLOCK_COLUMNS, max(len(block) for _, block in blocks))
+    spec = rf">{{\raggedright\arraybackslash}}p{{{LATEX_LABEL_WIDTH}\textwidth}}" + per_block * (
+        rf">{{\raggedleft\arraybackslash}}p{{{LATEX_VALUE_WIDTH}\textwidth}}"
+    )
+    rows = []
+    for key, block in blocks:
+        title = rf"\textbf{{{latex_escape(', '.join(map(str, key)))}}}" if block_keys else ""
+        for start in range(0, len(block), per_block):
+            chunk = block.iloc[start : start + per_block]
+            pad = [""] * (per_block - len(chunk))
+            rows += [r"\midrule" if rows else r"\toprule"]
+            rows += [_latex_row([title, *map(latex_escape, chunk[column_key]), *pad]), r"\midrule"]
+            rows += [_latex_row([latex_escape(v), *(latex_escape(number(x)) for x in chunk[v]), *pad]) for v in values]
+    return spec, rows
 
 
 def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); every cell escaped."""
-    spec = "l" * len(table.columns)
+    """A booktabs table (needs \\usepackage{booktabs,array}); every cell escaped, number columns right-aligned.
+
+    A table of more than MAX_LATEX_COLUMNS columns or LATEX_TEXTWIDTH_CHARS characters would run off a two-column
+    page: it is transposed into blocks (``_transposed``) whose columns wrap within \\textwidth.
+    """
+    if len(table.columns) > MAX_LATEX_COLUMNS or _natural_width(table) > LATEX_TEXTWIDTH_CHARS:
+        spec, rows = _transposed(table, label)
+    else:
+        spec = "".join("r" if n else "l" for n in _number_columns(table))
+        header = _latex_row(latex_escape(c) for c in table.columns)
+        body = [_latex_row(latex_escape(number(v)) for v in row) for row in table.itertuples(index=False)]
+        rows = [r"\toprule", header, r"\midrule", *body]
     lines = [
         r"\begin{table*}[t]",
         r"\centering\small",
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{label}}}",
         rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(latex_escape(c) for c in table.columns) + r" \\",
-        r"\midrule",
+        *rows,
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table*}",
     ]
-    for row in table.itertuples(index=False):
-        lines.append(" & ".join(latex_escape(_fmt(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,8 @@ def test_defaults_are_filled(tiny_config):
     cfg = check(tiny_config)
     assert cfg["training"]["weight_decay"] == 0.0
     assert cfg["vae"]["sigma"] == 0.1
+    assert cfg["data"]["shapes"] == {"size": 32, "n_samples": 10000, "antialias": False, "seed": 0}
+    assert cfg["data"]["mnist1d"] == {"n_samples": 5000, "seed": 42}
 
 
 BAD = [
@@ -90,6 +92,20 @@ BAD = [
         "does not match",
     ),
     ("bad device", lambda c: c["training"].update(device="tpu"), "training.device", "cuda"),
+    ("shapes too small", lambda c: c["data"].update(shapes={"size": 4}), "data.shapes.size", "minimum of 8"),
+    (
+        "shapes sample beyond the grid",
+        lambda c: c["data"].update(shapes={"n_samples": 10**6}),
+        "data.shapes.n_samples",
+        "maximum of 737280",
+    ),
+    ("shapes key misspelt", lambda c: c["data"].update(shapes={"antialiased": True}), "data.shapes", "antialiased"),
+    (
+        "mnist1d classes unbalanced",
+        lambda c: c["data"].update(mnist1d={"n_samples": 105}),
+        "data.mnist1d.n_samples",
+        "multiple of 10",
+    ),
     ("duplicate bottlenecks", lambda c: c.update(bottlenecks=[3, 3]), "bottlenecks", "non-unique"),
     (
         "freeze k for an architecture the study lacks",

@@ -1,10 +1,15 @@
+import importlib
+import random
 import struct
 
 import numpy as np
 import pytest
 import torch
 
-from aedissect import data
+from aedissect import config, data, shapes
+from aedissect.config import validate
+from aedissect.datasets import REGISTRY, SHAPES_FACTORS, data_options
+from conftest import REPO, SCHEMA, load_yaml
 
 OPTIONS = {
     "test_fraction": 0.2,
@@ -12,6 +17,8 @@ OPTIONS = {
     "root": "unused",
     "download": False,
     "factors": {"n_samples": 600, "n_factors": 3, "dim": 10, "map_hidden": 16, "noise_std": 0.05, "seed": 4},
+    "shapes": {"size": 32, "n_samples": 600, "antialias": False, "seed": 0},
+    "mnist1d": {"n_samples": 500, "seed": 42},
 }
 
 
@@ -141,3 +148,238 @@ def test_prepared_files_round_trip_and_corruption_is_named(tmp_path):
 def test_max_train_samples_keeps_the_test_split():
     d = data.build("digits", OPTIONS | {"max_train_samples": 100})
     assert d["x_train"].shape[0] == 100 and d["y_train"].shape[0] == 100 and d["x_test"].shape[0] == 360
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_every_registered_data_set_builds_its_loader_and_keys_from_the_config():
+    config = load_yaml(REPO / "config.yaml")
+    validate(config, SCHEMA)
+    for name, spec in REGISTRY.items():
+        assert (spec.loader is None) != (spec.torchvision is None), name
+        if spec.loader:
+            module, function = spec.loader.split(":")
+            assert callable(getattr(importlib.import_module(module), function)), name
+        options = data_options(name, config["data"])  # every key it names is a data: key of the schema
+        assert spec.describe(options)["draw"] in ("image", "line", "strip")
+
+
+def test_the_schema_and_the_config_module_list_the_registry():
+    schema = load_yaml(SCHEMA)
+    assert schema["properties"]["datasets"]["items"]["enum"] == list(REGISTRY)
+    assert config.DATASETS == tuple(REGISTRY)
+    options = schema["properties"]["data"]["properties"]
+    for name in ("shapes", "mnist1d"):  # a data set's own options are documented where they are checked
+        assert name in REGISTRY[name].keys and options[name]["description"]
+        assert all(entry["description"] for entry in options[name]["properties"].values())
+
+
+def test_prepared_description_records_the_registry_entry(tmp_path):
+    info = data.prepare("shapes", OPTIONS, tmp_path / "shapes.pt")
+    assert info["image_shape"] == [32, 32] and info["draw"] == "image" and info["has_labels"]
+    assert info["factor_names"] == list(SHAPES_FACTORS) and info["labels"].startswith("shape")
+    info = data.prepare("factors", OPTIONS, tmp_path / "factors.pt")
+    assert info["factor_names"] == ["factor0", "factor1", "factor2"] and info["image_shape"] == []
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def render_all(grid_shape, size=32, antialias=False, **fixed):
+    """Images of every combination of the named factor indices (None: all of that factor), as (n, size, size)."""
+    axes = {
+        name: np.arange(n) for name, n in zip(("shape", "scale", "orientation", "x", "y"), shapes.GRID, strict=True)
+    }
+    axes |= {name: np.atleast_1d(value) for name, value in fixed.items()}
+    index = np.ravel_multi_index(np.meshgrid(*axes.values(), indexing="ij"), shapes.GRID).ravel()
+    f = shapes.factor_values(index)
+    images = shapes.render(f["shape"], f["scale"], f["orientation"], f["x"], f["y"], size, antialias)
+    return images.reshape(-1, size, size), f
+
+
+def centre_of_mass(images):
+    total = images.sum(axis=(1, 2))
+    rows = (images.sum(axis=2) * np.arange(images.shape[1])).sum(axis=1) / total
+    cols = (images.sum(axis=1) * np.arange(images.shape[2])).sum(axis=1) / total
+    return cols, rows
+
+
+@pytest.mark.parametrize("antialias,tolerance", [(False, 0.5), (True, 0.25)])
+@pytest.mark.parametrize("steps", [(0, 31), (10, 11)])
+def test_a_shift_in_x_moves_the_centre_of_mass_by_the_expected_pixels(antialias, tolerance, steps):
+    size = 32
+    before, _ = render_all(shapes.GRID, size, antialias, x=steps[0], y=16)
+    after, _ = render_all(shapes.GRID, size, antialias, x=steps[1], y=16)
+    shift = (shapes.POSITIONS[steps[1]] - shapes.POSITIONS[steps[0]]) * (1 - 2 * shapes.MARGIN) * size
+    (cols_a, rows_a), (cols_b, rows_b) = centre_of_mass(before), centre_of_mass(after)
+    if antialias or steps == (0, 31):  # a binary image cannot resolve a step of 0.58 pixels
+        assert np.abs(cols_b - cols_a - shift).max() < tolerance
+        assert np.abs(rows_b - rows_a).max() < tolerance
+    # and y moves the rows (transposed factors: the same shift)
+    down, _ = render_all(shapes.GRID, size, True, x=16, y=steps[1])
+    up, _ = render_all(shapes.GRID, size, True, x=16, y=steps[0])
+    assert np.abs(centre_of_mass(down)[1] - centre_of_mass(up)[1] - shift).max() < 0.25
+
+
+def test_a_larger_scale_covers_more_pixels():
+    images, f = render_all(shapes.GRID, 32, True, orientation=[0, 7], x=16, y=16)
+    coverage = images.sum(axis=(1, 2)).reshape(3, 6, 2)
+    assert (np.diff(coverage, axis=1) > 0).all()
+    # area grows with the square of the scale: 4x from 0.5 to 1
+    np.testing.assert_allclose(coverage[:, -1] / coverage[:, 0], 4.0, rtol=0.1)
+    binary, _ = render_all(shapes.GRID, 32, False, orientation=[0, 7], x=16, y=16)
+    binary = binary.sum(axis=(1, 2)).reshape(3, 6, 2)
+    assert (binary[:, -1] > 3 * binary[:, 0]).all()
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+def test_a_quarter_turn_leaves_a_square_and_a_half_turn_an_ellipse_unchanged(antialias):
+    rng = np.random.default_rng(0)
+    n = 300
+    scale, x, y = (rng.integers(0, m, n) for m in shapes.GRID[1:2] + shapes.GRID[3:])
+    k = rng.integers(0, 40, n)
+
+    def images(shape, orientation):
+        return shapes.render(
+            np.full(n, shape),
+            shapes.SCALES[scale],
+            shapes.ORIENTATIONS[orientation % 40],
+            shapes.POSITIONS[x],
+            shapes.POSITIONS[y],
+            32,
+            antialias,
+        )
+
+    np.testing.assert_array_equal(images(0, k), images(0, k + 10))
+    np.testing.assert_array_equal(images(1, k), images(1, k + 20))
+    # the check can fail: an eighth turn changes a square, a quarter turn an ellipse, a half turn a heart
+    for shape, turn in ((0, 5), (1, 10), (2, 20)):
+        assert (np.abs(images(shape, k) - images(shape, k + turn)).max(axis=1) > 0).mean() > 0.9
+
+
+def test_the_window_rendering_equals_rendering_the_whole_image(monkeypatch):
+    expected, _ = render_all(shapes.GRID, 24, True, scale=5, x=[0, 31], y=[0, 13, 31], orientation=[0, 5, 13])
+    monkeypatch.setattr(shapes, "REACH", 1.0)  # a window the size of the image
+    whole, _ = render_all(shapes.GRID, 24, True, scale=5, x=[0, 31], y=[0, 13, 31], orientation=[0, 5, 13])
+    np.testing.assert_array_equal(expected, whole)
+    assert whole.min() == 0 and whole.max() == 1
+
+
+def test_shapes_store_the_factors_and_the_same_seed_gives_the_same_bytes():
+    d = data.build("shapes", OPTIONS)
+    assert d["x_train"].shape == (480, 1024) and d["x_test"].shape == (120, 1024)
+    assert set(np.unique(d["x_train"].numpy())) <= {0.0, 1.0}
+    assert d["factors_train"].shape == (480, len(SHAPES_FACTORS)) and d["y_train"].dtype == torch.int64
+    assert data.checksum(d) == data.checksum(data.build("shapes", OPTIONS))
+    spec = OPTIONS["shapes"]
+    assert data.checksum(data.build("shapes", OPTIONS | {"shapes": spec | {"seed": 1}})) != data.checksum(d)
+    resplit = data.build("shapes", OPTIONS | {"split_seed": 1})
+    assert data.checksum(resplit) != data.checksum(d)
+    together = np.concatenate([resplit["x_train"], resplit["x_test"]])  # the same images, split otherwise
+    assert sorted(map(bytes, together)) == sorted(map(bytes, np.concatenate([d["x_train"], d["x_test"]])))
+    # each stored row is the image of its factors (orientation through m·θ: recover θ mod 2π/m)
+    f, y = d["factors_train"].double().numpy(), d["y_train"].numpy()
+    m = shapes.SYMMETRY[y]
+    theta = np.mod(np.arctan2(f[:, 1], f[:, 2]), 2 * np.pi) / m
+    again = shapes.render(y, f[:, 0], theta, f[:, 3], f[:, 4], 32)
+    np.testing.assert_array_equal(again, d["x_train"].numpy())
+    antialiased = data.build("shapes", OPTIONS | {"shapes": spec | {"antialias": True, "size": 20}})
+    x = antialiased["x_train"].numpy()
+    assert x.shape[1] == 400 and x.min() == 0 and x.max() == 1 and len(np.unique(x)) > 2
+
+
+def test_shapes_options_that_leave_an_empty_split_name_their_keys():
+    with pytest.raises(data.DataError, match=r"data.test_fraction = 0.01 of data.shapes.n_samples = 20"):
+        data.build("shapes", OPTIONS | {"test_fraction": 0.01, "shapes": OPTIONS["shapes"] | {"n_samples": 20}})
+
+
+# ---------------------------------------------------------------- mnist1d
+
+
+def test_mnist1d_is_seeded_balanced_scaled_and_leaves_the_global_rngs_alone():
+    np.random.seed(123)
+    random.seed(123)
+    before = np.random.random(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    d = data.build("mnist1d", OPTIONS)
+    assert (np.random.random(), random.random()) == before
+    assert d["x_train"].shape == (400, 40) and d["x_test"].shape == (100, 40)
+    assert data.checksum(d) == data.checksum(data.build("mnist1d", OPTIONS))
+    other = data.build("mnist1d", OPTIONS | {"mnist1d": {"n_samples": 500, "seed": 1}})
+    assert data.checksum(other) != data.checksum(d)
+    labels = np.concatenate([d["y_train"], d["y_test"]])
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 50))
+    assert d["x_train"].min() == 0 and d["x_train"].max() == 1
+    assert d["x_test"].min() >= 0 and d["x_test"].max() <= 1
+
+
+def test_mnist1d_matches_the_package_and_its_factors_are_the_drawn_parameters():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = data.build("mnist1d", OPTIONS)
+    args = get_dataset_args()
+    args.num_samples = 500
+    package = make_dataset(args)
+    np.testing.assert_array_equal(d["y_train"].numpy(), package["y"])
+    x = package["x"]
+    np.testing.assert_allclose(d["x_train"].numpy(), (x - x.min()) / (x.max() - x.min()), atol=1e-6)
+    f = d["factors_train"].numpy()
+    scale, shift, shear, padding = f.T
+    assert (np.abs(scale - 1) <= args.scale_coeff / 2).all() and (np.abs(shear) <= args.shear_scale / 2).all()
+    assert set(np.unique(shift)) <= set(range(args.max_translation))
+    assert set(np.unique(padding)) <= set(range(args.padding[0], args.padding[1] + 1))
+    # an independent reading of two of them: the shear tilts the whole sequence (its slope over the 40 points
+    # is -shear, scaled like x), the shift moves the digit's template to the right
+    slope = np.polyfit(np.linspace(-0.5, 0.5, 40), (x - x.mean(axis=1, keepdims=True)).T, 1)[0]
+    assert np.corrcoef(slope, shear)[0, 1] < -0.8
+    peak = np.abs(x - x[:, -1:]).argmax(axis=1)
+    assert np.corrcoef(peak, shift)[0, 1] > 0.5
+
+
+def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from aedissect import plotting
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for dataset, dim, shape_text in (("shapes", 64, "8x8"), ("mnist1d", 40, ""), ("factors", 12, "")):
+        for arch in ("a", "b"):
+            for example in range(3):
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "dataset": dataset,
+                            "run_id": f"{dataset}/ae/{arch}/z2/relu/s0",
+                            "kind": "ae",
+                            "family": "symmetric",
+                            "arch": arch,
+                            "bottleneck": 2,
+                            "seed": 0,
+                            "example": example,
+                            "feature": np.arange(dim),
+                            "input": rng.random(dim),
+                            "reconstruction": rng.random(dim),
+                            "image_shape": shape_text,
+                        }
+                    )
+                )
+    table = pd.concat(frames)
+    fig = plotting.reconstruction_grid(table, "shapes", 2)
+    assert all(ax.images[0].get_array().shape == (8, 8) and not ax.lines for ax in fig.axes)
+    plt.close(fig)
+    fig = plotting.reconstruction_grid(table, "mnist1d", 2)
+    assert all(not ax.images for ax in fig.axes)
+    # the input row one line, every reconstruction over its input in grey
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1, 2, 2, 2, 2]
+    assert len(fig.axes[2].lines[1].get_ydata()) == 40
+    plt.close(fig)
+    fig = plotting.reconstruction_grid(table, "factors", 2)
+    assert all(ax.images[0].get_array().shape == (1, 12) for ax in fig.axes)
+    plt.close(fig)

@@ -56,7 +56,13 @@ def test_every_rule_names_an_existing_env():
 
 
 # the heavy packages an env may lack: import name -> pin name
-HEAVY = {"torch": "torch", "torchvision": "torchvision", "matplotlib": "matplotlib", "sklearn": "scikit-learn"}
+HEAVY = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "matplotlib": "matplotlib",
+    "sklearn": "scikit-learn",
+    "mnist1d": "mnist1d",
+}
 # makes any import of the named packages fail, as it would in a conda env without them
 BLOCK = """
 import sys

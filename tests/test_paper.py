@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 
 README = (REPO / "README.md").read_text()
 STUDIES = ["mnist", "fashion_mnist", "cifar10"]
+# studies on data that generates offline, sized for 2 cores: every family and experiment, fewer bottlenecks
+OFFLINE_STUDIES = ["shapes", "mnist1d"]
 
 
 # ---------------------------------------------------------------- findings: per-run quantities
@@ -271,7 +273,19 @@ def test_study_is_the_full_grid(study):
     assert all(v is None for v in config["truncation"]["select"].values())
 
 
-@pytest.mark.parametrize("study", STUDIES)
+@pytest.mark.parametrize("study", OFFLINE_STUDIES)
+def test_offline_study_runs_every_experiment_on_its_own_data_set(study):
+    config = validate(load_yaml(REPO / "studies" / f"{study}.yaml"), SCHEMA)
+    assert config["datasets"] == [study]
+    families = {arch["family"] for arch in config["architectures"].values()}
+    assert families == {"symmetric", "encoder-heavy", "decoder-heavy"}
+    assert set(config["model_kinds"]) == {"ae", "vae"}
+    assert len(config["bottlenecks"]) >= 2 and len(config["seeds"]) >= 5
+    assert config["interventions"]["cells"]["bottlenecks"] == [max(config["bottlenecks"])]
+    assert all(v is None for v in config["truncation"]["select"].values())
+
+
+@pytest.mark.parametrize("study", STUDIES + OFFLINE_STUDIES)
 def test_study_dry_run_matches_the_job_counts_in_the_readme(study, tmp_path):
     stated = readme_job_counts()[f"studies/{study}.yaml"]
     proc = snakemake(tmp_path, "-n", "paper", configfile=REPO / "studies" / f"{study}.yaml", timeout=300)

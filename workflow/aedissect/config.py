@@ -14,9 +14,11 @@ import json
 import re
 from collections.abc import Mapping
 
+from aedissect.datasets import REGISTRY
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")
-DATASETS = ("digits", "factors", "mnist", "fashion_mnist", "kmnist", "cifar10")
+DATASETS = tuple(REGISTRY)
 FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy")
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 RUN_ID_PATTERN = re.compile(

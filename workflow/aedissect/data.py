@@ -8,35 +8,19 @@ the data set has them ``y_train``/``y_test`` (class labels) and ``factors_train`
 from __future__ import annotations
 
 import hashlib
+import random
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from aedissect.datasets import REGISTRY, DataError
 from aedissect.io import atomic_path
 
-# torchvision class and the folder its files live in below data.root
-TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
-    "kmnist": ("KMNIST", "KMNIST/raw"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-}
 # the files torchvision reads from each folder (MNIST-style sets: the unpacked idx files)
 IDX_FILES = [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
 CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
-IMAGE_SHAPES = {
-    "digits": (8, 8),
-    "mnist": (28, 28),
-    "fashion_mnist": (28, 28),
-    "kmnist": (28, 28),
-    "cifar10": (3, 32, 32),
-}
-
-
-class DataError(RuntimeError):
-    """A data set that cannot be read; the message names the file or the config key."""
 
 
 def load_digits_split(options: dict) -> dict:
@@ -83,8 +67,97 @@ def make_factors(options: dict) -> dict:
     }
 
 
+def _mnist1d_transform_params(state: tuple, args) -> tuple[tuple[float, float, float, float], tuple]:
+    """(scale, shift, shear, padding) of one call of mnist1d's ``transform`` that started from the global RNG
+    ``state``, replayed in mnist1d 0.0.2's order of draws: pad, scale, translate, two noise vectors, shear.
+
+    Returns the replayed RNG state too, so that the caller can check it ended where the package's did.
+    """
+    rng = np.random.RandomState()
+    rng.set_state(state)
+    low, high = args.padding
+    padding = low + int(rng.rand() * (high - low + 1))
+    scale = 1 + args.scale_coeff * (rng.rand() - 0.5)
+    shift = rng.choice(args.max_translation)
+    for _ in range(2):  # the correlated and the iid noise, one value per point of the padded template
+        rng.randn(args.template_len + args.padding[-1])
+    shear = args.shear_scale * (rng.rand() - 0.5)
+    return (scale, float(shift), shear, float(padding)), rng.get_state()
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def load_mnist1d(options: dict) -> dict:
+    """MNIST-1D (Greydanus 2020): 40-point sequences made from ten digit templates by the ``mnist1d`` package
+    (its default arguments, ``data.mnist1d.n_samples`` and ``.seed``; the split by ``data.test_fraction``),
+    with each sequence's transform parameters as factors, min-max scaled to [0, 1] on the training split.
+
+    The package returns only x and y. Its ``transform`` draws every parameter from numpy's global RNG, so
+    each call is recorded (the RNG state before it) and its draws replayed; the replay must end in the
+    state the package ended in, or the recovery refuses (another package version). The noise is drawn
+    afresh per sample but at fixed scales (``corr_noise_scale``, ``iid_noise_scale``): no per-sample level.
+    """
+    from mnist1d import data as mnist1d_data
+
+    spec = options["mnist1d"]
+    args = mnist1d_data.get_dataset_args()
+    args.num_samples, args.seed, args.train_split = spec["n_samples"], spec["seed"], 1.0 - options["test_fraction"]
+    package_transform = mnist1d_data.transform
+    params, xs = [], []
+    end_state = None
+
+    def recorded_transform(x, t, args):
+        nonlocal end_state
+        start = np.random.get_state()
+        new_x, new_t = package_transform(x, t, args)
+        values, replayed = _mnist1d_transform_params(start, args)
+        end_state = np.random.get_state()
+        if not _same_state(replayed, end_state):
+            raise DataError(
+                "data set 'mnist1d': this mnist1d package draws its transform parameters differently from "
+                "version 0.0.2.post1 (pinned in requirements.txt); its factors cannot be recovered"
+            )
+        params.append(values)
+        xs.append(new_x)
+        return new_x, new_t
+
+    # make_dataset seeds and draws from the process-wide RNGs (numpy's and Python's): restore them after
+    saved_numpy, saved_python = np.random.get_state(), random.getstate()
+    mnist1d_data.transform = recorded_transform
+    try:
+        made = mnist1d_data.make_dataset(args)
+    finally:
+        mnist1d_data.transform = package_transform
+        np.random.set_state(saved_numpy)
+        random.setstate(saved_python)
+    # make_dataset shuffles the samples with the next draw after the last transform: replay it too
+    rng = np.random.RandomState()
+    rng.set_state(end_state)
+    order = rng.permutation(len(xs))
+    x_all = np.concatenate([made["x"], made["x_test"]])
+    y_all = np.concatenate([made["y"], made["y_test"]])
+    raw = np.stack(xs)[order]
+    # the package standardises x with the mean and std of all samples: undo only that to compare
+    if not np.allclose((raw - raw.mean()) / raw.std(), x_all):
+        raise DataError("data set 'mnist1d': the recorded sequences differ from mnist1d's output; cannot align factors")
+    factors = np.asarray(params)[order]
+    n_train = len(made["y"])
+    low, high = x_all[:n_train].min(), x_all[:n_train].max()
+    x = np.clip((x_all - low) / (high - low), 0.0, 1.0)
+    return {
+        "x_train": x[:n_train].astype(np.float32),
+        "x_test": x[n_train:].astype(np.float32),
+        "y_train": y_all[:n_train].astype(np.int64),
+        "y_test": y_all[n_train:].astype(np.int64),
+        "factors_train": factors[:n_train].astype(np.float32),
+        "factors_test": factors[n_train:].astype(np.float32),
+    }
+
+
 def _torchvision_files(name: str, options: dict) -> list[Path]:
-    folder = Path(options["root"]) / TORCHVISION[name][1]
+    folder = Path(options["root"]) / REGISTRY[name].torchvision[1]
     return [folder / f for f in (CIFAR10_FILES if name == "cifar10" else IDX_FILES)]
 
 
@@ -122,7 +195,7 @@ def _cifar_problem(path: Path) -> str | None:
 def check_files(name: str, options: dict) -> None:
     """Before anything reads a torchvision data set: DataError naming its first missing or corrupt file and the
     config keys. Nothing to check for the built-in sets or with data.download (torchvision fetches and checks)."""
-    if name not in TORCHVISION or options["download"]:
+    if REGISTRY[name].torchvision is None or options["download"]:
         return
     files = _torchvision_files(name, options)
     missing = [f for f in files if not f.is_file()]
@@ -143,7 +216,7 @@ def load_torchvision(name: str, options: dict) -> dict:
     import torchvision
 
     check_files(name, options)
-    cls_name, folder = TORCHVISION[name]
+    cls_name, folder = REGISTRY[name].torchvision
     root = Path(options["root"])
     cls = getattr(torchvision.datasets, cls_name)
     out = {}
@@ -166,14 +239,10 @@ def load_torchvision(name: str, options: dict) -> dict:
 
 
 def build(name: str, options: dict) -> dict:
-    if name == "digits":
-        arrays = load_digits_split(options)
-    elif name == "factors":
-        arrays = make_factors(options)
-    elif name in TORCHVISION:
-        arrays = load_torchvision(name, options)
-    else:
-        raise DataError(f"datasets: unknown data set {name!r}; allowed: digits, factors, {', '.join(TORCHVISION)}")
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise DataError(f"datasets: unknown data set {name!r}; allowed: {', '.join(REGISTRY)}")
+    arrays = load_torchvision(name, options) if spec.torchvision else spec.load(options)
     limit = options.get("max_train_samples")
     if limit:
         arrays = {k: (v[:limit] if k.endswith("_train") else v) for k, v in arrays.items()}
@@ -193,20 +262,19 @@ def prepare(name: str, options: dict, out_path: str) -> dict:
     tensors = build(name, options)
     with atomic_path(out_path) as tmp:
         torch.save(tensors, tmp)
-    return describe(name, tensors)
+    return describe(name, tensors, options)
 
 
-def describe(name: str, tensors: dict) -> dict:
+def describe(name: str, tensors: dict, options: dict) -> dict:
     return {
         "dataset": name,
         "sha256": checksum(tensors),
         "n_train": int(tensors["x_train"].shape[0]),
         "n_test": int(tensors["x_test"].shape[0]),
         "dim": int(tensors["x_train"].shape[1]),
-        "image_shape": list(IMAGE_SHAPES.get(name, ())),
         "has_labels": "y_train" in tensors,
         "has_factors": "factors_train" in tensors,
-    }
+    } | REGISTRY[name].describe(options)
 
 
 def load(path: str) -> dict:

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aedissect import style
+from aedissect import datasets, style
 from aedissect.stats import mean_ci
 
 
@@ -123,11 +123,15 @@ def reconstruction_error(metrics: pd.DataFrame):
 
 
 def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
-    """Inputs (top row) and reconstructions of the first seed, one row per model kind, architecture and z."""
+    """Inputs (top row) and reconstructions of the first seed, one row per model kind, architecture and z.
+
+    Each example is drawn as the data-set registry says: an image (of the recorded image shape), a line
+    (sequences; the input in grey behind each reconstruction), or a strip of cells (unordered features).
+    """
     style.apply()
+    draw = datasets.REGISTRY[dataset].draw
     table = recon[(recon["dataset"] == dataset) & (recon["example"] < n_examples)]
-    shape_text = table["image_shape"].iloc[0]
-    shape = tuple(int(s) for s in shape_text.split("x")) if isinstance(shape_text, str) and shape_text else None
+    shape = tuple(int(s) for s in table["image_shape"].iloc[0].split("x")) if draw == "image" else (1, -1)
     examples = sorted(table["example"].unique())
     models = (
         table[["kind", "family", "arch", "bottleneck"]]
@@ -137,12 +141,12 @@ def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
     )
     rows = [("input", None)] + [(f"{m.kind.upper()} {m.arch} z={m.bottleneck}", m) for m in models]
     first = table[table["run_id"] == table["run_id"].iloc[0]]
-    fig, axes = _grid(rows, examples, style.PAGE_WIDTH * 0.6, 0.42 if shape else 0.25)
+    fig, axes = _grid(rows, examples, style.PAGE_WIDTH * 0.6, 0.25 if draw == "strip" else 0.42)
     for r, (label, model) in enumerate(rows):
         for c, example in enumerate(examples):
             ax = axes[r, c]
             if model is None:
-                values = first[first["example"] == example].sort_values("feature")["input"]
+                sel = first[first["example"] == example]
             else:
                 sel = table[
                     (table["kind"] == model.kind)
@@ -150,20 +154,26 @@ def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
                     & (table["bottleneck"] == model.bottleneck)
                     & (table["example"] == example)
                 ]
-                values = sel.sort_values("feature")["reconstruction"]
-            img = values.to_numpy().clip(0, 1)
-            if shape and len(shape) == 3:
-                img = img.reshape(shape).transpose(1, 2, 0)
+            sel = sel.sort_values("feature")
+            inputs = sel["input"].to_numpy()
+            values = (inputs if model is None else sel["reconstruction"].to_numpy()).clip(0, 1)
+            if draw == "line":
+                if model is not None:
+                    ax.plot(inputs, color="0.7", lw=0.8)
+                ax.plot(values, color="0.1", lw=0.8)
+                ax.set_ylim(-0.05, 1.05)
             else:
-                img = img.reshape(shape if shape else (1, -1))
-            ax.imshow(
-                img,
-                cmap="gray_r" if img.ndim == 2 else None,
-                vmin=0,
-                vmax=1,
-                aspect="equal" if shape else "auto",
-                interpolation="nearest",
-            )
+                img = values.reshape(shape)
+                if img.ndim == 3:  # stored channel-first (CIFAR)
+                    img = img.transpose(1, 2, 0)
+                ax.imshow(
+                    img,
+                    cmap="gray_r" if img.ndim == 2 else None,
+                    vmin=0,
+                    vmax=1,
+                    aspect="equal" if draw == "image" else "auto",
+                    interpolation="nearest",
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():

@@ -8,6 +8,7 @@ from snakemake.utils import update_config
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
 from aedissect import config as study  # noqa: E402
+from aedissect import datasets  # noqa: E402
 
 # values given with --config, typed as a config file would type them (merged last, as Snakemake merged them)
 update_config(config, study.typed_overrides(workflow.config_settings.config))
@@ -75,12 +76,6 @@ def get_cell_runs(wildcards):
     return [RUN_BY_ID[f"{cell}/s{seed}"] for seed in SEEDS]
 
 
-DATA_KEYS = {
-    "digits": ("test_fraction", "split_seed", "max_train_samples"),
-    "factors": ("test_fraction", "factors", "max_train_samples"),
-}
-
-
 def check_data_available():
     """Missing or corrupt data files stop the run before any job (a dry run, which reads nothing, does not check)."""
     from aedissect import data as datalib
@@ -95,8 +90,7 @@ def check_data_available():
 
 def get_data_options(wildcards):
     """Only the data keys this data set depends on, so that changing another's reruns nothing here."""
-    keys = DATA_KEYS.get(wildcards.dataset, ("root", "download", "max_train_samples"))
-    return {key: config["data"][key] for key in keys}
+    return datasets.data_options(wildcards.dataset, config["data"])
 
 
 def get_all_runs(wildcards):

@@ -1,0 +1,157 @@
+"""The data-set registry: every data set the workflow can prepare, described once.
+
+The rest is derived from it: the names a study may list (``config.DATASETS``; a test keeps the schema's
+enum equal to it), the ``data:`` keys each ``prepare_data`` job depends on (``common.smk``), the loader
+``data.build`` calls, the description ``results/data/<dataset>.json`` records, and how the figures draw
+one example. Loaders are named as ``module:function`` and imported only when a data set is built, so
+that this module imports nothing heavy: the workflow's own process and the analysis env read it without
+torch, torchvision, scikit-learn or mnist1d.
+
+Adding a data set: a loader ``loader(options) -> dict`` of numpy arrays (``x_train``, ``x_test`` float32
+in [0, 1], one flattened row per sample; optionally ``y_*`` int64 labels and ``factors_*`` float32
+factors), an entry below, its name in the schema's ``datasets`` enum and its own options under ``data:``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+# split and subsampling keys every built-in data set reads; a torchvision set reads its files instead
+SPLIT_KEYS = ("test_fraction", "split_seed", "max_train_samples")
+TORCHVISION_KEYS = ("root", "download", "max_train_samples")
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be read or made; the message names the file or the config key."""
+
+
+def _no_image(options: dict) -> tuple[int, ...]:
+    return ()
+
+
+def _constant(*values) -> Callable[[dict], tuple]:
+    return lambda options: values
+
+
+def _no_factors(options: dict) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    # the keys under data: the prepared data depends on: changing another key reruns nothing of this set
+    keys: tuple[str, ...]
+    # how one example is drawn: image (row-major pixels, image_shape), line (a 1-D sequence), strip (a
+    # vector of unordered features, drawn as one row of cells)
+    draw: Literal["image", "line", "strip"]
+    loader: str | None = None  # "module:function", called with the data: options
+    torchvision: tuple[str, str] | None = None  # torchvision class, and its folder below data.root
+    image_shape: Callable[[dict], tuple[int, ...]] = _no_image  # (H, W) or (C, H, W); () when not an image
+    labels: str | None = None  # what y_train / y_test hold; None: no labels
+    factor_names: Callable[[dict], tuple[str, ...]] = _no_factors  # the columns of factors_train / factors_test
+
+    def load(self, options: dict) -> dict:
+        module, function = self.loader.split(":")
+        return getattr(importlib.import_module(module), function)(options)
+
+    def describe(self, options: dict) -> dict:
+        """What results/data/<name>.json records about the data set beyond its sizes and checksum."""
+        return {
+            "image_shape": list(self.image_shape(options)),
+            "draw": self.draw,
+            "labels": self.labels,
+            "factor_names": list(self.factor_names(options)),
+        }
+
+
+def _shapes_image(options: dict) -> tuple[int, ...]:
+    size = options["shapes"]["size"]
+    return (size, size)
+
+
+def _factors_names(options: dict) -> tuple[str, ...]:
+    return tuple(f"factor{k}" for k in range(options["factors"]["n_factors"]))
+
+
+# orientation as sine and cosine of m·θ, m the shape's rotational symmetry: what the image determines
+SHAPES_FACTORS = ("scale", "orientation_sin", "orientation_cos", "x", "y")
+MNIST1D_FACTORS = ("scale", "shift", "shear", "padding")
+
+REGISTRY: dict[str, DataSet] = {
+    d.name: d
+    for d in (
+        DataSet(
+            "digits",
+            keys=SPLIT_KEYS,
+            draw="image",
+            loader="aedissect.data:load_digits_split",
+            image_shape=_constant(8, 8),
+            labels="digit class 0-9",
+        ),
+        DataSet(
+            "factors",
+            keys=("test_fraction", "factors", "max_train_samples"),
+            draw="strip",
+            loader="aedissect.data:make_factors",
+            factor_names=_factors_names,
+        ),
+        DataSet(
+            "shapes",
+            keys=(*SPLIT_KEYS, "shapes"),
+            draw="image",
+            loader="aedissect.shapes:load",
+            image_shape=_shapes_image,
+            labels="shape: 0 square, 1 ellipse, 2 heart",
+            factor_names=_constant(*SHAPES_FACTORS),
+        ),
+        DataSet(
+            "mnist1d",
+            keys=("test_fraction", "mnist1d", "max_train_samples"),
+            draw="line",
+            loader="aedissect.data:load_mnist1d",
+            labels="digit class 0-9",
+            factor_names=_constant(*MNIST1D_FACTORS),
+        ),
+        DataSet(
+            "mnist",
+            keys=TORCHVISION_KEYS,
+            draw="image",
+            torchvision=("MNIST", "MNIST/raw"),
+            image_shape=_constant(28, 28),
+            labels="digit class 0-9",
+        ),
+        DataSet(
+            "fashion_mnist",
+            keys=TORCHVISION_KEYS,
+            draw="image",
+            torchvision=("FashionMNIST", "FashionMNIST/raw"),
+            image_shape=_constant(28, 28),
+            labels="clothing class 0-9",
+        ),
+        DataSet(
+            "kmnist",
+            keys=TORCHVISION_KEYS,
+            draw="image",
+            torchvision=("KMNIST", "KMNIST/raw"),
+            image_shape=_constant(28, 28),
+            labels="character class 0-9",
+        ),
+        DataSet(
+            "cifar10",
+            keys=TORCHVISION_KEYS,
+            draw="image",
+            torchvision=("CIFAR10", "cifar-10-batches-py"),
+            image_shape=_constant(3, 32, 32),
+            labels="object class 0-9",
+        ),
+    )
+}
+
+
+def data_options(name: str, data: dict) -> dict:
+    """The data: options a data set depends on (the prepare_data job's params)."""
+    return {key: data[key] for key in REGISTRY[name].keys}

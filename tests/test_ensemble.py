@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aedissect import config as study
-from aedissect import ensemble, io, status, training
+from aedissect import ensemble, io, jobs, status, training
 from aedissect.models import build_model, load_model
 from conftest import SCHEMA
 
@@ -98,14 +98,16 @@ def test_ensemble_is_bitwise_deterministic_and_order_free(tiny_config, data):
     assert_states_close(reversed_runs[1]["state"], first[1]["state"])
 
 
-def test_members_must_form_one_cell(tiny_config, data):
+def test_members_must_share_model_loss_and_optimiser(tiny_config, data):
     cfg = make_config(tiny_config, "ae")
     runs = [r for r in study.grid(cfg) if r["dataset"] == cfg["datasets"][0]]
     mixed = [runs[0], next(r for r in runs if r["arch"] != runs[0]["arch"])]
-    with pytest.raises(ValueError, match="differ only in their seed"):
+    with pytest.raises(ValueError, match="may differ only in run_id, seed, freeze, epochs, keep_epochs"):
         ensemble.train_ensemble(mixed, data, torch.device("cpu"))
-    with pytest.raises(ValueError, match="distinct seeds"):
-        ensemble.train_ensemble([runs[0], runs[0]], data, torch.device("cpu"))
+    other_lr = copy.deepcopy(runs[0]) | {"seed": 9}
+    other_lr["training"] = other_lr["training"] | {"lr": 0.5}
+    with pytest.raises(ValueError, match="may differ only in"):
+        ensemble.train_ensemble([runs[0], other_lr], data, torch.device("cpu"))
 
 
 def test_train_runs_writes_the_same_outputs_as_per_seed_training(tiny_config, data, tmp_path):
@@ -117,7 +119,7 @@ def test_train_runs_writes_the_same_outputs_as_per_seed_training(tiny_config, da
         runs = cell_runs(make_config(tiny_config, "vae", ensemble=flag))
         root = tmp_path / f"ensemble_{flag}"
         dirs = [str(root / r["run_id"]) for r in runs]
-        training.train_runs(runs, str(data_path), info, dirs, threads=1, device="cpu", n_examples=3)
+        jobs.train_runs(runs, str(data_path), info, dirs, threads=1, device="cpu", n_examples=3)
         outputs[flag] = (runs, root)
     (runs_s, root_s), (runs_e, root_e) = outputs[False], outputs[True]
     files_s = sorted(p.relative_to(root_s) for p in root_s.rglob("*") if p.is_file())
@@ -149,7 +151,7 @@ def test_a_diverged_seed_is_recorded_and_its_cell_mates_keep_their_outputs(
 
     def train_cell(root):
         dirs = [root / r["run_id"] for r in runs]
-        training.train_runs(runs, str(data_path), {"sha256": "x"}, list(map(str, dirs)), 1, "cpu", n_examples=3)
+        jobs.train_runs(runs, str(data_path), {"sha256": "x"}, list(map(str, dirs)), 1, "cpu", n_examples=3)
         return dirs
 
     clean = train_cell(tmp_path / "clean")
@@ -217,3 +219,70 @@ def test_killed_ensemble_resumes_to_the_same_weights(tiny_config, data, tmp_path
     assert torch.load(resume, weights_only=True)["epoch"] == 4
     again = ensemble.train_ensemble(runs, data, device, resume)
     assert [r["metrics"] for r in again] == [r["metrics"] for r in reference]
+
+
+def assert_same_training(ens: dict, seq: dict, frozen: set[str]):
+    """An ensemble member against its one-by-one training: same start, same trajectory within float tolerance, and
+    its frozen parameters bitwise where they started."""
+    assert_states_close(ens["init_state"], seq["init_state"], atol=0)
+    assert_states_close(ens["state"], seq["state"])
+    for key in frozen:
+        assert torch.equal(ens["state"][key], ens["init_state"][key]), key
+    assert [h["epoch"] for h in ens["history"]] == [h["epoch"] for h in seq["history"]]
+    for key, value in seq["metrics"].items():
+        assert ens["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_every_kind_of_member_equals_its_one_by_one_training(tiny_config, data, kind, weight_decay):
+    """Seeds x freeze specs (the freeze sweep of a cell), layers re-initialised from trained weights (retraining
+    one layer), stitches between two frozen networks, and members with a shorter budget: each stacked with others
+    of its kind by ``train_members``, each equal to its own ``train``."""
+    from aedissect import interventions as iv
+
+    cfg = make_config(tiny_config, kind, weight_decay=weight_decay)
+    runs = cell_runs(cfg)[:2]
+    device = training.setup_torch(1, "cpu")
+    trained = [training.train(run, data, device) for run in runs]
+    models = []
+    for run, result in zip(runs, trained, strict=True):
+        model = build_model(run, 12)
+        model.load_state_dict(result["state"])
+        models.append(model)
+
+    members, starts, names = [], [], []
+    for run in runs:  # the freeze sweep: every seed, every spec
+        for spec in ("encoder", "decoder+bias", "suffix-1"):
+            members.append(iv.freeze_variant(run, spec))
+            starts.append(None)
+            names.append(f"s{run['seed']}__{spec}")
+    short = copy.deepcopy(runs[1])
+    short["training"] = short["training"] | {"epochs": 2, "keep_epochs": [1]}
+    members.append(short)  # a shorter budget
+    starts.append(None)
+    names.append("short")
+    for run, model, result in zip(runs, models, trained, strict=True):  # retraining one layer
+        for layer in (0, model.n_layers - 1):
+            members.append(iv.retrain_run(run, 2) | {"freeze": f"except-{layer}"})
+            starts.append(iv.with_layer(model, layer, result["init_state"]))
+            names.append(f"{run['run_id']}__retrain-{layer}")
+    options = {"epochs": 2, "batch_size": 32, "lr": 0.01}
+    for a, b in ((0, 1), (1, 0)):  # stitches
+        run, stitched = iv.stitch_start(models[a], models[b], runs[b], data, options, device)
+        members.append(run)
+        starts.append(stitched)
+        names.append(f"stitch-{a}-{b}")
+
+    together = ensemble.train_members(members, data, device, names, starts, ensemble=True)
+    apart = ensemble.train_members(members, data, device, names, [copy.deepcopy(m) for m in starts], ensemble=False)
+    for name, run, start, ens, seq in zip(names, members, starts, together, apart, strict=True):
+        module = start if start is not None else build_model(run, 12)
+        assert ens["status"] == seq["status"] == "ok", name
+        assert_same_training(ens, seq, ensemble.frozen_names(module, run))
+    assert len(together[6]["history"]) == 2  # the short member stopped after its own budget
+    # a stitch trains only its stitch: both networks stay bitwise what they were
+    stitch = together[-1]
+    networks = [k for k in stitch["state"] if not k.startswith("stitch.")]
+    assert networks and all(torch.equal(stitch["state"][k], stitch["init_state"][k]) for k in networks)
+    assert not torch.equal(stitch["state"]["stitch.weight"], stitch["init_state"]["stitch.weight"])

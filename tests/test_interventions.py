@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aedissect import config, io, training
+from aedissect import config, ensemble, io, training
 from aedissect import interventions as iv
 from aedissect import models as aemodels
 
@@ -22,7 +22,7 @@ STUDY = {
     "bottlenecks": [3, 4],
     "activations": ["relu"],
     "seeds": [0, 1],
-    "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0, "keep_epochs": [1]},
+    "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0, "keep_epochs": [1], "ensemble": False},
     "vae": {"beta": 1.0, "likelihood": "bernoulli", "sigma": 0.1},
     "interventions": {"cells": {"datasets": ["digits"], "bottlenecks": [4]}, "freeze": {"sides": ["prefix"], "k": {}}},
 }
@@ -160,13 +160,13 @@ def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_pat
     run = make_run("ae", arch="sym")
     torch.save(data, tmp_path / "data.pt")
     calls = []
-    real_train = iv.train
+    real_train = ensemble.train
 
     def counting_train(spec_run, *args, **kwargs):
         calls.append(spec_run["freeze"])
         return real_train(spec_run, *args, **kwargs)
 
-    monkeypatch.setattr(iv, "train", counting_train)
+    monkeypatch.setattr(ensemble, "train", counting_train)
     # encoder = prefix-2 and decoder+bias = suffix-2+bias for this architecture
     specs = ["encoder", "decoder+bias", "decoder", "prefix-1", "prefix-2", "suffix-2+bias"]
     iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
@@ -355,14 +355,14 @@ def test_a_checkpoint_is_used_only_by_the_training_that_starts_from_the_same_wei
     run_b = copy.deepcopy(run_b)
     run_b["training"]["checkpoint_every"] = 1
     options = {"epochs": 2, "batch_size": 32, "lr": 0.01}
-    resume = tmp_path / "stitch.pt"
+    resume = tmp_path / "stitch.pt"  # training.checkpoint_path(tmp_path, "stitch")
     fresh = iv.fit_stitch(a, b, run_b, data, options, DEVICE)
-    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, resume) == fresh
+    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, tmp_path) == fresh
     assert torch.load(resume, weights_only=True)["epoch"] == 2  # kept: the job removes its state folder at its end
-    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, resume) == fresh  # restored, not retrained
+    assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, tmp_path) == fresh  # restored, not retrained
     # the same stitch config from another A: the checkpoint is not this training's
     other = copy.deepcopy(b)
     with caplog.at_level("WARNING", logger="aedissect.training"):
-        from_b = iv.fit_stitch(other, b, run_b, data, options, DEVICE, resume)
+        from_b = iv.fit_stitch(other, b, run_b, data, options, DEVICE, tmp_path)
     assert "unusable" in caplog.text
     assert from_b == iv.fit_stitch(other, b, run_b, data, options, DEVICE)

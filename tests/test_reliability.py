@@ -53,7 +53,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 def test_killed_pipeline_resumes_bitwise_and_a_second_instance_is_refused(tmp_path):
     workdir = tmp_path / "wd"
     proc = start_snakemake(workdir)
-    checkpoint = workdir / RUN_DIR / ".s0.resume.pt"
+    checkpoint = workdir / RUN_DIR / ".resume" / "s0.pt"
     try:
         wait_for(checkpoint, proc)
         second = snakemake(workdir, "--cores", "1", TARGET, configfile=KILL_CONFIG, check=False)

@@ -29,7 +29,7 @@ def test_every_run_has_its_files(tiny_study, tiny_config):
             path = tiny_study / "results/runs" / rid / name
             assert path.stat().st_size > 0, path
         assert json.loads((tiny_study / "results/runs" / rid / "config.json").read_text())["run_id"] == rid
-    assert not list((tiny_study / "results/runs").rglob("*.resume.pt")), "finished runs leave no resume checkpoint"
+    assert not list((tiny_study / "results").rglob("*resume*")), "finished jobs leave no resume checkpoint"
 
 
 def test_every_final_table_and_figure_exists_and_is_not_empty(tiny_study):

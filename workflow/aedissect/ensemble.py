@@ -1,20 +1,27 @@
-"""All seeds of one grid cell trained at once, as one vmapped model (``training.ensemble: true``).
+"""Many trainings at once, as one vmapped model: every seed of a cell, the freeze sweep, retrained layers, stitches.
 
 The members' weights are stacked (``torch.func.stack_module_state``) and one loss function, the
-same ``training.loss_terms`` on the same ``MLPAutoencoder`` that ``training.train`` uses, is mapped
-over them with ``vmap`` + ``functional_call``. Everything that makes a run a run stays per member:
+same ``training.loss_terms`` on the same module that ``training.train`` uses, is mapped over them
+with ``vmap`` + ``functional_call``. Everything that makes a training a training stays per member:
 
-- its initialisation: ``build_model(run)`` from its own seed;
+- its starting weights: ``build_model(run)`` from its own seed, or a given module's weights (a layer
+  re-initialised for retraining, a stitch between two frozen networks);
+- which parameters train: a member's freeze spec (and the parameters its module holds fixed already)
+  is a mask on its slices of the stacked gradients. With a zero gradient Adam's moments stay zero and its
+  step is exactly zero, so a frozen slice stays bitwise at its start (with weight decay it is put back);
 - its batch order and VAE noise: its own ``torch.Generator`` seeded by its seed, drawn in the same
   order as ``train`` draws them (one ``randperm`` per epoch, then one ``randn`` per batch);
 - its optimiser state: Adam is elementwise, so one Adam over the stacked tensors keeps a separate
   first and second moment for every member's every weight, and each member's gradient is that of
-  its own loss (the members' losses are summed, and share no weights).
+  its own loss (the members' losses are summed, and share no weights);
+- its budget: a member with fewer epochs is taken as it was after its last one.
 
 So every member's final weights equal those of its own ``train`` run within float tolerance (the
-batched matrix products round differently), and ``result_for(m)`` has the layout ``train`` returns,
+batched matrix products round differently), and each result has the layout ``train`` returns,
 ready for ``training.save_run``. Many small models then make one large batched product, which is
-what keeps a CPU's cores or a GPU busy, and one job pays the start-up cost once for all seeds.
+what keeps a CPU's cores or a GPU busy, and one job pays the start-up cost once for all of them.
+``train_members`` is the one entry point of every job that trains: it stacks what can be stacked
+(same shapes, same batch size and optimiser settings) and trains the rest one by one.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,9 +39,21 @@ from aedissect import io
 from aedissect.config import config_hash
 from aedissect.models import build_model
 from aedissect.status import TrainingDiverged, diverged_result
-from aedissect.training import EVAL_SEED, adam, evaluate, load_resume, loss_terms
+from aedissect.training import (
+    EVAL_SEED,
+    adam,
+    checkpoint_path,
+    clone_state,
+    evaluate,
+    load_resume,
+    loss_terms,
+    state_digest,
+    train,
+)
 
 log = logging.getLogger("aedissect.ensemble")
+# what members of one ensemble may differ in: everything else of the run (model, loss, optimiser) is shared
+PER_MEMBER_KEYS = ("run_id", "seed", "freeze", "epochs", "keep_epochs")
 
 
 class _Loss(nn.Module):
@@ -48,48 +68,76 @@ class _Loss(nn.Module):
         return loss_terms(self.model, x, self.run, None, eps)["loss"]
 
 
-def check_cell(runs: list[dict]) -> None:
-    """The members must differ only in their seed (one grid cell)."""
-
-    def strip(run):
-        return {k: v for k, v in run.items() if k not in ("run_id", "seed")}
-
-    first = strip(runs[0])
-    for run in runs[1:]:
-        if strip(run) != first:
-            raise ValueError(f"ensemble members must differ only in their seed: {runs[0]['run_id']} vs {run['run_id']}")
-    seeds = [run["seed"] for run in runs]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"ensemble members need distinct seeds, got {seeds}")
+def shared_part(run: dict) -> dict:
+    """The part of a run that all members of one ensemble must have in common."""
+    shared = {k: v for k, v in run.items() if k not in PER_MEMBER_KEYS}
+    shared["training"] = {k: v for k, v in run["training"].items() if k not in PER_MEMBER_KEYS}
+    return shared
 
 
-def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_path=None) -> list[dict]:
-    """Train the runs of one grid cell together; returns one ``train``-shaped result per run, in order.
+def check_members(runs: list[dict], models: list[nn.Module]) -> None:
+    """The members must share their model's shapes, loss and optimiser settings."""
+    first = shared_part(runs[0])
+    shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in models]
+    for run, shape in zip(runs[1:], shapes[1:], strict=True):
+        if shared_part(run) != first or shape != shapes[0]:
+            raise ValueError(
+                f"ensemble members may differ only in {', '.join(PER_MEMBER_KEYS)} and their starting weights: "
+                f"{runs[0]['run_id']} vs {run['run_id']}"
+            )
 
-    ``resume_path``: one checkpoint of the whole ensemble (stacked weights, Adam's state, every member's generator,
-    histories and divergences) every ``checkpoint_every`` epochs and after the last, as ``train`` keeps one."""
-    check_cell(runs)
+
+def frozen_names(model: nn.Module, run: dict) -> set[str]:
+    """The parameters a member holds fixed: its freeze spec's and those its module has frozen already."""
+    fixed = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return fixed | set(model.frozen_parameters(run.get("freeze", "none")))
+
+
+def train_ensemble(
+    runs: list[dict],
+    data: dict,
+    device: torch.device,
+    resume_path: Path | None = None,
+    models: list[nn.Module | None] | None = None,
+) -> list[dict]:
+    """Train the runs together; returns one ``train``-shaped result per run, in order.
+
+    ``models``: per run, a module to start from instead of the run's seeded init (None: the seeded init), as
+    ``train``'s ``model``. ``resume_path``: one checkpoint of the whole ensemble (stacked weights, Adam's state,
+    every member's generator, histories and divergences) every ``checkpoint_every`` epochs and after the last."""
     run0 = runs[0]
     tr = run0["training"]
     x_train = data["x_train"].to(device)
     x_test = data["x_test"].to(device)
     n, in_dim = x_train.shape
     batch_size, n_members = tr["batch_size"], len(runs)
-
-    members = [build_model(run, in_dim).to(device) for run in runs]
-    init_states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in members]
-    frozen = set(members[0].frozen_parameters(run0.get("freeze", "none")))
-    params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves requiring grad
+    given = models or [None] * n_members
+    members = [
+        build_model(run, in_dim).to(device) if m is None else copy.deepcopy(m).to(device)
+        for run, m in zip(runs, given, strict=True)
+    ]
+    check_members(runs, members)
+    init_states = [clone_state(m) for m in members]
+    frozen = [frozen_names(m, run) for m, run in zip(members, runs, strict=True)]
+    for m in members:  # stack_module_state needs one requires_grad per name; the masks below say who trains
+        m.requires_grad_(True)
+    params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves
+    masks = {}
     for name, p in params.items():
-        p.requires_grad_(name not in frozen)
+        trains = torch.tensor([name not in f for f in frozen], device=device)
+        p.requires_grad_(bool(trains.any()))
+        if trains.any() and not trains.all():
+            masks[name] = trains.to(p.dtype).view(-1, *[1] * (p.dim() - 1))
     optimizer = adam([p for p in params.values() if p.requires_grad], tr)
+    starts = {name: params[name].detach().clone() for name in masks} if tr["weight_decay"] > 0 else {}
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
+    epochs = [run["training"]["epochs"] for run in runs]
 
     base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
     prefixed = {f"model.{k}": v for k, v in params.items()}
     prefixed_buffers = {f"model.{k}": v for k, v in buffers.items()}
-    is_vae = run0["kind"] == "vae"
-    latent = members[0].latent_dim
+    is_vae = getattr(members[0], "kind", "ae") == "vae"
+    latent = getattr(members[0], "latent_dim", 0)
 
     def member_loss(p, b, x, eps):
         return functional_call(base, (p, b), (x, eps))
@@ -104,10 +152,12 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
 
     histories = [[] for _ in runs]
     epoch_states = [{} for _ in runs]
+    final_states: dict[int, dict] = {}
     # a member that diverges keeps being stepped (its NaNs stay in its own slices of the stacked weights and of
     # Adam's moments) but is recorded as diverged, as train_runs records a diverged run; the others go on
     diverged: dict[int, TrainingDiverged] = {}
-    chash = config_hash({"ensemble": runs})
+    chash = config_hash({"ensemble": runs, "start": [None if m is None else state_digest(s) for m, s in
+                                                      zip(given, init_states, strict=True)]})
     start = 1
     resume = load_resume(resume_path, chash) if resume_path is not None else None
     if resume is not None:
@@ -118,8 +168,9 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
         for g, state in zip(generators, resume["generators"], strict=True):
             g.set_state(state)
         histories, epoch_states, start = resume["histories"], resume["epoch_states"], resume["epoch"] + 1
+        final_states = resume["final_states"]
         diverged = {m: TrainingDiverged(msg, histories[m]) for m, msg in resume["diverged"].items()}
-    for epoch in range(start, tr["epochs"] + 1):
+    for epoch in range(start, max(epochs) + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         total = torch.zeros(n_members, device=device)
         for begin in range(0, n, batch_size):
@@ -132,13 +183,19 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
             losses = batched_loss(prefixed, prefixed_buffers, xb, eps)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
+            for name, mask in masks.items():
+                params[name].grad.mul_(mask)
             optimizer.step()
+            if starts:  # weight decay moves a weight without a gradient: put the frozen slices back
+                with torch.no_grad():
+                    for name, mask in masks.items():
+                        params[name].copy_(torch.where(mask.bool(), params[name], starts[name]))
             total += losses.detach() * idx.shape[1]
         train_loss = (total / n).tolist()
         with torch.no_grad():
             test = test_loss(prefixed, prefixed_buffers, x_test, eval_eps).tolist()
         for m, run in enumerate(runs):
-            if m in diverged:
+            if m in diverged or epoch > epochs[m]:
                 continue
             if not math.isfinite(train_loss[m]):
                 message = f"run {run['run_id']}: training loss is {train_loss[m]} at epoch {epoch}"
@@ -146,10 +203,12 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
                 log.error("%s; going on with the other members", message)
                 continue
             histories[m].append({"epoch": epoch, "train_loss": train_loss[m], "test_loss": test[m]})
-            if epoch in tr["keep_epochs"]:
+            if epoch in run["training"]["keep_epochs"]:
                 epoch_states[m][epoch] = member_state(params, buffers, m)
+            if epoch == epochs[m] and epochs[m] < max(epochs):
+                final_states[m] = member_state(params, buffers, m)
         log.info("epoch %d: train loss %s", epoch, ", ".join(f"{v:.5g}" for v in train_loss))
-        if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):
+        if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == max(epochs)):
             checkpoint = {
                 "config_hash": chash,
                 "epoch": epoch,
@@ -158,6 +217,7 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
                 "generators": [g.get_state() for g in generators],
                 "histories": histories,
                 "epoch_states": epoch_states,
+                "final_states": final_states,
                 "diverged": {m: str(err) for m, err in diverged.items()},
             }
             with io.atomic_path(resume_path) as tmp:
@@ -165,7 +225,7 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
 
     results = []
     for m, (run, model) in enumerate(zip(runs, members, strict=True)):
-        state = member_state(params, buffers, m)
+        state = final_states.get(m) or member_state(params, buffers, m)
         model.load_state_dict(state)
         metrics = evaluate(model, x_test, run) if m not in diverged else None
         if metrics is not None and not math.isfinite(metrics["test_loss"]):
@@ -191,3 +251,52 @@ def train_ensemble(runs: list[dict], data: dict, device: torch.device, resume_pa
 def member_state(params: dict, buffers: dict, m: int) -> dict:
     """Member m's weights as a state dict of the single model."""
     return {k: v[m].detach().clone() for k, v in {**params, **buffers}.items()}
+
+
+def stack_key(run: dict, model: nn.Module | None, in_dim: int) -> str:
+    """Members with the same key can share one ensemble."""
+    model = model if model is not None else build_model(run, in_dim)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return config_hash({"run": shared_part(run), "module": type(model).__name__, "shapes": shapes})
+
+
+def train_members(
+    runs: list[dict],
+    data: dict,
+    device: torch.device,
+    names: list[str],
+    models: list[nn.Module | None] | None = None,
+    ensemble: bool = True,
+    state_dir: Path | None = None,
+) -> list[dict]:
+    """Train every run (from ``models[i]`` where given) and return ``train``-shaped results in order; a diverged
+    run gets ``status.diverged_result`` instead of raising. With ``ensemble`` the runs that can be stacked train
+    as one ensemble per stack, else one after another. ``names`` are the members' checkpoint names in
+    ``state_dir`` (``training.checkpoint_path``); an ensemble's checkpoint is named after its first member."""
+    models = models or [None] * len(runs)
+    in_dim = data["x_train"].shape[1]
+    results: list[dict | None] = [None] * len(runs)
+    if ensemble:
+        stacks: dict[str, list[int]] = {}
+        for i, (run, model) in enumerate(zip(runs, models, strict=True)):
+            stacks.setdefault(stack_key(run, model, in_dim), []).append(i)
+        for members in stacks.values():
+            log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
+            out = train_ensemble(
+                [runs[i] for i in members],
+                data,
+                device,
+                checkpoint_path(state_dir, "ensemble", names[members[0]]),
+                [models[i] for i in members],
+            )
+            for i, result in zip(members, out, strict=True):
+                results[i] = result
+        return results
+    for i, (run, model, name) in enumerate(zip(runs, models, names, strict=True)):
+        log.info("training %s", name)
+        try:
+            results[i] = train(run, data, device, checkpoint_path(state_dir, name), model=model)
+        except TrainingDiverged as err:
+            log.error("%s", err)
+            results[i] = diverged_result(err, in_dim)
+    return results

@@ -1,8 +1,10 @@
 """Interventions on trained autoencoders: freezing at init, re-initialisation, retraining one layer, stitching.
 
 Everything goes through the one model API (``forward_to``/``forward_from``, ``frozen_parameters``) and the one
-training loop (``training.train``): a freeze variant is the normal run with ``run["freeze"]`` set; retraining
-a layer and fitting a stitch call ``train`` with a prepared ``model`` whose other parameters are frozen.
+training path (``ensemble.train_members``: one vmapped ensemble per stack of like trainings with
+``training.ensemble``, else ``training.train`` one after another): a freeze variant is the normal run with
+``run["freeze"]`` set; retraining a layer and fitting a stitch start from a prepared ``model`` whose other
+parameters are frozen.
 
 Losses: ``test_loss`` is the run's own objective (MSE per element for the AE, -ELBO in nats for the VAE);
 ``test_mse`` is the reconstruction MSE of the deterministic path (the VAE decodes mu), positive for both
@@ -21,9 +23,11 @@ from torch import nn
 
 from aedissect import io
 from aedissect.config import ConfigError, config_columns
+from aedissect.ensemble import train_members
 from aedissect.models import OUTPUT_BIAS_SUFFIX, MLPAutoencoder, build_model, frozen_layer_set, load_model
 from aedissect.stats import summarize
-from aedissect.training import checkpoint_path, evaluate, remove_state, setup_torch, train
+from aedissect.status import TrainingDiverged
+from aedissect.training import evaluate, remove_state, setup_torch
 
 log = logging.getLogger("aedissect.interventions")
 METRICS = ["test_loss", "test_mse"]
@@ -112,25 +116,38 @@ def train_freeze_cell(
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    variants, names, first_spec, plan = [], [], {}, []
     for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
-        done: dict[tuple, tuple[str, dict]] = {}
         for spec in specs_by_run[run["run_id"]]:
-            key = frozen_set(run, spec)
-            if key in done:
-                first, result = done[key]
-            else:
-                log.info("training %s with freeze %s", run["run_id"], spec)
-                resume = checkpoint_path(state_dir, f"s{run['seed']}", spec)
-                first, result = spec, train(freeze_variant(run, spec), data, dev, resume)
-                done[key] = (spec, result)
-            variant = out_dir / spec
-            metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[0]), "status": "ok"}
-            metrics["output_bias"] = output_bias(key[1])
-            metrics |= result["metrics"] | ({"same_as": first} if first != spec else {})
-            io.write_json(metrics, variant / "train_metrics.json")
-            history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
-            io.write_csv(history, variant / "train_log.csv")
+            key = (run["run_id"], frozen_set(run, spec))
+            if key not in first_spec:
+                first_spec[key] = (spec, len(variants))
+                variants.append(freeze_variant(run, spec))
+                names.append(f"s{run['seed']}__{spec}")
+            plan.append((run, out_dir, spec, key))
+    results = succeeded(train_members(variants, data, dev, names, ensemble=ensemble_on(runs), state_dir=state_dir))
+    for run, out_dir, spec, key in plan:
+        first, index = first_spec[key]
+        result = results[index]
+        metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[1][0]), "status": "ok"}
+        metrics["output_bias"] = output_bias(key[1][1])
+        metrics |= result["metrics"] | ({"same_as": first} if first != spec else {})
+        io.write_json(metrics, out_dir / spec / "train_metrics.json")
+        history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
+        io.write_csv(history, out_dir / spec / "train_log.csv")
     remove_state(state_dir)
+
+
+def ensemble_on(runs: list[dict]) -> bool:
+    return len(runs) > 0 and runs[0]["training"].get("ensemble", False)
+
+
+def succeeded(results: list[dict]) -> list[dict]:
+    """The results of an intervention's trainings; one that diverged fails the job, naming it."""
+    failed = [r["error"] for r in results if r["status"] != "ok"]
+    if failed:
+        raise TrainingDiverged(f"{len(failed)} of {len(results)} trainings diverged: " + "; ".join(failed))
+    return results
 
 
 def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
@@ -241,6 +258,20 @@ def retrain_run(run: dict, epochs: int) -> dict:
     return out
 
 
+def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
+    """Every layer of every (run, model, payload) re-initialised and retrained alone, the rest frozen at its
+    trained weights: {(run_id, layer): test metrics}. Like architectures' retrainings stack into one ensemble."""
+    runs, models, names, keys = [], [], [], []
+    for run, model, payload in items:
+        for layer in range(model.n_layers):
+            runs.append(retrain_run(run, options["retrain_epochs"]) | {"freeze": f"except-{layer}"})
+            models.append(with_layer(model, layer, payload["init_state"]))
+            names.append(f"{run['run_id']}__retrain-{layer}")
+            keys.append((run["run_id"], layer))
+    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir))
+    return {key: result["metrics"] for key, result in zip(keys, results, strict=True)}
+
+
 def criticality(
     run: dict,
     model: MLPAutoencoder,
@@ -248,11 +279,13 @@ def criticality(
     data: dict,
     options: dict,
     device: torch.device,
-    state_dir: Path | None = None,
+    retrained: dict | None = None,
 ) -> list[dict]:
     """Per layer: test loss with the layer re-initialised, re-randomised, rewound to each kept epoch, and
-    re-initialised then retrained alone; ``ratio`` is the test MSE over the trained model's. A retraining
-    resumes from its checkpoint in ``state_dir``."""
+    re-initialised then retrained alone (``retrained``, from ``retrain_layers``: computed here if not given);
+    ``ratio`` is the test MSE over the trained model's."""
+    if retrained is None and options["retrain_epochs"] > 0:
+        retrained = retrain_layers([(run, model, payload)], data, options, device)
     x_test = data["x_test"].to(device)
     trained = evaluate(model, x_test, run)
     rows = []
@@ -274,11 +307,7 @@ def criticality(
         for epoch, state in sorted(payload["epoch_states"].items()):
             record(layer, f"rewind-{int(epoch)}", evaluate(with_layer(model, layer, state), x_test, run))
         if options["retrain_epochs"] > 0:
-            start = with_layer(model, layer, payload["init_state"])
-            spec = retrain_run(run, options["retrain_epochs"]) | {"freeze": f"except-{layer}"}
-            resume = checkpoint_path(state_dir, run["run_id"], f"retrain-{layer}")
-            result = train(spec, data, device, resume, model=start)
-            record(layer, "retrain", result["metrics"])
+            record(layer, "retrain", retrained[run["run_id"], layer])
     for row in rows:
         row["ratio"] = row["test_mse"] / row["trained_test_mse"]
         row["critical"] = bool(row["ratio"] > options["factor"])
@@ -305,11 +334,12 @@ def criticality_group(
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    loaded = [(run, *load_model(path, str(dev))) for run, path in zip(runs, model_paths, strict=True)]
+    retrained = retrain_layers(loaded, data, options, dev, state_dir) if options["retrain_epochs"] > 0 else None
     frames = []
-    for run, path in zip(runs, model_paths, strict=True):
-        model, payload = load_model(path, str(dev))
+    for run, model, payload in loaded:
         log.info("criticality of %s", run["run_id"])
-        rows = criticality(run, model, payload, data, options, dev, state_dir)
+        rows = criticality(run, model, payload, data, options, dev, retrained)
         frames.append(pd.DataFrame(rows).assign(run_id=run["run_id"]))
     io.write_csv(pd.concat(frames, ignore_index=True), out_path)
     remove_state(state_dir)
@@ -379,9 +409,9 @@ def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) 
     return stitch
 
 
-def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, resume_path: Path | None = None) -> dict:
-    """Fit the stitch: start at the least-squares match of the two codes on the training set, then train it on
-    B's reconstruction with the one training loop (both networks frozen); returns its test metrics."""
+def stitch_start(a, b, b_run: dict, data: dict, options: dict, device) -> tuple[dict, Stitched]:
+    """A stitch's training run and its start: the least-squares match of the two codes on the training set
+    between copies of both (frozen) networks. Trained on B's reconstruction, it reports the reconstruction MSE."""
     start = least_squares_stitch(a, b, data["x_train"].to(device))
     stitched = Stitched(copy.deepcopy(a), copy.deepcopy(b), start, b_run)
     run = copy.deepcopy(b_run) | {"run_id": f"stitch-to-{b_run['run_id']}"}
@@ -392,7 +422,19 @@ def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, resume_path
         "keep_epochs": [],
         "weight_decay": 0.0,
     }
-    return train(run, data, device, resume_path, model=stitched)["metrics"]
+    return run, stitched
+
+
+def fit_stitches(starts: list[tuple[dict, Stitched]], names: list[str], data: dict, device, state_dir=None) -> list:
+    """Fit every (run, stitched start) with the one training path; their test metrics, in order."""
+    runs, models = [run for run, _ in starts], [model for _, model in starts]
+    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir))
+    return [result["metrics"] for result in results]
+
+
+def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
+    """One stitch from A's code into B's decoder, fitted; its test metrics."""
+    return fit_stitches([stitch_start(a, b, b_run, data, options, device)], ["stitch"], data, device, state_dir)[0]
 
 
 def stitching_group(
@@ -405,7 +447,8 @@ def stitching_group(
     out_path: str,
     state_dir: Path | None = None,
 ) -> None:
-    """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV."""
+    """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV. The
+    stitches of like pairs (same architectures) are fitted as one ensemble."""
     from aedissect.data import load
 
     dev = setup_torch(threads, device)
@@ -419,19 +462,25 @@ def stitching_group(
         init.load_state_dict(payload["init_state"])
         inits.append(init)
     own = [evaluate(m, x_test, run)["test_mse"] for m, run in zip(models, runs, strict=True)]
-    rows = []
-    for i, j, pair_type in stitch_pairs(runs, options["pair_types"]):
+    pairs = stitch_pairs(runs, options["pair_types"])
+    results, starts, names, slots = [], [], [], []
+    for i, j, pair_type in pairs:
         a, b, b_run = models[i], models[j], runs[j]
-        log.info("stitching %s -> %s", runs[i]["run_id"], b_run["run_id"])
         identity = Stitched(a, b, identity_stitch(a.latent_dim, b.latent_dim), b_run)
-        results = {"identity": evaluate(identity, x_test, b_run)}
+        results.append({"identity": evaluate(identity, x_test, b_run)})
         if pair_type != "self" or options["fit_self"]:
             for stitch, start in (("trained", a), ("init_a", inits[i])):
-                resume = checkpoint_path(state_dir, runs[i]["run_id"], b_run["run_id"], stitch)
-                results[stitch] = fit_stitch(start, b, b_run, data, options, dev, resume)
-        for stitch, metrics in results.items():
+                starts.append(stitch_start(start, b, b_run, data, options, dev))
+                names.append(f"{runs[i]['run_id']}__{b_run['run_id']}__{stitch}")
+                slots.append((len(results) - 1, stitch))
+    log.info("fitting %d stitches of %d pairs", len(starts), len(pairs))
+    for (pair, stitch), metrics in zip(slots, fit_stitches(starts, names, data, dev, state_dir), strict=True):
+        results[pair][stitch] = metrics
+    rows = []
+    for (i, j, pair_type), fitted in zip(pairs, results, strict=True):
+        for stitch, metrics in fitted.items():
             rows.append(
-                {"run_id": b_run["run_id"], "run_id_a": runs[i]["run_id"], "run_id_b": b_run["run_id"]}
+                {"run_id": runs[j]["run_id"], "run_id_a": runs[i]["run_id"], "run_id_b": runs[j]["run_id"]}
                 | {"a_arch": runs[i]["arch"]}
                 | {"a_seed": runs[i]["seed"], "pair_type": pair_type, "stitch": stitch}
                 | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}

@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ import torch
 from aedissect import io
 from aedissect.config import config_hash
 from aedissect.models import MLPAutoencoder, build_model
-from aedissect.status import TrainingDiverged, diverged_result
+from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.training")
 EVAL_SEED = 12345  # the VAE's test ELBO uses its own noise, so evaluating never moves the training stream
@@ -250,99 +249,3 @@ def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_
     }
     with io.atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def to_cpu(state: dict) -> dict:
-    return {k: v.cpu() for k, v in state.items()}
-
-
-def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int, provenance: dict) -> None:
-    """Every per-run output: model.pt, config.json, train_log.csv, train_metrics.json, reconstructions.csv.
-
-    A diverged run gets them too, so that the cell's other seeds keep their outputs and the tables can mark it:
-    its model.pt holds the error instead of weights and its reconstructions.csv has no rows.
-    """
-    import pandas as pd
-
-    status = result["status"]
-    payload = {"config": run, "config_hash": config_hash(run), "in_dim": result["in_dim"], "status": status}
-    if status == "ok":
-        payload |= {
-            "state": to_cpu(result["state"]),
-            "init_state": to_cpu(result["init_state"]),
-            "epoch_states": {int(k): to_cpu(v) for k, v in result["epoch_states"].items()},
-        }
-        metrics = result["metrics"]
-    else:
-        payload["error"] = result["error"]
-        metrics = {"error": result["error"]}
-    with io.atomic_path(run_dir / "model.pt") as tmp:
-        torch.save(payload, tmp)
-    io.write_json(run, run_dir / "config.json")
-    history = pd.DataFrame(result["history"], columns=["epoch", "train_loss", "test_loss"])
-    io.write_csv(history.assign(run_id=run["run_id"]), run_dir / "train_log.csv")
-    io.write_json({"run_id": run["run_id"], "status": status, **metrics}, run_dir / "train_metrics.json")
-    rows = []
-    if status == "ok":
-        model = build_model(run, result["in_dim"])
-        model.load_state_dict(payload["state"])
-        x = data["x_test"][:n_examples]
-        with torch.no_grad():
-            recon = reconstruction(model, x, run)
-        rows = [
-            {
-                "run_id": run["run_id"],
-                "example": i,
-                "feature": j,
-                "input": float(x[i, j]),
-                "reconstruction": float(recon[i, j]),
-            }
-            for i in range(x.shape[0])
-            for j in range(x.shape[1])
-        ]
-    columns = ["run_id", "example", "feature", "input", "reconstruction"]
-    io.write_csv(pd.DataFrame(rows, columns=columns), run_dir / "reconstructions.csv")
-    io.write_json(provenance, run_dir / "provenance.json")
-
-
-def train_runs(
-    runs: list[dict], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
-) -> None:
-    """Train the runs of one grid cell one after another, each resumable from its own checkpoint; with
-    ``training.ensemble`` all of them at once as one vmapped model (aedissect.ensemble), same outputs.
-
-    The checkpoints stay until every run of the cell is saved: Snakemake deletes all of a job's outputs before
-    rerunning it, so a seed finished before a kill is restored from its last checkpoint instead of retrained."""
-    from aedissect.data import load
-
-    dev = setup_torch(threads, device)
-    data = load(data_path)
-    run_dirs = [Path(d) for d in run_dirs]
-    if len(runs) > 1 and runs[0]["training"].get("ensemble", False):
-        from aedissect.ensemble import train_ensemble
-
-        resume_paths = [run_dirs[0].parent / ".ensemble.resume.pt"]  # a path no rule declares
-        start = time.perf_counter()
-        log.info("training %d seeds of %s as one ensemble on %s", len(runs), runs[0]["run_id"], dev)
-        results = train_ensemble(runs, data, dev, resume_paths[0])
-        seconds = [(time.perf_counter() - start) / len(runs)] * len(runs)
-        extra = {"ensemble_size": len(runs)}
-    else:
-        resume_paths = [d.parent / f".{d.name}.resume.pt" for d in run_dirs]  # paths no rule declares
-        results, seconds, extra = [], [], {}
-        for run, resume_path in zip(runs, resume_paths, strict=True):
-            start = time.perf_counter()
-            log.info("training %s on %s", run["run_id"], dev)
-            try:
-                results.append(train(run, data, dev, resume_path))
-            except TrainingDiverged as err:
-                log.error("%s; recording the run as diverged and going on with the cell's other seeds", err)
-                results.append(diverged_result(err, data["x_train"].shape[1]))
-            seconds.append(time.perf_counter() - start)
-    for run, run_dir, result, sec in zip(runs, run_dirs, results, seconds, strict=True):
-        prov = io.provenance(str(dev), threads) | {"train_seconds": sec} | extra
-        prov |= {"config_hash": config_hash(run), "data_sha256": data_info["sha256"]}
-        save_run(run, result, data, run_dir, n_examples, prov)
-        log.info("%s: %s %s", run["run_id"], result["status"], result.get("metrics", ""))
-    for path in resume_paths:
-        path.unlink(missing_ok=True)

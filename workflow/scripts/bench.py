@@ -43,6 +43,7 @@ BENCH_KEYS = [
     "mfu_b512",
     "baseline_ratio_b128",
     "ensemble_speedup",
+    "freeze_sweep_speedup",
     "startup_s",
     "light_startup_s",
     "dag_build_s",
@@ -182,6 +183,37 @@ def ensemble_speedup(device, n_seeds: int = 8, epochs: int = 10) -> tuple[float,
     sync(device)
     together = time.perf_counter() - t
     return sequential, together, sequential / together
+
+
+def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, int]:
+    """Seconds for the freeze sweep of one default-study cell (digits, AE, symmetric, z = 8: every spec of every
+    seed) one after another and as ``train_members`` stacks it, the ratio and the number of trainings."""
+    import torch
+    import yaml
+
+    from aedissect import config, ensemble, interventions
+    from aedissect.data import load_digits_split
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = config.validate(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg["seeds"] = list(range(seeds))
+    cell = ("digits", "ae", "symmetric", 8)
+    runs = [r for r in config.grid(cfg) if (r["dataset"], r["kind"], r["arch"], r["bottleneck"]) == cell]
+    split = load_digits_split(cfg["data"])
+    data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
+    variants, names = [], []
+    for run in runs:
+        for spec in interventions.freeze_specs(run, cfg["interventions"]["freeze"]):
+            variants.append(interventions.freeze_variant(run, spec))
+            names.append(f"s{run['seed']}__{spec}")
+    timings = []
+    for batched in (False, True):
+        sync(device)
+        t = time.perf_counter()
+        ensemble.train_members(variants, data, device, names, ensemble=batched)
+        sync(device)
+        timings.append(time.perf_counter() - t)
+    return timings[0], timings[1], timings[0] / timings[1], len(variants)
 
 
 PROBE = """
@@ -373,6 +405,13 @@ def main(argv=None) -> int:
     report("sequential_8_seeds_s", seq, "{:.2f}", note)
     report("ensemble_8_seeds_s", ens, "{:.2f}", "the same 8 as one vmapped ensemble")
     report("ensemble_speedup", ratio, "{:.2f}", "sequential / ensemble")
+    torch.set_num_threads(args.ensemble_threads)
+    seq, ens, ratio, n = freeze_sweep_speedup(device)
+    torch.set_num_threads(args.threads)
+    note = f"one default cell's freeze sweep ({n} trainings), {args.ensemble_threads} thread(s), one after another"
+    report("freeze_sweep_sequential_s", seq, "{:.1f}", note)
+    report("freeze_sweep_batched_s", ens, "{:.1f}", "the same, as train_members stacks them")
+    report("freeze_sweep_speedup", ratio, "{:.2f}", "sequential / batched")
     startup = startup_cost(device.type)
     report("startup_s", startup, "{:.2f}", "process start to first batch of a train job")
     light_startup = light_startup_cost()

@@ -8,9 +8,9 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from pathlib import Path
 
-from aedissect import io, training
+from aedissect import io, jobs
 
-training.train_runs(
+jobs.train_runs(
     snakemake.params.runs,
     data_path=snakemake.input.data,
     data_info=io.read_json(snakemake.input.info),

@@ -20,7 +20,7 @@ test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest tests
 
 bench: $(STAMP)
-	. $(VENV)/bin/activate && python workflow/scripts/bench.py
+	. $(VENV)/bin/activate && python -m aedissect.bench
 
 lint: $(STAMP)
 	. $(VENV)/bin/activate && ruff check . && snakemake --lint

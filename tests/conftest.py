@@ -18,6 +18,16 @@ TINY_CONFIG = REPO / "tests" / "tiny_config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+# fixtures that run a whole study: a test using one is slow (`pytest -m "not slow"` leaves it out)
+STUDY_FIXTURES = {"tiny_study", "tiny_study_again", "cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if STUDY_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 def load_yaml(path) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)

@@ -50,6 +50,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_killed_pipeline_resumes_bitwise_and_a_second_instance_is_refused(tmp_path):
     workdir = tmp_path / "wd"
     proc = start_snakemake(workdir)
@@ -144,6 +145,7 @@ def test_stale_lock_is_kept_while_its_owner_runs(tmp_path):
     assert not (locks / "0.input.lock").exists()
 
 
+@pytest.mark.slow
 def test_diverged_runs_fail_their_check_and_keep_going_marks_them_in_the_tables(tmp_path):
     workdir = tmp_path / "wd"
     proc = snakemake(workdir, "--cores", "2", "--keep-going", configfile=DIVERGE_CONFIG, check=False)

@@ -1,6 +1,6 @@
 """The SLURM profile on a real one-node SLURM cluster (slurmctld, slurmd, slurmdbd + MariaDB, munge).
 
-workflow/scripts/slurm_cluster.sh installs the Debian packages when missing and starts the daemons;
+tests/slurm_cluster.sh installs the Debian packages when missing and starts the daemons;
 the study in tests/slurm_config.yaml goes through profiles/slurm, and the test checks that every job
 ran as a SLURM job (job ids in Snakemake's output and the SLURM logs, states in sacct), that the
 result tables equal those of a local run of the same study, and that every daemon the script started
@@ -27,11 +27,11 @@ import pytest
 
 from conftest import REPO, planned_jobs, snakemake
 
-SCRIPT = REPO / "workflow" / "scripts" / "slurm_cluster.sh"
+SCRIPT = REPO / "tests" / "slurm_cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 STUDY = REPO / "tests" / "slurm_config.yaml"
 DAEMONS = ["munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"]
-MARKER = "# written by aedissect workflow/scripts/slurm_cluster.sh"
+MARKER = "# written by aedissect tests/slurm_cluster.sh"
 TABLE_SUFFIXES = {".csv", ".md", ".tex"}
 
 

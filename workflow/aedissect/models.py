@@ -95,10 +95,13 @@ class MLPAutoencoder(nn.Module):
             cuts.append(self._layer(i, cuts[-1]))
         return cuts
 
+    def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
+        """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE."""
+        return self.layers[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
+
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log var) of q(z|x); only for the VAE."""
-        stats = self.layers[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
-        return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
+        return self.posterior_stats(x).chunk(2, dim=-1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.forward_from(z, self.bottleneck_cut)

@@ -1,4 +1,4 @@
-"""`make bench`: how fast the pipeline trains, on this machine, measured in one run.
+"""`make bench` (``python -m aedissect.bench``): how fast the pipeline trains, on this machine, measured in one run.
 
 Prints a table and writes results/bench.json (keys listed in BENCH_KEYS) so that runs can be compared
 over time. Parts, each timed here and now (nothing is taken from a file):
@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "workflow"))
 
 BENCH_KEYS = [
     "gemm_peak_gflops",

@@ -20,7 +20,7 @@ DB_PORT=${AEDISSECT_SLURM_DB_PORT:-3307}   # not 3306, so a site's own MariaDB i
 DBD_PORT=${AEDISSECT_SLURM_DBD_PORT:-6829} # slurmdbd; slurmctld/slurmd use 6817/6818
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
 CONF_DIR=/etc/slurm
-MARKER="# written by aedissect workflow/scripts/slurm_cluster.sh"
+MARKER="# written by aedissect tests/slurm_cluster.sh"
 HOST=$(hostname -s)
 
 log() { echo "[slurm_cluster] $*" >&2; }

@@ -75,6 +75,13 @@ def tiny_study(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_report(tiny_study) -> Path:
+    """The tiny study's HTML report."""
+    snakemake(tiny_study, "--report", "results/report.html", timeout=300)
+    return tiny_study / "results/report.html"
+
+
+@pytest.fixture(scope="session")
 def tiny_study_again(tmp_path_factory, tiny_study) -> Path:
     """The same study in a second directory, for determinism checks."""
     workdir = tmp_path_factory.mktemp("tiny_study_again")

@@ -371,15 +371,18 @@ def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
                     )
                 )
     table = pd.concat(frames)
-    fig = plotting.reconstruction_grid(table, "shapes", 2)
+    fig = plotting.reconstruction_grid(table, "shapes", "ae", 2)
     assert all(ax.images[0].get_array().shape == (8, 8) and not ax.lines for ax in fig.axes)
     plt.close(fig)
-    fig = plotting.reconstruction_grid(table, "mnist1d", 2)
+    fig = plotting.reconstruction_grid(table, "mnist1d", "ae", 2)
     assert all(not ax.images for ax in fig.axes)
     # the input row one line, every reconstruction over its input in grey
     assert [len(ax.lines) for ax in fig.axes] == [1, 1, 2, 2, 2, 2]
     assert len(fig.axes[2].lines[1].get_ydata()) == 40
     plt.close(fig)
-    fig = plotting.reconstruction_grid(table, "factors", 2)
+    fig = plotting.reconstruction_grid(table, "factors", "ae", 2)
     assert all(ax.images[0].get_array().shape == (1, 12) for ax in fig.axes)
+    plt.close(fig)
+    fig = plotting.reconstruction_grid(table, "factors", "vae", 2)  # every VAE diverged: no examples recorded
+    assert "no model trained" in fig.axes[0].texts[0].get_text()
     plt.close(fig)

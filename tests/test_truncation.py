@@ -1,6 +1,8 @@
 """aedissect.truncation: activations from one pass, the per-run layer profile, probes, CKA matrices, loci."""
 
+import ast
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import yaml
 from aedissect import config as study
 from aedissect import metrics, truncation
 from aedissect.models import build_model
+from conftest import REPO
 
 OPTIONS = {
     "seed": 0,
@@ -210,6 +213,13 @@ def test_tables_join_config_and_summarise_over_seeds(tmp_path):
     assert tables["cka"]["run_id"].iloc[0] == runs[0]["run_id"]
 
 
+def test_the_workflow_draws_every_part_of_the_layer_profile():
+    from aedissect import plotting_truncation
+
+    declared = re.search(r"^LAYER_PROFILE_PARTS = (\[.*\])$", (REPO / "workflow/rules/common.smk").read_text(), re.M)
+    assert ast.literal_eval(declared.group(1)) == list(plotting_truncation.PROFILE_PARTS)
+
+
 def test_figures_draw_from_the_tables(tmp_path):
     from aedissect import plotting_truncation, style
 
@@ -222,7 +232,10 @@ def test_figures_draw_from_the_tables(tmp_path):
     cka.assign(cell=runs[0]["run_id"].rsplit("/", 1)[0]).to_csv(tmp_path / "cka.csv", index=False)
     tables = truncation.tables(runs, profile_paths, [str(tmp_path / "cka.csv")])
     for fig in (
-        plotting_truncation.layer_profile(tables["profiles"], "digits"),
+        *(
+            plotting_truncation.layer_profile(tables["profiles"], "digits", part)
+            for part in plotting_truncation.PROFILE_PARTS
+        ),
         plotting_truncation.geometry_profiles(tables["profiles"]),
         plotting_truncation.cka_heatmaps(tables["cka"], "digits"),
         plotting_truncation.encoding_locus(tables["locus"]),

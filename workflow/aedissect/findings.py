@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aedissect.config import FAMILIES
 from aedissect.formatting import estimate
 from aedissect.stats import mean_ci
 
@@ -406,23 +407,27 @@ def markdown(
     return "\n".join(lines)
 
 
-def front_page_rst(findings_md: str, intro: str) -> str:
-    """The report's front page: the static description, then the findings (Markdown turned into reST).
+def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
+    """The report's front page: the static description, then the verdicts as one small table (data set and kind by
+    family), short enough to fit the first screen: Snakemake's report centres its front page vertically, so a
+    page taller than the window loses its top, title included. The numbers behind the verdicts are in findings.md,
+    a report item of its own.
 
-    Snakemake renders the page with Jinja2 first: the generated part sits in a raw block so that no number or
-    name in it can be read as a template tag.
+    Snakemake renders the page with Jinja2 first: the generated part sits in a raw block so that no name in it can
+    be read as a template tag.
     """
-    out = [intro.rstrip(), "", "{% raw %}"]
-    for line in findings_md.splitlines():
-        if line.startswith("# "):
-            title = line[2:]
-            out += [title, "=" * len(title)]
-        elif line.startswith("## "):
-            title = line[3:]
-            out += [title, "-" * len(title)]
-        elif line.startswith("Generated from"):
-            out.append("Generated from the result tables by ``snakemake paper``.")
-        else:
-            out.append(line.replace("`", "``").replace("````", "``"))
-    out.append("{% endraw %}")
+    families = [f for f in FAMILIES if f in set(verdict_table["family"])]
+    rows = [["data set", "model", *families]]
+    for (dataset, kind), block in verdict_table.groupby(["dataset", "kind"], sort=True):
+        by_family = block.set_index("family")["verdict"]
+        rows.append([dataset, kind.upper(), *(by_family.get(f, "n/a") for f in families)])
+    table = [".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        table += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
+    legend = (
+        "**yes**: R1 and R2 both point to the encoder; **partly**: one does; **no**: either points to the decoder; "
+        "**undecided**: neither. Each verdict with its numbers: **Findings**."
+    )
+    title = "Is the encoder what encodes?"
+    out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
     return "\n".join(out) + "\n"

@@ -1,4 +1,4 @@
-"""The paper's figure and table list (in paper order) and tables as LaTeX and Markdown.
+"""The paper's figure and table list (in paper order) and tables as LaTeX, Markdown and HTML (the report's).
 
 Each figure is drawn from one CSV table by a function ``module.function(table, **kwargs)`` returning a
 matplotlib figure; ``results/paper/fig<N>_<name>.{pdf,png}`` is written next to a copy of that table,
@@ -8,6 +8,7 @@ out and the later figures move up, so numbers always run 1, 2, 3, ... in paper o
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 
@@ -190,6 +191,81 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+# Snakemake's report shows an HTML result in a frame of its own, which scrolls from the top (an image or the front
+# page, centred in the report's pane, cannot): the tables and findings.md go into the report as small HTML pages.
+HTML_STYLE = """\
+body { font: 15px/1.5 system-ui, sans-serif; color: #1f2937; margin: 1.5em auto; max-width: 60em; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border-bottom: 1px solid #d1d5db; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { border-bottom: 2px solid #6b7280; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+caption { caption-side: top; text-align: left; padding-bottom: 0.5em; }
+code { font-size: 0.9em; background: #f3f4f6; padding: 0 0.2em; }
+"""
+
+
+def html_page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>\n{HTML_STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+
+
+def to_html(table: pd.DataFrame, caption: str) -> str:
+    """A table as an HTML page, its caption above it, number columns right-aligned."""
+    numeric = _number_columns(table)
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = [
+        "<tr>"
+        + "".join(
+            f'<td class="number">{html.escape(number(v))}</td>' if n else f"<td>{html.escape(number(v))}</td>"
+            for v, n in zip(row, numeric, strict=True)
+        )
+        + "</tr>"
+        for row in table.itertuples(index=False)
+    ]
+    body = [f"<table>\n<caption>{html.escape(caption)}</caption>", f"<thead><tr>{header}</tr></thead>", "<tbody>"]
+    return html_page(caption, "\n".join([*body, *rows, "</tbody>\n</table>\n"]))
+
+
+MARKDOWN_INLINE = [
+    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
+    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
+]
+
+
+def _inline_html(text: str) -> str:
+    text = html.escape(text, quote=False)
+    for pattern, replacement in MARKDOWN_INLINE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def markdown_html(text: str, title: str) -> str:
+    """findings.md as an HTML page. It is written by ``findings.markdown``, which uses only headings (# and ##),
+    paragraphs, bullet lists (continuation lines indented), **bold** and `code`: those are all this converts."""
+    body = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.splitlines()
+        if lines[0].startswith("#"):
+            level, _, heading = lines[0].partition(" ")
+            body.append(f"<h{len(level)}>{_inline_html(heading)}</h{len(level)}>")
+            lines = lines[1:]
+        if not lines:
+            continue
+        if lines[0].startswith("- "):
+            items = []
+            for line in lines:
+                if line.startswith("- "):
+                    items.append(line[2:])
+                else:
+                    items[-1] += " " + line.strip()
+            body.append("<ul>\n" + "\n".join(f"<li>{_inline_html(item)}</li>" for item in items) + "\n</ul>")
+        else:
+            body.append(f"<p>{_inline_html(' '.join(line.strip() for line in lines))}</p>")
+    return html_page(title, "\n".join(body) + "\n")
+
+
 LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -303,3 +379,5 @@ TABLE_CAPTIONS = {
     "share of the work, critical layers and the stitching penalty: mean over seeds [95% CI] (n seeds).",
     "verdicts": "Verdict per data set, model kind and family by the rules R1 (compression) and R2 (work).",
 }
+# the report category each table is shown in, beside the figures of the same experiment
+TABLE_CATEGORIES = {"reconstruction": "Training", "findings": "Findings", "verdicts": "Findings"}

@@ -11,7 +11,9 @@ from aedissect.stats import mean_ci
 
 
 def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(width, row_height * len(rows)), squeeze=False, **kwargs)
+    """A panel grid at most ``width`` times MAX_HEIGHT / PAGE_WIDTH tall (``style.grid_height``, scaled to width)."""
+    height = style.grid_height(len(rows), row_height * style.PAGE_WIDTH / width, 0) * width / style.PAGE_WIDTH
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(width, height), squeeze=False, **kwargs)
     return fig, axes
 
 
@@ -122,24 +124,30 @@ def reconstruction_error(metrics: pd.DataFrame):
     return fig
 
 
-def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
-    """Inputs (top row) and reconstructions of the first seed, one row per model kind, architecture and z.
+def reconstruction_grid(recon: pd.DataFrame, dataset: str, kind: str, n_examples: int):
+    """Inputs (top row) and reconstructions of the first seed of one model kind, one row per architecture and z
+    (one figure per kind: both kinds in one would be too tall to see whole on a screen).
 
     Each example is drawn as the data-set registry says: an image (of the recorded image shape), a line
     (sequences; the input in grey behind each reconstruction), or a strip of cells (unordered features).
     """
     style.apply()
     draw = datasets.REGISTRY[dataset].draw
-    table = recon[(recon["dataset"] == dataset) & (recon["example"] < n_examples)]
+    table = recon[(recon["dataset"] == dataset) & (recon["kind"] == kind) & (recon["example"] < n_examples)]
+    if table.empty:  # a diverged run records no examples: the figure says so rather than failing the study
+        fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH * 0.6, 0.6))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"{dataset}, {kind.upper()}: no model trained (every run diverged)", ha="center")
+        return fig
     shape = tuple(int(s) for s in table["image_shape"].iloc[0].split("x")) if draw == "image" else (1, -1)
     examples = sorted(table["example"].unique())
     models = (
-        table[["kind", "family", "arch", "bottleneck"]]
+        table[["family", "arch", "bottleneck"]]
         .drop_duplicates()
-        .sort_values(["kind", "family", "arch", "bottleneck"])
+        .sort_values(["family", "arch", "bottleneck"])
         .itertuples(index=False)
     )
-    rows = [("input", None)] + [(f"{m.kind.upper()} {m.arch} z={m.bottleneck}", m) for m in models]
+    rows = [("input", None)] + [(f"{kind.upper()} {m.arch} z={m.bottleneck}", m) for m in models]
     first = table[table["run_id"] == table["run_id"].iloc[0]]
     fig, axes = _grid(rows, examples, style.PAGE_WIDTH * 0.6, 0.25 if draw == "strip" else 0.42)
     for r, (label, model) in enumerate(rows):
@@ -149,8 +157,7 @@ def reconstruction_grid(recon: pd.DataFrame, dataset: str, n_examples: int):
                 sel = first[first["example"] == example]
             else:
                 sel = table[
-                    (table["kind"] == model.kind)
-                    & (table["arch"] == model.arch)
+                    (table["arch"] == model.arch)
                     & (table["bottleneck"] == model.bottleneck)
                     & (table["example"] == example)
                 ]

@@ -26,7 +26,7 @@ def freeze_prefix(freeze: pd.DataFrame):
     fig, axes = plt.subplots(
         len(rows),
         len(families),
-        figsize=(style.PAGE_WIDTH, 1.7 * len(rows) + 0.5),
+        figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.7, 0.5)),
         squeeze=False,
         sharex=True,
         sharey="row",
@@ -36,14 +36,19 @@ def freeze_prefix(freeze: pd.DataFrame):
             ax = axes[i, j]
             panel = table[(table["dataset"] == row.dataset) & (table["kind"] == row.kind) & (table["family"] == family)]
             zs = sorted(panel["bottleneck"].unique())
+            log = len(panel) > 0 and (panel["test_mse"] > 0).all()
+            # On the log axis a band reaching zero or below would run off the bottom: its lower end stops at half
+            # the smallest single-seed MSE of the panel, the axis' lower edge (the caption says so).
+            floor = panel["test_mse"].min() / 2 if log else -np.inf
             for (arch, z), group in panel.groupby(["arch", "bottleneck"]):
                 stats = pd.DataFrame([{"k": k} | mean_ci(g["test_mse"]) for k, g in group.groupby("k")])
                 ax.plot(stats["k"], stats["mean"], marker="o", ms=2.5, lw=1.0, color=colours[arch],
                         ls="-" if z == max(zs) else ":", label=f"{arch}, z={z}")  # fmt: skip
-                ax.fill_between(stats["k"], stats["ci95_low"], stats["ci95_high"], color=colours[arch], alpha=0.2, lw=0)
+                low = np.maximum(stats["ci95_low"], floor)
+                ax.fill_between(stats["k"], low, stats["ci95_high"], color=colours[arch], alpha=0.2, lw=0)
             for bc in sorted(panel["bottleneck_cut"].unique()):
                 style.mark_bottleneck(ax, bc)
-            if (panel["test_mse"] > 0).all() and len(panel):
+            if log:
                 ax.set_yscale("log")
             ax.set_title(f"{row.dataset}, {row.kind.upper()}, {family}")
             ax.xaxis.get_major_locator().set_params(integer=True)
@@ -102,7 +107,8 @@ def criticality_heatmap(table: pd.DataFrame):
     order = list(table.sort_values(["family", "arch"])["arch"].unique())
     bottleneck_layers = table[table["side"] == "bottleneck"].groupby("arch")["layer"].first().to_dict()
     fig, axes = plt.subplots(
-        len(rows), len(interventions), figsize=(style.PAGE_WIDTH, 1.45 * len(rows) + 0.4), squeeze=False,
+        len(rows), len(interventions), figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.45, 0.4)),
+        squeeze=False,
         sharex=True, sharey=True,
     )  # fmt: skip
     image = None
@@ -134,7 +140,7 @@ def stitching_matrix(table: pd.DataFrame):
     zs = sorted(table["bottleneck"].unique())
     order = list(table.sort_values(["family", "arch"])["arch"].unique())
     fig, axes = plt.subplots(
-        len(rows), len(zs), figsize=(style.PAGE_WIDTH, 1.55 * len(rows) + 1.0), squeeze=False,
+        len(rows), len(zs), figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.55, 1.0)), squeeze=False,
         sharex=True, sharey=True,
     )  # fmt: skip
     for dataset in sorted({row.dataset for row in rows}):

@@ -34,7 +34,7 @@ def verdict_summary(per_run: pd.DataFrame):
     fig, axes = plt.subplots(
         len(datasets),
         len(panels),
-        figsize=(style.PAGE_WIDTH, 0.35 + 0.22 * len(ylabels) * len(datasets) + 0.4),
+        figsize=(style.PAGE_WIDTH, style.grid_height(len(datasets), 0.22 * len(ylabels), 0.75)),
         squeeze=False,
         sharey=True,
         sharex="col",

@@ -28,25 +28,19 @@ METRIC_LABELS = {
     "cka_output": "CKA to output",
     "cka_seeds": "CKA across seeds",
 }
-PROFILE_METRICS = [
-    "linear_r2",
-    "nonlinear_r2",
-    "label_accuracy",
-    "factor_r2_linear",
-    "factor_r2_nonlinear",
-    "twonn",
-    "participation_ratio",
-    "pca_dim_90",
-    "cka_bottleneck",
-    "cka_input",
-    "cka_seeds",
-]
 LOCUS_LABELS = {
     "twonn_min": "min TwoNN dimension",
     "pr_min": "min participation ratio",
     "cka_bottleneck_max": "max CKA to bottleneck\n(outside it)",
 }
 Z_STYLES = ["-", "--", ":", "-."]
+# The main metrics of the per-data-set layer profile, in parts: all of them in one figure would be too tall to see
+# whole on a screen
+PROFILE_PARTS = {
+    "content": ["linear_r2", "nonlinear_r2", "label_accuracy", "factor_r2_linear", "factor_r2_nonlinear"],
+    "dimension": ["twonn", "participation_ratio", "pca_dim_90"],
+    "similarity": ["cka_bottleneck", "cka_input", "cka_seeds"],
+}
 
 
 def _families(table: pd.DataFrame) -> list[str]:
@@ -75,7 +69,7 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
     fig, axes = plt.subplots(
         len(rows),
         len(columns),
-        figsize=(style.PAGE_WIDTH, 1.2 * len(rows) + 0.9),
+        figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.2, 0.9)),
         squeeze=False,
         sharex=True,
         sharey="row",  # one data set and metric per row: the same scale in every column
@@ -130,10 +124,11 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
     return fig
 
 
-def layer_profile(table: pd.DataFrame, dataset: str):
-    """Every main truncation metric of one data set against relative depth (layer_profiles.csv)."""
+def layer_profile(table: pd.DataFrame, dataset: str, part: str):
+    """One part (PROFILE_PARTS) of the main truncation metrics of one data set against relative depth
+    (layer_profiles.csv)."""
     present = set(table.loc[table["dataset"] == dataset, "metric"])
-    return profile_grid(table, [m for m in PROFILE_METRICS if m in present], [dataset])
+    return profile_grid(table, [m for m in PROFILE_PARTS[part] if m in present], [dataset])
 
 
 def geometry_profiles(table: pd.DataFrame):
@@ -165,7 +160,7 @@ def cka_heatmaps(table: pd.DataFrame, dataset: str):
     kinds, zs = sorted(table["kind"].unique()), sorted(table["bottleneck"].unique())
     columns = [(k, z, w) for k in kinds for z in zs for w in ("within", "across")]
     fig, axes = plt.subplots(
-        len(archs), len(columns), figsize=(style.PAGE_WIDTH, 0.95 * len(archs) + 0.6), squeeze=False
+        len(archs), len(columns), figsize=(style.PAGE_WIDTH, style.grid_height(len(archs), 0.95, 0.6)), squeeze=False
     )
     image = None
     for i, arch in enumerate(archs):
@@ -207,7 +202,7 @@ def encoding_locus(table: pd.DataFrame):
     fig, axes = plt.subplots(
         len(datasets),
         len(loci),
-        figsize=(style.PAGE_WIDTH, 1.7 * len(datasets) + 0.8),
+        figsize=(style.PAGE_WIDTH, style.grid_height(len(datasets), 1.7, 0.8)),
         squeeze=False,
         sharey=True,
         sharex=True,

@@ -17,6 +17,10 @@ KIND_MARKERS = {"ae": "o", "vae": "s"}
 EXTRA_COLOURS = ["#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 COLUMN_WIDTH = 3.35  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
+# Snakemake's report scales a figure to the width of its pane and centres it vertically, so a figure taller than
+# the pane loses its top rows (out of reach of the scroll bar). In a 1400 x 900 window the pane is about 1100 x 880
+# pixels: a figure no taller than 0.7 of its width fits with a margin.
+MAX_HEIGHT = 0.7 * PAGE_WIDTH
 BOTTLENECK_STYLE = {"color": "0.35", "linestyle": "--", "linewidth": 0.9, "zorder": 0}
 
 RC = {
@@ -55,6 +59,12 @@ def table_arch_colours(table) -> dict[str, tuple]:
     """The colour of every architecture in a table with ``family`` and ``arch`` columns."""
     families = table.groupby("family")["arch"].unique()
     return arch_colours({family: list(archs) for family, archs in families.items()})
+
+
+def grid_height(n_rows: int, row_height: float, extra: float) -> float:
+    """The height of a figure of ``n_rows`` panel rows plus ``extra`` inches of titles and legends: rows are
+    ``row_height`` tall unless that would pass MAX_HEIGHT, then they share what is left of it."""
+    return min(n_rows * row_height + extra, MAX_HEIGHT)
 
 
 def mark_bottleneck(ax, x: float, horizontal: bool = False) -> None:

@@ -104,8 +104,7 @@ def get_first_seed_files(name):
 
 def get_final_outputs(wildcards):
     tables = ["runs", "train_metrics", "train_summary", "train_curves", "reconstructions"]
-    figures = ["training_curves", "reconstruction_error"]
-    figures += [f"reconstructions_{dataset}" for dataset in config["datasets"]]
+    figures = [f"reconstructions_{dataset}_{kind}" for dataset in config["datasets"] for kind in config["model_kinds"]]
     return (
         [f"results/tables/{name}.csv" for name in tables]
         + ["results/tables/train_summary.md"]
@@ -158,11 +157,6 @@ try:
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
 FREEZE_CELLS = list(dict.fromkeys(r["run_id"].rsplit("/", 1)[0] for r in FREEZE_RUNS))
-INTERVENTION_FIGURES = {
-    "freeze_prefix": "freeze",
-    "criticality_heatmap": "layer_criticality",
-    "stitching_matrix": "stitching",
-}
 
 
 def get_freeze_specs(wildcards):
@@ -199,16 +193,10 @@ def get_group_checks(wildcards):
     return [f"results/runs/{cell}/training_check.json" for cell in cells]
 
 
-def get_intervention_figure_table(wildcards):
-    return f"results/tables/{INTERVENTION_FIGURES[wildcards.figure]}.csv"
-
-
 def get_intervention_outputs(wildcards):
     tables = ["freeze", "freeze_summary", "encoder_share", "encoder_share_summary"]
     tables += ["layer_criticality", "layer_criticality_summary", "stitching", "stitching_summary"]
-    return [f"results/tables/{name}.csv" for name in tables] + [
-        f"results/figures/{name}.{ext}" for name in INTERVENTION_FIGURES for ext in ("pdf", "png")
-    ]
+    return [f"results/tables/{name}.csv" for name in tables]
 
 
 # ---- truncation (workflow/rules/truncation.smk) ----
@@ -227,6 +215,9 @@ def _truncation_selected(run):
     return all(select.get(key) is None or run[field] in select[key] for key, field in TRUNCATION_SELECT.items())
 
 
+# the parts of each data set's layer profile figure: the keys of plotting_truncation.PROFILE_PARTS (not imported
+# here: matplotlib is no business of the parser)
+LAYER_PROFILE_PARTS = ["content", "dimension", "similarity"]
 TRUNCATION_RUNS = [run for run in RUNS if _truncation_selected(run)]
 TRUNCATION_CELLS = list(dict.fromkeys(run["run_id"].rsplit("/", 1)[0] for run in TRUNCATION_RUNS))
 TRUNCATION_DATASETS = list(dict.fromkeys(run["dataset"] for run in TRUNCATION_RUNS))
@@ -255,8 +246,8 @@ def get_truncation_outputs(wildcards):
     if not TRUNCATION_RUNS:
         return []
     tables = ["layer_profiles", "layer_profile_summary", "encoding_locus", "encoding_locus_summary", "cka_matrices"]
-    figures = [f"{kind}_{dataset}" for kind in ("layer_profile", "cka") for dataset in TRUNCATION_DATASETS]
-    figures.append("encoding_locus")
+    figures = [f"layer_profile_{dataset}_{part}" for dataset in TRUNCATION_DATASETS for part in LAYER_PROFILE_PARTS]
+    figures += [f"cka_{dataset}" for dataset in TRUNCATION_DATASETS] + ["encoding_locus"]
     return [f"results/tables/{name}.csv" for name in tables] + [
         f"results/figures/{name}.{ext}" for name in figures for ext in ("pdf", "png")
     ]

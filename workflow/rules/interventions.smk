@@ -1,5 +1,5 @@
 # Interventions (README "Interventions"): freezing at init on a subset of cells, re-initialisation,
-# retraining one layer and stitching on every model; tables and figures.
+# retraining one layer and stitching on every model; tables (their figures are paper figures, paper.smk).
 
 
 rule freeze:
@@ -100,24 +100,3 @@ rule intervention_tables:
     script:
         "../scripts/intervention_tables.py"
 
-
-rule figure_interventions:
-    input:
-        get_intervention_figure_table,
-    output:
-        pdf="results/figures/{figure}.pdf",
-        png=report(
-            "results/figures/{figure}.png",
-            caption="../report/interventions.rst",
-            category="Interventions",
-        ),
-    log:
-        "results/logs/figures/{figure}.log",
-    params:
-        dpi=config["figures"]["dpi"],
-    wildcard_constraints:
-        figure=_alternatives(INTERVENTION_FIGURES),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/intervention_figure.py"

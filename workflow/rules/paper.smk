@@ -13,6 +13,12 @@ rule paper_findings:
         summary="results/paper/findings.csv",
         verdicts="results/paper/verdicts.csv",
         markdown="results/paper/findings.md",
+        html=report(
+            "results/paper/findings.html",
+            caption="../report/paper_findings.rst",
+            category="Findings",
+            labels={"item": "findings"},
+        ),
         front_page=PAPER_FRONT_PAGE,
     log:
         "results/logs/paper/findings.log",
@@ -63,11 +69,19 @@ for _number, _name, _table, _producer, _builder in paperlib.tables(rules.has):
             csv=f"results/paper/{paperlib.table_stem(_number, _name)}.csv",
             md=f"results/paper/{paperlib.table_stem(_number, _name)}.md",
             tex=f"results/paper/{paperlib.table_stem(_number, _name)}.tex",
+            html=report(
+                f"results/paper/{paperlib.table_stem(_number, _name)}.html",
+                caption="../report/paper_table.rst",
+                category=paperlib.TABLE_CATEGORIES[_name],
+                subcategory="paper tables",
+                labels={"table": f"Table {_number}", "name": _name},
+            ),
         log:
             f"results/logs/paper/{paperlib.table_stem(_number, _name)}.log",
         params:
             table=_name,
             builder=_builder,
+            caption=paperlib.TABLE_CAPTIONS[_name],
         conda:
             "../../envs/analysis.yaml"
         script:

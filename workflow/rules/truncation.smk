@@ -52,18 +52,21 @@ rule figure_layer_profile:
     input:
         "results/tables/layer_profiles.csv",
     output:
-        pdf="results/figures/layer_profile_{dataset}.pdf",
+        pdf="results/figures/layer_profile_{dataset}_{part}.pdf",
         png=report(
-            "results/figures/layer_profile_{dataset}.png",
+            "results/figures/layer_profile_{dataset}_{part}.png",
             caption="../report/layer_profile.rst",
             category="Truncation",
             subcategory="{dataset}",
+            labels={"figure": "layer profile", "metrics": "{part}"},
         ),
     log:
-        "results/logs/figures/layer_profile_{dataset}.log",
+        "results/logs/figures/layer_profile_{dataset}_{part}.log",
     params:
         figure="plotting_truncation.layer_profile",
         dpi=config["figures"]["dpi"],
+    wildcard_constraints:
+        part=_alternatives(LAYER_PROFILE_PARTS),
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -1,4 +1,5 @@
-"""Findings from the result tables: per-run quantities, summaries over seeds, verdicts, findings.md, front page."""
+"""Findings from the result tables: per-run quantities, summaries over seeds, verdicts, findings.md (and as HTML for
+the report), the report's front page."""
 
 import sys
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aedissect import findings, io
+from aedissect import findings, io, paper
 
 opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
@@ -38,5 +39,6 @@ io.write_csv(per_run, snakemake.output.per_run)
 io.write_csv(summary, snakemake.output.summary)
 io.write_csv(verdicts, snakemake.output.verdicts)
 io.write_text(text, snakemake.output.markdown)
+io.write_text(paper.markdown_html(text, "Findings"), snakemake.output.html)
 intro = Path(snakemake.input.intro).read_text()
-io.write_text(findings.front_page_rst(text, intro), snakemake.output.front_page)
+io.write_text(findings.front_page_rst(verdicts, intro), snakemake.output.front_page)

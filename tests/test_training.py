@@ -202,3 +202,50 @@ def test_vae_sample_and_rate_match_the_textbook_formulas_and_their_gradients():
     kl = (torch.log(1 / torch.exp(0.5 * logvar)) + (torch.exp(logvar) + mu**2) / 2 - 0.5).sum(dim=1)
     torch.testing.assert_close(rate, kl)
     assert torch.autograd.gradcheck(lambda s: training.SampleAndRate.apply(s, eps), (stats,))
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_every_epoch_is_logged_and_appended_to_the_progress_file(ensemble, data, device, tmp_path, caplog):
+    from aedissect.ensemble import train_members
+
+    runs = [make_run(seed=0, epochs=3), make_run(seed=1, epochs=3)]
+    with caplog.at_level(logging.INFO, logger="aedissect.training"):
+        train_members(runs, data, device, ["s0", "s1"], ensemble=ensemble, state_dir=tmp_path)
+    lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    trainings = 1 if ensemble else 2
+    assert len(lines) == 3 * trainings
+    assert all("train loss" in line and "s/epoch" in line and "left" in line for line in lines)
+    assert "epoch 3/3" in lines[-1] and f"training {trainings} of {trainings}, about 0m00s left" in lines[-1]
+
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "progress.csv")
+    assert list(rows.columns) == training.PROGRESS_COLUMNS
+    assert len(rows) == 2 * 3 and set(rows["member"]) == {"s0", "s1"}
+    assert rows["train_loss"].notna().all() and (rows["seconds"] >= 0).all()
+    assert rows.groupby("member")["epoch"].apply(list).tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+def test_the_time_left_counts_the_trainings_still_to_come(monkeypatch, tmp_path):
+    clock = iter(range(100))  # every reading of the clock is one second later
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    progress = training.Progress([(["a"], 3), (["b"], 2)], tmp_path)
+    progress.begin(1)
+    for epoch in (1, 2, 3):
+        progress.epoch(epoch, [0.5], [0.6])
+    progress.begin(2)  # b resumed after its first epoch: one epoch to go
+    progress.epoch(2, [0.4], [0.5])
+    import pandas as pd
+
+    left = pd.read_csv(tmp_path / "progress.csv")["left"].tolist()
+    # a: 1 s per epoch, for its own epochs left and b's two; b: nothing left after its last epoch
+    assert left == [2 + 2, 1 + 2, 0 + 2, 0]
+
+
+def test_a_resumed_training_reports_only_the_epochs_it_runs(data, device, tmp_path, caplog):
+    run = make_run(epochs=4)
+    path = tmp_path / "run.pt"
+    training.train(run, data, device, resume_path=path)
+    with caplog.at_level(logging.INFO, logger="aedissect.training"):
+        training.train(run, data, device, resume_path=path)
+    assert not [r for r in caplog.records if " epoch " in r.getMessage() and "/4:" in r.getMessage()]

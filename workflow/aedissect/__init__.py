@@ -1,0 +1,14 @@
+"""aedissect: is the encoder really the part that does the encoding? (docs/api.md)
+
+``profile`` and ``load_model`` are imported on first use, so that importing the package (the workflow does,
+to read its config) needs neither torch nor pandas."""
+
+LAZY = {"profile": "aedissect.api", "load_model": "aedissect.models"}
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'aedissect' has no attribute {name!r}")

@@ -13,8 +13,12 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from aedissect.datasets import REGISTRY
+
+# the schema beside the package in the repository (workflow/schemas/); the workflow passes its own source path
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")
@@ -184,23 +188,40 @@ def _with_defaults(validator_class):
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: dict, schema_path) -> dict:
+def _check(schema: dict, instance: dict, prefix: tuple = ()) -> None:
+    """Fill the schema's defaults into ``instance``; raise ConfigError naming every bad key as a dotted path."""
+    from jsonschema import Draft202012Validator
+
+    validator = _with_defaults(Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(map(str, (*prefix, *err.absolute_path))) or "(top level)"
+            lines.append(f"config key {key}: {err.message}")
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines))
+
+
+def _schema(schema_path) -> dict:
+    import yaml
+
+    with open(schema_path) as fh:
+        return yaml.safe_load(fh)
+
+
+def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:
     """Check a study config against the schema and the cross-key rules; fill defaults in place.
 
     Raises ConfigError naming the config key (as a dotted path) and what is allowed.
     """
-    import yaml
-    from jsonschema import Draft202012Validator
-
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    validator = _with_defaults(Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
-        for err in errors:
-            key = ".".join(map(str, err.absolute_path)) or "(top level)"
-            lines.append(f"config key {key}: {err.message}")
-        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines))
+    _check(_schema(schema_path), config)
     check_semantics(config)
     return config
+
+
+def section(name: str, values: dict | None = None, schema_path=SCHEMA_PATH) -> dict:
+    """One top-level section of a study config (e.g. ``truncation``): ``values`` over the schema's defaults,
+    checked like a whole config, so that code outside the workflow gets the same defaults and errors."""
+    values = copy.deepcopy(values or {})
+    _check(_schema(schema_path)["properties"][name], values, (name,))
+    return values

@@ -41,6 +41,7 @@ from aedissect.models import build_model
 from aedissect.status import TrainingDiverged, diverged_result
 from aedissect.training import (
     EVAL_SEED,
+    Progress,
     adam,
     checkpoint_path,
     clone_state,
@@ -99,12 +100,14 @@ def train_ensemble(
     device: torch.device,
     resume_path: Path | None = None,
     models: list[nn.Module | None] | None = None,
+    progress: Progress | None = None,
 ) -> list[dict]:
     """Train the runs together; returns one ``train``-shaped result per run, in order.
 
     ``models``: per run, a module to start from instead of the run's seeded init (None: the seeded init), as
     ``train``'s ``model``. ``resume_path``: one checkpoint of the whole ensemble (stacked weights, Adam's state,
-    every member's generator, histories and divergences) every ``checkpoint_every`` epochs and after the last."""
+    every member's generator, histories and divergences) every ``checkpoint_every`` epochs and after the last.
+    ``progress``: the job's ``Progress``, whose next planned training this ensemble is; None: one of its own."""
     run0 = runs[0]
     tr = run0["training"]
     x_train = data["x_train"].to(device)
@@ -156,8 +159,12 @@ def train_ensemble(
     # a member that diverges keeps being stepped (its NaNs stay in its own slices of the stacked weights and of
     # Adam's moments) but is recorded as diverged, as train_runs records a diverged run; the others go on
     diverged: dict[int, TrainingDiverged] = {}
-    chash = config_hash({"ensemble": runs, "start": [None if m is None else state_digest(s) for m, s in
-                                                      zip(given, init_states, strict=True)]})
+    chash = config_hash(
+        {
+            "ensemble": runs,
+            "start": [None if m is None else state_digest(s) for m, s in zip(given, init_states, strict=True)],
+        }
+    )
     start = 1
     resume = load_resume(resume_path, chash) if resume_path is not None else None
     if resume is not None:
@@ -170,6 +177,8 @@ def train_ensemble(
         histories, epoch_states, start = resume["histories"], resume["epoch_states"], resume["epoch"] + 1
         final_states = resume["final_states"]
         diverged = {m: TrainingDiverged(msg, histories[m]) for m, msg in resume["diverged"].items()}
+    progress = progress or Progress([([run["run_id"] for run in runs], max(epochs))])
+    progress.begin(start)
     for epoch in range(start, max(epochs) + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         total = torch.zeros(n_members, device=device)
@@ -207,7 +216,7 @@ def train_ensemble(
                 epoch_states[m][epoch] = member_state(params, buffers, m)
             if epoch == epochs[m] and epochs[m] < max(epochs):
                 final_states[m] = member_state(params, buffers, m)
-        log.info("epoch %d: train loss %s", epoch, ", ".join(f"{v:.5g}" for v in train_loss))
+        progress.epoch(epoch, train_loss, test)
         if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == max(epochs)):
             checkpoint = {
                 "config_hash": chash,
@@ -272,7 +281,9 @@ def train_members(
     """Train every run (from ``models[i]`` where given) and return ``train``-shaped results in order; a diverged
     run gets ``status.diverged_result`` instead of raising. With ``ensemble`` the runs that can be stacked train
     as one ensemble per stack, else one after another. ``names`` are the members' checkpoint names in
-    ``state_dir`` (``training.checkpoint_path``); an ensemble's checkpoint is named after its first member."""
+    ``state_dir`` (``training.checkpoint_path``); an ensemble's checkpoint is named after its first member. Every
+    epoch of every training is reported to one ``training.Progress`` for the whole job (log and
+    ``<state_dir>/progress.csv``)."""
     models = models or [None] * len(runs)
     in_dim = data["x_train"].shape[1]
     results: list[dict | None] = [None] * len(runs)
@@ -280,6 +291,11 @@ def train_members(
         stacks: dict[str, list[int]] = {}
         for i, (run, model) in enumerate(zip(runs, models, strict=True)):
             stacks.setdefault(stack_key(run, model, in_dim), []).append(i)
+        plan = [
+            ([names[i] for i in members], max(runs[i]["training"]["epochs"] for i in members))
+            for members in stacks.values()
+        ]
+        progress = Progress(plan, state_dir)
         for members in stacks.values():
             log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
             out = train_ensemble(
@@ -288,14 +304,16 @@ def train_members(
                 device,
                 checkpoint_path(state_dir, "ensemble", names[members[0]]),
                 [models[i] for i in members],
+                progress,
             )
             for i, result in zip(members, out, strict=True):
                 results[i] = result
         return results
+    progress = Progress([([name], run["training"]["epochs"]) for run, name in zip(runs, names, strict=True)], state_dir)
     for i, (run, model, name) in enumerate(zip(runs, models, names, strict=True)):
         log.info("training %s", name)
         try:
-            results[i] = train(run, data, device, checkpoint_path(state_dir, name), model=model)
+            results[i] = train(run, data, device, checkpoint_path(state_dir, name), model=model, progress=progress)
         except TrainingDiverged as err:
             log.error("%s", err)
             results[i] = diverged_result(err, in_dim)

@@ -10,6 +10,7 @@ the deterministic path takes mu, training samples z from it (``posterior`` and `
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -171,3 +172,8 @@ def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
     model = build_model(payload["config"], payload["in_dim"]).to(device)
     model.load_state_dict(payload["state"])
     return model, payload
+
+
+def as_model(model: MLPAutoencoder | str | Path) -> MLPAutoencoder:
+    """A trained model, given as itself or as the path of a model.pt the pipeline wrote (on the CPU)."""
+    return model if isinstance(model, nn.Module) else load_model(str(model))[0]

@@ -6,11 +6,13 @@ state is part of the resume checkpoint, so a killed run continues exactly where 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,81 @@ from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.training")
 EVAL_SEED = 12345  # the VAE's test ELBO uses its own noise, so evaluating never moves the training stream
+
+
+PROGRESS_COLUMNS = ["time", "training", "member", "epoch", "epochs", "train_loss", "test_loss", "seconds", "left"]
+
+
+class Progress:
+    """One log line per epoch (loss, seconds per epoch, time left in the job) and the same numbers as rows of
+    ``<folder>/progress.csv``, for every training of a job: ``train`` and ``train_ensemble`` report here.
+
+    ``plan``: the job's trainings in the order they run, each as its members' names and its epochs (one member
+    for ``train``, the stack for ``train_ensemble``), so that the time left counts the trainings still to come.
+    ``folder`` is the job's state folder (``state_dir``): outside the declared outputs, so ``tail -f`` works while
+    the job runs, and removed with the checkpoints when it ends. None: log only.
+    """
+
+    def __init__(self, plan: list[tuple[list[str], int]], folder: Path | None = None):
+        self.plan = plan
+        self.path = None if folder is None else Path(folder) / "progress.csv"
+        self.current = -1
+        self.job_seconds = 0.0
+        self.job_epochs = 0
+
+    def begin(self, first_epoch: int) -> None:
+        """The next training of the plan starts at ``first_epoch`` (after 1 when it resumed from a checkpoint)."""
+        self.current += 1
+        self.first_epoch = first_epoch
+        self.started = self.tick = time.perf_counter()
+
+    def epoch(self, epoch: int, train_loss: list[float], test_loss: list[float]) -> None:
+        """Epoch ``epoch`` of the current training is done; the losses are per member."""
+        now = time.perf_counter()
+        seconds, self.tick = now - self.tick, now
+        self.job_seconds += seconds
+        self.job_epochs += 1
+        names, epochs = self.plan[self.current]
+        # this training's own pace for its remaining epochs; the job's pace so far for the trainings after it
+        rate = (now - self.started) / (epoch - self.first_epoch + 1)
+        later = sum(e for _, e in self.plan[self.current + 1 :])
+        left = rate * (epochs - epoch) + self.job_seconds / self.job_epochs * later
+        label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+        log.info(
+            "%s epoch %d/%d: train loss %s, test loss %s; %.3g s/epoch; training %d of %d, about %s left",
+            label,
+            epoch,
+            epochs,
+            _losses(train_loss),
+            _losses(test_loss),
+            seconds,
+            self.current + 1,
+            len(self.plan),
+            _duration(left),
+        )
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(PROGRESS_COLUMNS)
+            for name, train_value, test_value in zip(names, train_loss, test_loss, strict=True):
+                writer.writerow(
+                    [stamp, label, name, epoch, epochs, train_value, test_value, f"{seconds:.3f}", f"{left:.1f}"]
+                )
+
+
+def _losses(values: list[float]) -> str:
+    return ", ".join(f"{v:.5g}" for v in values)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def setup_torch(threads: int, device: str) -> torch.device:
@@ -199,6 +276,7 @@ def train(
     device: torch.device,
     resume_path: Path | None = None,
     model: torch.nn.Module | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Train one run; returns final and initial weights, kept epoch weights, history and test metrics.
 
@@ -209,6 +287,8 @@ def train(
     ``resume_path``: a checkpoint every ``checkpoint_every`` epochs and after the last one, so that a killed job
     continues where it stopped and a job that trains several things one after another skips those it finished.
     Its identity is the run's config and, for a given ``model``, the weights it started from.
+
+    ``progress``: the job's ``Progress``, whose next planned training this is; None: one of its own.
     """
     tr = run["training"]
     x_train = data["x_train"].to(device)
@@ -232,6 +312,8 @@ def train(
         history, epoch_states, start = resume["history"], resume["epoch_states"], resume["epoch"] + 1
 
     n, batch_size = x_train.shape[0], tr["batch_size"]
+    progress = progress or Progress([([run["run_id"]], tr["epochs"])])
+    progress.begin(start)
     for epoch in range(start, tr["epochs"] + 1):
         perm = torch.randperm(n, generator=generator, device=device)
         total = torch.zeros((), device=device)
@@ -245,9 +327,9 @@ def train(
         train_loss = float(total) / n
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"run {run['run_id']}: training loss is {train_loss} at epoch {epoch}", history)
-        history.append(
-            {"epoch": epoch, "train_loss": train_loss, "test_loss": evaluate(model, x_test, run)["test_loss"]}
-        )
+        test_loss = evaluate(model, x_test, run)["test_loss"]
+        history.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss})
+        progress.epoch(epoch, [train_loss], [test_loss])
         if epoch in tr["keep_epochs"]:
             epoch_states[epoch] = clone_state(model)
         if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):

@@ -216,12 +216,13 @@ def _long(run_id: str, cuts: pd.DataFrame, per_cut: dict[int, dict]) -> pd.DataF
     return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
 
 
-def profile_cell(runs: list[dict], model_paths: list[str], data: dict, options: dict):
+def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict):
     """Layer profiles of every seed of one grid cell and the cell's CKA matrices.
 
-    Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
+    ``model_paths``: per run its model.pt, or the trained model itself (``aedissect.profile``); ``runs`` need
+    only ``run_id`` and ``seed``. Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
     """
-    from aedissect.models import load_model
+    from aedissect.models import as_model
 
     probe, test = split_indices(data["x_train"].shape[0], data["x_test"].shape[0], options)
     x_fit, x_test = data["x_train"][probe], data["x_test"][test]
@@ -235,7 +236,7 @@ def profile_cell(runs: list[dict], model_paths: list[str], data: dict, options: 
     per_run, acts_test, acts_fit, cuts = {}, {}, {}, None
     for run, path in zip(runs, model_paths, strict=True):
         start = time.perf_counter()
-        model, _ = load_model(path)
+        model = as_model(path)
         cuts = cut_frame(model)
         fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
         acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h

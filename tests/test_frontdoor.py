@@ -1,0 +1,146 @@
+"""The front door: aedissect.profile, the aedissect command (profile, studies, check), the SLURM runtime helper."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import aedissect
+from aedissect import cli, config, jobs, slurm_resources, training, truncation
+from conftest import REPO, TINY_CONFIG, load_yaml
+
+FAST = {"probe_size": 100, "max_points": 100, "nonlinear_epochs": 2, "twonn_subsamples": 0}
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A model.pt as the train job writes it: digits, two epochs."""
+    from aedissect import data
+
+    study = config.validate(load_yaml(TINY_CONFIG))
+    run = config.resolve_run(study, "digits", "ae", "sym", study["bottlenecks"][0], "relu", 0)
+    run["training"]["epochs"] = 2
+    tensors = data.build("digits", study["data"])
+    result = training.train(run, tensors, training.setup_torch(1, "cpu"))
+    run_dir = tmp_path_factory.mktemp("run")
+    jobs.save_run(run, result, tensors, run_dir, 2, {})
+    return run_dir / "model.pt", tensors
+
+
+def test_profile_takes_a_model_or_its_file_and_leaves_the_global_rng_alone(digits_model):
+    path, tensors = digits_model
+    model, _ = aedissect.load_model(str(path))
+    state = torch.random.get_rng_state()
+    from_model = aedissect.profile(model, tensors["x_test"], tensors["y_test"], **FAST)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    from_path = aedissect.profile(path, tensors["x_test"], tensors["y_test"], **FAST)
+    pd.testing.assert_frame_equal(from_model, from_path)
+    assert list(from_model.columns) == truncation.PROFILE_COLUMNS
+    assert sorted(from_model["cut"].unique()) == list(range(model.n_layers + 1))
+    assert {"participation_ratio", "linear_r2", "nonlinear_r2", "label_accuracy"} <= set(from_model["metric"])
+
+
+def test_profile_options_are_the_schema_s_and_a_bad_one_is_named(digits_model):
+    path, tensors = digits_model
+    with pytest.raises(config.ConfigError, match="truncation.probe_size"):
+        aedissect.profile(path, tensors["x_test"], probe_size=3)
+    with pytest.raises(config.ConfigError, match="bogus"):
+        aedissect.profile(path, tensors["x_test"], bogus=1)
+    defaults = config.section("truncation")
+    assert defaults["nonlinear_epochs"] == 30 and defaults["probe_size"] == 1000
+
+
+def test_profile_matches_the_truncate_job_on_the_same_split(digits_model):
+    path, tensors = digits_model
+    options = config.section("truncation", FAST)
+    run = {"run_id": "m", "seed": 0}
+    expected, _ = truncation.profile_cell([run], [str(path)], tensors, options)
+    got = aedissect.profile(
+        path, tensors["x_test"], tensors["y_test"], x_fit=tensors["x_train"], y_fit=tensors["y_train"], name="m", **FAST
+    )
+    pd.testing.assert_frame_equal(got, expected["m"])
+
+
+def test_cli_profile_writes_the_csv_of_the_model_s_own_data_set(digits_model, tmp_path, capsys):
+    path, tensors = digits_model
+    out = tmp_path / "profile.csv"
+    options = [f"--option={k}={v}" for k, v in FAST.items()]
+    assert cli.main(["profile", str(path), "--config", str(TINY_CONFIG), "--out", str(out), *options]) == 0
+    frame = pd.read_csv(out)
+    expected = aedissect.profile(
+        path, tensors["x_test"], tensors["y_test"], x_fit=tensors["x_train"], y_fit=tensors["y_train"], **FAST
+    )
+    assert frame["run_id"].unique().tolist() == ["digits/ae/sym/z3/relu/s0"]
+    assert frame["value"].tolist() == pytest.approx(expected["value"].tolist(), rel=1e-9, nan_ok=True)
+    # wrong width: factors has 12 features, the model 64
+    assert cli.main(["profile", str(path), "--config", str(TINY_CONFIG), "--data", "factors"]) == 1
+    assert "64" in capsys.readouterr().err
+
+
+def test_cli_profile_names_a_missing_file(tmp_path, capsys):
+    assert cli.main(["profile", str(tmp_path / "nope.pt")]) == 1
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_cli_check_names_the_file_and_key(tmp_path, capsys):
+    assert cli.main(["check", str(REPO / "config.yaml")]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = load_yaml(REPO / "config.yaml")
+    bad["training"]["lr"] = "fast"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert cli.main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "config key training.lr" in err
+    path.write_text("datasets: [digits\n")
+    assert cli.main(["check", str(path)]) == 1
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_cli_studies_lists_every_study_with_its_size(capsys):
+    assert cli.main(["studies", "--dir", str(REPO / "studies")]) == 0
+    out = capsys.readouterr().out
+    for study in (REPO / "studies").glob("*.yaml"):
+        runs = len(config.grid(config.validate(load_yaml(study))))
+        assert re.search(rf"{study.name}\s.*\s{runs}\s", out), out
+
+
+def test_python_m_aedissect_runs_the_command():
+    env = os.environ | {"PYTHONPATH": str(REPO / "workflow")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aedissect", "check", "config.yaml"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "config.yaml: ok" in proc.stdout, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "aedissect", "check", "missing.yaml"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "missing.yaml" in proc.stderr
+
+
+def test_package_import_needs_no_torch():
+    code = "import sys, aedissect, aedissect.config; assert 'torch' not in sys.modules and 'pandas' not in sys.modules"
+    env = os.environ | {"PYTHONPATH": str(REPO / "workflow")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_slurm_profile_runtimes_are_the_helper_s_and_grow_with_each_attempt():
+    profile = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")["set-resources"]
+    suggested = yaml.safe_load(slurm_resources.suggestion(str(REPO / "studies" / "mnist.yaml"), 4.6))
+    for rule, resources in suggested["set-resources"].items():
+        assert profile[rule]["runtime"] == resources["runtime"], rule
+    for rule, resources in profile.items():
+        first, second = (eval(resources["runtime"], {"attempt": n}) for n in (1, 2))
+        assert second == 2 * first > 0, rule
+
+
+def test_slurm_work_counts_each_rule_s_largest_job():
+    study = config.validate(load_yaml(REPO / "studies" / "mnist.yaml"))
+    work = slurm_resources.model_epochs(study)
+    assert work["train"] == len(study["seeds"]) * study["training"]["epochs"]
+    assert work["criticality"] % study["interventions"]["criticality"]["retrain_epochs"] == 0
+    assert slurm_resources.runtime_minutes(1, 1.0) == slurm_resources.MINIMUM

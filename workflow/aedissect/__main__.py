@@ -1,0 +1,3 @@
+from aedissect.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Suggested SLURM runtimes for a study: the training work of each rule's largest job times a measured cost.
+
+    python -m aedissect.slurm_resources studies/mnist.yaml --seconds-per-epoch 4.5
+
+The unit is one model-epoch: one epoch of one model over the data set's training split. Measure it from a job's
+log (the ``s/epoch`` of its per-epoch lines; a vmapped ensemble's epoch counts as one per member) or its
+benchmark file (seconds / (seeds x epochs)). Per job the work is
+
+- train: every seed of a grid cell, ``training.epochs`` each;
+- freeze: every distinct freeze variant of every seed of a freeze cell, ``training.epochs`` each;
+- criticality: every layer of every model of a group retrained alone, ``retrain_epochs`` each;
+- stitching: two fitted stitches (trained and init A) per configured pair of a group, ``stitching.epochs`` each.
+
+A vmapped ensemble trains faster than its members one by one, so the estimate errs long. The printed limits
+scale with ``attempt``: a job SLURM killed at its limit is resubmitted (``retries``) with that much more time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+
+from aedissect import config, interventions
+
+MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation between epochs
+MINIMUM = 10  # minutes; below this the per-job start-up dominates
+
+
+def _group(run: dict) -> str:
+    return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
+
+
+def _cell(run: dict) -> str:
+    return run["run_id"].rsplit("/", 1)[0]
+
+
+def model_epochs(study: dict) -> dict[str, int]:
+    """Per training rule: the model-epochs of its largest job."""
+    runs = config.grid(study)
+    options = study["interventions"]
+    work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for run in runs:
+        work["train"][_cell(run)] += run["training"]["epochs"]
+        work["criticality"][_group(run)] += interventions.n_layers(run) * options["criticality"]["retrain_epochs"]
+    for run in interventions.freeze_runs(study, runs):
+        variants = {interventions.frozen_set(run, s) for s in interventions.freeze_specs(run, options["freeze"])}
+        work["freeze"][_cell(run)] += len(variants) * run["training"]["epochs"]
+    stitching = options["stitching"]
+    groups = defaultdict(list)
+    for run in runs:
+        groups[_group(run)].append(run)
+    for group, members in groups.items():
+        pairs = interventions.stitch_pairs(members, stitching["pair_types"])
+        fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
+        work["stitching"][group] = fitted * stitching["epochs"]
+    return {rule: max(jobs.values(), default=0) for rule, jobs in work.items()}
+
+
+def runtime_minutes(epochs: int, seconds_per_epoch: float) -> int:
+    return max(MINIMUM, math.ceil(epochs * seconds_per_epoch * MARGIN / 60))
+
+
+def suggestion(study_path: str, seconds_per_epoch: float) -> str:
+    """The ``set-resources`` block for profiles/slurm/config.yaml, as YAML text."""
+    from aedissect.cli import read_config
+
+    work = model_epochs(read_config(study_path))
+    lines = [
+        f"# {study_path} at {seconds_per_epoch:g} s per model-epoch, x{MARGIN} margin; a resubmitted job gets",
+        "# the limit once more per attempt",
+        "set-resources:",
+    ]
+    for rule, epochs in work.items():
+        minutes = runtime_minutes(epochs, seconds_per_epoch)
+        lines += [f"  {rule}:", f'    runtime: "{minutes} * attempt"   # largest job: {epochs} model-epochs']
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aedissect.slurm_resources", description=__doc__.split("\n")[0])
+    parser.add_argument("study", help="the study config (config.yaml, studies/*.yaml)")
+    parser.add_argument("--seconds-per-epoch", type=float, required=True, help="measured seconds per model-epoch")
+    args = parser.parse_args(argv)
+    from aedissect.cli import CliError
+
+    try:
+        print(suggestion(args.study, args.seconds_per_epoch))
+    except CliError as err:
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

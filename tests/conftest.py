@@ -38,22 +38,23 @@ def tiny_config() -> dict:
     return copy.deepcopy(load_yaml(TINY_CONFIG))
 
 
-def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=900, **kwargs):
-    """Run the workflow in ``workdir`` (never in the repository) and return the completed process."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+def snakemake(workdir, *args, configfile=TINY_CONFIG, check=True, timeout=900, command=SNAKEMAKE, env=None, **kwargs):
+    """Run the workflow in ``workdir`` (never in the repository) with Snakemake's ``command``, in ``env`` (by
+    default this process's environment), and return the completed process."""
+    cmd = [*command, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     cmd += list(args)
-    env = os.environ | {"PYTHONHASHSEED": "0"}
+    env = (os.environ if env is None else env) | {"PYTHONHASHSEED": "0"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
 
 
-def planned_jobs(workdir, *args, configfile=TINY_CONFIG) -> dict[str, int]:
-    """Rule name -> job count of a dry run."""
-    proc = snakemake(workdir, "-n", *args, configfile=configfile)
+def planned_jobs(workdir, *args, configfile=TINY_CONFIG, **kwargs) -> dict[str, int]:
+    """Rule name -> job count of a dry run (``kwargs`` as for ``snakemake``)."""
+    proc = snakemake(workdir, "-n", *args, configfile=configfile, **kwargs)
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}

@@ -1,52 +1,133 @@
-"""The pinned conda envs and the venv's requirements file pin the same versions; every rule's script imports only
-what its env holds."""
+"""The pinned conda envs and the venv's lock pin the same versions; every rule's script imports only what its env
+holds; Snakemake alone, without the package's dependencies, reads the workflow."""
 
 import ast
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, load_yaml
+import pytest
+from packaging.markers import Marker
+
+from conftest import REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
+
+LOCK = REPO / "requirements.txt"
+PACKAGE_LINE = re.compile(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?: ; (.+?))? \\")
 
 
-def requirement_pins() -> dict:
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def direct_requirements() -> dict:
+    """requirements.in: the venv's direct requirements, name -> version."""
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in (REPO / "requirements.in").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, version = line.split("==")
-            pins[name.lower()] = version
+            pins[normalized(name)] = version
     return pins
 
 
-def env_pins(path) -> dict:
+def lock_entries() -> list[dict]:
+    """requirements.txt as written by ``uv pip compile --generate-hashes``: per package line its name, version,
+    environment marker, hashes and the packages that require it (``# via``)."""
+    entries = []
+    for line in LOCK.read_text().splitlines():
+        package = PACKAGE_LINE.fullmatch(line)
+        if package:
+            name, version, marker = package.groups()
+            entries.append({"name": normalized(name), "version": version, "marker": marker, "hashes": [], "via": []})
+        elif line.startswith("    --hash=sha256:"):
+            entries[-1]["hashes"].append(line.split(":", 1)[1].rstrip(" \\"))
+        elif re.match(r"    # via \S|    #   \S", line):
+            entries[-1]["via"].append(normalized(line.split()[-1]))
+        else:
+            assert line.startswith("#") or line in ("", "    # via"), f"requirements.txt: cannot read {line!r}"
+    return entries
+
+
+def conda_pins(env: Path) -> dict:
+    """The env's conda packages: name -> version."""
+    return dict(dep.split("=", 1) for dep in load_yaml(env)["dependencies"] if isinstance(dep, str))
+
+
+def env_pins(env: Path) -> dict:
+    """The env's pip packages: name -> version."""
     pins = {}
-    for dep in load_yaml(path)["dependencies"]:
-        entries = dep["pip"] if isinstance(dep, dict) else [dep]
-        for entry in entries:
-            match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==?\s*([0-9][^\s]*)", entry)
-            if match:
-                pins[match.group(1).lower()] = match.group(2)
+    for dep in load_yaml(env)["dependencies"]:
+        for entry in dep["pip"] if isinstance(dep, dict) else []:
+            name, version = entry.split("==")
+            pins[normalized(name)] = version
     return pins
 
 
-def test_every_requirement_is_pinned_exactly():
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        assert not line or re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", line), line
+def locked_closure(roots, platform: dict) -> dict:
+    """Name -> version of ``roots`` and everything they require, transitively, in the lock, on ``platform`` (the
+    marker variables of one interpreter): what pip installs for them there."""
+    entries = [e for e in lock_entries() if e["marker"] is None or Marker(e["marker"]).evaluate(platform)]
+    versions = {e["name"]: e["version"] for e in entries}
+    assert len(versions) == len(entries), "requirements.txt pins a package twice for one platform"
+    closure, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in closure:
+            closure.add(name)
+            todo += [e["name"] for e in entries if name in e["via"]]
+    return {name: versions[name] for name in closure}
 
 
-def test_envs_pin_the_same_versions_as_requirements():
-    reqs = requirement_pins()
+def linux_64(python: str) -> dict:
+    """The marker variables of a conda env's CPython on linux-64."""
+    return {
+        "python_version": python.rsplit(".", 1)[0],
+        "python_full_version": python,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def test_the_lock_pins_and_hashes_every_package_and_holds_requirements_in():
+    entries = lock_entries()
+    assert len(entries) > 50  # the whole closure, not the direct requirements alone
+    for entry in entries:
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", entry["version"]), entry
+        assert entry["hashes"] and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in entry["hashes"]), entry["name"]
+        assert entry["via"], f"requirements.txt: nothing requires {entry['name']}"
+    locked = {e["name"]: e["version"] for e in entries}
+    for name, version in direct_requirements().items():
+        assert locked.get(name) == version, f"requirements.in: {name}=={version}, requirements.txt: {locked.get(name)}"
+    assert "-r requirements.in" in LOCK.read_text(), "requirements.txt was not compiled from requirements.in"
+
+
+def test_envs_are_fully_pinned_to_the_locked_versions():
+    """Each env holds exactly its direct packages and everything they require, at the lock's versions for the
+    env's own python on linux-64; conda installs only an exact python and pip, from conda-forge alone."""
+    direct = direct_requirements()
     envs = sorted((REPO / "envs").glob("*.yaml"))
     assert envs
     for env in envs:
+        spec = load_yaml(env)
+        assert spec["channels"] == ["conda-forge", "nodefaults"], env.name
+        conda = conda_pins(env)
+        assert sorted(conda) == ["pip", "python"], env.name
+        assert all(re.fullmatch(r"\d+(\.\d+)+", version) for version in conda.values()), f"{env.name}: {conda}"
         pins = env_pins(env)
-        assert pins.pop("python").startswith("3.11"), env
+        roots = [name for name in pins if name in direct]
+        assert roots, env.name
+        expected = locked_closure(roots, linux_64(conda["python"]))
+        missing = {name: v for name, v in expected.items() if name not in pins}
+        extra = sorted(set(pins) - set(expected))
+        assert not missing and not extra, f"{env.name}: add {missing}, remove {extra} (the closure in requirements.txt)"
         for name, version in pins.items():
-            assert name in reqs, f"{env.name} pins {name}, requirements.txt does not"
-            assert reqs[name] == version, f"{env.name}: {name}=={version} but requirements.txt has {reqs[name]}"
+            assert version == expected[name], f"{env.name}: {name}=={version} but requirements.txt has {expected[name]}"
 
 
 def test_every_rule_names_an_existing_env():
@@ -69,7 +150,7 @@ import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {missing!r}:
-            raise ImportError(f"{{name}} is not in envs/{env}.yaml")
+            raise ImportError(f"{{name}} is not {where}")
 sys.meta_path.insert(0, Block())
 """
 
@@ -102,10 +183,15 @@ def script_imports(script: Path) -> set[str]:
     return modules
 
 
-def import_without(env: str, modules: set[str]) -> subprocess.CompletedProcess:
-    missing = sorted(name for name, pin in HEAVY.items() if pin not in env_pins(REPO / "envs" / f"{env}.yaml"))
-    code = BLOCK.format(missing=missing, env=env) + "".join(f"import {m}\n" for m in sorted(modules))
+def import_blocking(missing: list[str], modules: set[str], where: str) -> subprocess.CompletedProcess:
+    """Import ``modules`` in a fresh interpreter where the packages ``missing`` cannot be imported."""
+    code = BLOCK.format(missing=sorted(missing), where=where) + "".join(f"import {m}\n" for m in sorted(modules))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+
+
+def import_without(env: str, modules: set[str]) -> subprocess.CompletedProcess:
+    missing = [name for name, pin in HEAVY.items() if pin not in env_pins(REPO / "envs" / f"{env}.yaml")]
+    return import_blocking(missing, modules, f"in envs/{env}.yaml")
 
 
 def test_every_script_imports_only_what_its_env_has():
@@ -120,3 +206,67 @@ def test_every_script_imports_only_what_its_env_has():
         assert proc.returncode == 0, f"a script of envs/{env}.yaml: {proc.stderr[-1500:]}"
     # and the check can fail: the interventions module needs torch, which the analysis env lacks
     assert import_without("analysis", {"aedissect.interventions"}).returncode != 0
+
+
+# what the workflow's own process must do without: the package's dependencies that Snakemake does not bring
+NOT_SNAKEMAKES = ["torch", "torchvision", "pandas", "numpy", "matplotlib", "sklearn", "scipy", "mnist1d"]
+
+
+def rule_file_imports() -> set[str]:
+    """The package's modules the Snakefile and the rule files import."""
+    modules = set()
+    for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        for module, names in re.findall(r"^\s*from (aedissect[\w.]*) import ([\w, ]+)", path.read_text(), re.M):
+            if module == "aedissect":
+                modules |= {f"aedissect.{name.split()[0]}" for name in names.split(",")}
+            else:
+                modules.add(module)
+    return modules
+
+
+def test_the_rule_files_import_only_what_snakemake_brings():
+    modules = rule_file_imports()
+    assert {"aedissect.config", "aedissect.io", "aedissect.freezing", "aedissect.paper_outline"} <= modules
+    proc = import_blocking(NOT_SNAKEMAKES, modules, "what Snakemake brings")
+    assert proc.returncode == 0, f"Snakemake's own process would need more than Snakemake: {proc.stderr[-1500:]}"
+
+
+@pytest.fixture(scope="session")
+def snakemake_only(tmp_path_factory) -> list[str]:
+    """The command of a Snakemake installed alone (the lock's version) in a venv of its own, as with ``--sdm conda``
+    where the jobs' envs hold the rest; about a minute to install, once per session."""
+    venv = tmp_path_factory.mktemp("snakemake_only")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pin = f"snakemake=={direct_requirements()['snakemake']}"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", pin], check=True, capture_output=True, timeout=900)
+    found = subprocess.run(
+        [python, "-c", f"import importlib.util as u; print([m for m in {NOT_SNAKEMAKES!r} if u.find_spec(m)])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "[]", f"Snakemake brought {found.stdout}: the test would prove nothing"
+    return [python, "-m", "snakemake"]
+
+
+@pytest.mark.slow
+def test_snakemake_alone_reads_lints_and_checks_the_workflow(snakemake_only, tmp_path, tiny_config):
+    import yaml
+
+    # without PYTHONPATH the package is found only as the workflow itself finds it (common.smk)
+    alone = {"command": snakemake_only, "env": {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}}
+    for configfile in (TINY_CONFIG, REPO / "config.yaml"):  # the tiny and the default study
+        planned = planned_jobs(tmp_path / "alone", configfile=configfile, **alone)
+        assert planned == planned_jobs(tmp_path / "venv", configfile=configfile)
+    snakemake(tmp_path / "alone", "--lint", **alone)  # a lint makes it fail
+    # the data check before any job (onstart) needs no torch either
+    tiny_config.update(datasets=["mnist"], interventions={})
+    tiny_config["data"]["root"] = str(tmp_path / "no-data")
+    path = tmp_path / "mnist.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    proc = snakemake(tmp_path / "mnist", "--cores", "1", configfile=path, check=False, **alone)
+    out = proc.stdout + proc.stderr
+    missing = tmp_path / "no-data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    assert proc.returncode != 0 and f"data set 'mnist': {missing} not found and 3 more files there" in out
+    assert "data.root" in out and not (tmp_path / "mnist" / "results").exists()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aedissect import config, ensemble, io, training
+from aedissect import config, ensemble, freezing, io, training
 from aedissect import interventions as iv
 from aedissect import models as aemodels
 
@@ -128,30 +128,31 @@ def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
     run = make_run(arch=arch)
     model = build_model(run, 12)
     L, bc = model.n_layers, model.bottleneck_cut
-    specs = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
+    specs = freezing.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
     # every spec that reaches the output layer leaves its bias free
     assert specs == (
         ["encoder", "decoder+bias"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}+bias" for k in range(1, L)]
     )
-    with_control = iv.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
+    with_control = freezing.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
     assert with_control == (
         ["encoder", "decoder+bias", "decoder"]
         + [f"prefix-{k}" for k in range(1, L)]
         + [spec for k in range(1, L) for spec in (f"suffix-{k}+bias", f"suffix-{k}")]
     )
     for spec in with_control:
-        layers, bias_frozen = iv.frozen_set(run, spec)
+        layers, bias_frozen = freezing.frozen_set(run, spec)
         assert list(layers) == model.frozen_layers(spec)
         assert bias_frozen == (f"layers.{L - 1}.0.bias" in model.frozen_parameters(spec))
-    assert iv.frozen_set(run, "encoder") == iv.frozen_set(run, f"prefix-{bc}")
-    assert iv.frozen_set(run, "decoder+bias") == iv.frozen_set(run, f"suffix-{L - bc}+bias")
-    assert iv.frozen_set(run, "decoder+bias") != iv.frozen_set(run, "decoder")
+    assert freezing.frozen_set(run, "encoder") == freezing.frozen_set(run, f"prefix-{bc}")
+    assert freezing.frozen_set(run, "decoder+bias") == freezing.frozen_set(run, f"suffix-{L - bc}+bias")
+    assert freezing.frozen_set(run, "decoder+bias") != freezing.frozen_set(run, "decoder")
     with pytest.raises(ConfigError, match="interventions.freeze.k.sym"):
-        iv.freeze_specs(make_run(arch="sym"), {"sides": ["prefix"], "k": {"sym": [4]}, "frozen_output_bias": True})
+        options = {"sides": ["prefix"], "k": {"sym": [4]}, "frozen_output_bias": True}
+        freezing.freeze_specs(make_run(arch="sym"), options)
 
 
 def test_freeze_runs_select_the_configured_cells():
-    runs = iv.freeze_runs(STUDY, config.grid(STUDY))
+    runs = freezing.freeze_runs(STUDY, config.grid(STUDY))
     assert runs and {(r["dataset"], r["bottleneck"]) for r in runs} == {("digits", 4)}
     assert len(runs) == 2 * 2 * 2  # kinds x architectures x seeds
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedissect import findings, formatting, paper, style
+from aedissect import findings, formatting, paper, paper_outline, style
 from aedissect.config import validate
 from aedissect.stats import mean_ci
 from conftest import REPO, SCHEMA, load_yaml, snakemake
@@ -220,11 +220,11 @@ def test_markdown_and_latex_tables_keep_every_row_and_escape_special_characters(
 
 
 def test_figures_are_numbered_in_paper_order_without_gaps():
-    everything = paper.numbered(lambda rule: True)
-    assert [n for n, _ in everything] == list(range(1, len(paper.FIGURES) + 1))
-    without = paper.numbered(lambda rule: rule != "truncation_tables")
+    everything = paper_outline.numbered(lambda rule: True)
+    assert [n for n, _ in everything] == list(range(1, len(paper_outline.FIGURES) + 1))
+    without = paper_outline.numbered(lambda rule: rule != "truncation_tables")
     assert [n for n, _ in without] == list(range(1, len(without) + 1))
-    assert [f.name for _, f in without] == [f.name for f in paper.FIGURES if f.producer != "truncation_tables"]
+    assert [f.name for _, f in without] == [f.name for f in paper_outline.FIGURES if f.producer != "truncation_tables"]
     for _, fig in everything:
         assert (REPO / "workflow/report" / fig.caption).exists(), fig.caption
 
@@ -316,8 +316,8 @@ def readme_paper_files() -> list[str]:
 
 def test_every_figure_and_table_the_readme_names_is_built_by_the_paper_target(tiny_study):
     names = readme_paper_files()
-    assert len([n for n in names if n.endswith(".png")]) == len(paper.FIGURES)
-    assert len([n for n in names if n.endswith(".tex")]) == len(paper.TABLES)
+    assert len([n for n in names if n.endswith(".png")]) == len(paper_outline.FIGURES)
+    assert len([n for n in names if n.endswith(".tex")]) == len(paper_outline.TABLES)
     planned = snakemake(tiny_study, "-n", "--forceall", "paper").stdout
     for name in names:
         path = tiny_study / "results/paper" / name
@@ -326,8 +326,8 @@ def test_every_figure_and_table_the_readme_names_is_built_by_the_paper_target(ti
 
 
 def test_each_figure_sits_next_to_the_table_it_was_drawn_from(tiny_study):
-    for number, fig in paper.numbered(lambda rule: True):
-        stem = tiny_study / "results/paper" / paper.figure_stem(number, fig)
+    for number, fig in paper_outline.numbered(lambda rule: True):
+        stem = tiny_study / "results/paper" / paper_outline.figure_stem(number, fig)
         assert stem.with_suffix(".csv").read_bytes() == (tiny_study / fig.table).read_bytes(), fig.name
         assert stem.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
         assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
@@ -372,10 +372,10 @@ def test_report_has_the_verdicts_up_front_and_findings_tables_and_figures_as_ite
     assert "Is the encoder what encodes?" in html and verdicts["family"].iloc[0] in html
     assert "How the verdicts are chosen" in (tiny_study / "results/paper/findings.html").read_text()
     assert "results/paper/findings.html" in html
-    for number, name, *_ in paper.tables(lambda rule: True):
-        assert f"results/paper/{paper.table_stem(number, name)}.html" in html
-    for number, fig in paper.numbered(lambda rule: True):
-        assert f"{paper.figure_stem(number, fig)}.png" in html
+    for number, name, *_ in paper_outline.tables(lambda rule: True):
+        assert f"results/paper/{paper_outline.table_stem(number, name)}.html" in html
+    for number, fig in paper_outline.numbered(lambda rule: True):
+        assert f"{paper_outline.figure_stem(number, fig)}.png" in html
 
 
 def test_every_figure_is_drawn_once(tiny_study):

@@ -190,7 +190,7 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     import torch
     import yaml
 
-    from aedissect import config, ensemble, interventions
+    from aedissect import config, ensemble, freezing, interventions
     from aedissect.data import load_digits_split
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -202,7 +202,7 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
     variants, names = [], []
     for run in runs:
-        for spec in interventions.freeze_specs(run, cfg["interventions"]["freeze"]):
+        for spec in freezing.freeze_specs(run, cfg["interventions"]["freeze"]):
             variants.append(interventions.freeze_variant(run, spec))
             names.append(f"s{run['seed']}__{spec}")
     timings = []

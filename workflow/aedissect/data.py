@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from aedissect import datasets
 from aedissect.datasets import REGISTRY, DataError
 from aedissect.io import atomic_path
-
-# the files torchvision reads from each folder (MNIST-style sets: the unpacked idx files)
-IDX_FILES = [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
-CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
 
 
 def load_digits_split(options: dict) -> dict:
@@ -156,31 +152,6 @@ def load_mnist1d(options: dict) -> dict:
     }
 
 
-def _torchvision_files(name: str, options: dict) -> list[Path]:
-    folder = Path(options["root"]) / REGISTRY[name].torchvision[1]
-    return [folder / f for f in (CIFAR10_FILES if name == "cifar10" else IDX_FILES)]
-
-
-def _idx_problem(path: Path) -> str | None:
-    """Why an idx file (the MNIST format) is not what its header says, or None."""
-    with open(path, "rb") as fh:
-        header = fh.read(16)
-    size = path.stat().st_size
-    if len(header) < 8:
-        return "it is shorter than an idx header"
-    magic, n = struct.unpack(">II", header[:8])
-    if magic == 2049:
-        expected = 8 + n
-    elif magic == 2051 and len(header) == 16:
-        _, _, height, width = struct.unpack(">IIII", header)
-        expected = 16 + n * height * width
-    else:
-        return f"its magic number {magic} is neither 2051 (images) nor 2049 (labels)"
-    if size != expected:
-        return f"its header says {n} items, {expected} bytes, but it has {size} bytes (truncated or corrupt)"
-    return None
-
-
 def _cifar_problem(path: Path) -> str | None:
     """CIFAR-10's files are pickles: only the release torchvision knows (by MD5) is read."""
     from torchvision.datasets import CIFAR10
@@ -193,23 +164,8 @@ def _cifar_problem(path: Path) -> str | None:
 
 
 def check_files(name: str, options: dict) -> None:
-    """Before anything reads a torchvision data set: DataError naming its first missing or corrupt file and the
-    config keys. Nothing to check for the built-in sets or with data.download (torchvision fetches and checks)."""
-    if REGISTRY[name].torchvision is None or options["download"]:
-        return
-    files = _torchvision_files(name, options)
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        more = f" and {len(missing) - 1} more files there" if len(missing) > 1 else ""
-        raise DataError(
-            f"data set {name!r}: {missing[0]} not found{more} (config key data.root = {options['root']!r}); "
-            "put the files there or set data.download: true"
-        )
-    check = _cifar_problem if name == "cifar10" else _idx_problem
-    for path in files:
-        problem = check(path)
-        if problem:
-            raise DataError(f"data set {name!r}: cannot use {path}: {problem}")
+    """``datasets.check_files`` with CIFAR-10's files checked against the MD5s of the release torchvision reads."""
+    datasets.check_files(name, options, cifar_problem=_cifar_problem)
 
 
 def load_torchvision(name: str, options: dict) -> dict:

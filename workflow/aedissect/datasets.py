@@ -2,10 +2,10 @@
 
 The rest is derived from it: the names a study may list (``config.DATASETS``; a test keeps the schema's
 enum equal to it), the ``data:`` keys each ``prepare_data`` job depends on (``common.smk``), the loader
-``data.build`` calls, the description ``results/data/<dataset>.json`` records, and how the figures draw
-one example. Loaders are named as ``module:function`` and imported only when a data set is built, so
-that this module imports nothing heavy: the workflow's own process and the analysis env read it without
-torch, torchvision, scikit-learn or mnist1d.
+``data.build`` calls, the description ``results/data/<dataset>.json`` records, how the figures draw one
+example, and which raw files a torchvision set needs (``check_files``). Loaders are named as
+``module:function`` and imported only when a data set is built, so that this module imports nothing heavy:
+the workflow's own process and the analysis env read it without torch, torchvision, scikit-learn or mnist1d.
 
 Adding a data set: a loader ``loader(options) -> dict`` of numpy arrays (``x_train``, ``x_test`` float32
 in [0, 1], one flattened row per sample; optionally ``y_*`` int64 labels and ``factors_*`` float32
@@ -15,13 +15,18 @@ factors), an entry below, its name in the schema's ``datasets`` enum and its own
 from __future__ import annotations
 
 import importlib
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 # split and subsampling keys every built-in data set reads; a torchvision set reads its files instead
 SPLIT_KEYS = ("test_fraction", "split_seed", "max_train_samples")
 TORCHVISION_KEYS = ("root", "download", "max_train_samples")
+# the files torchvision reads from each folder (MNIST-style sets: the unpacked idx files)
+IDX_FILES = [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
 
 
 class DataError(RuntimeError):
@@ -155,3 +160,55 @@ REGISTRY: dict[str, DataSet] = {
 def data_options(name: str, data: dict) -> dict:
     """The data: options a data set depends on (the prepare_data job's params)."""
     return {key: data[key] for key in REGISTRY[name].keys}
+
+
+def _torchvision_files(name: str, options: dict) -> list[Path]:
+    folder = Path(options["root"]) / REGISTRY[name].torchvision[1]
+    return [folder / f for f in (CIFAR10_FILES if name == "cifar10" else IDX_FILES)]
+
+
+def _idx_problem(path: Path) -> str | None:
+    """Why an idx file (the MNIST format) is not what its header says, or None."""
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    size = path.stat().st_size
+    if len(header) < 8:
+        return "it is shorter than an idx header"
+    magic, n = struct.unpack(">II", header[:8])
+    if magic == 2049:
+        expected = 8 + n
+    elif magic == 2051 and len(header) == 16:
+        _, _, height, width = struct.unpack(">IIII", header)
+        expected = 16 + n * height * width
+    else:
+        return f"its magic number {magic} is neither 2051 (images) nor 2049 (labels)"
+    if size != expected:
+        return f"its header says {n} items, {expected} bytes, but it has {size} bytes (truncated or corrupt)"
+    return None
+
+
+def check_files(name: str, options: dict, cifar_problem: Callable[[Path], str | None] | None = None) -> None:
+    """Before anything reads a torchvision data set: DataError naming its first missing or corrupt file and the
+    config keys. Nothing to check for the built-in sets or with data.download (torchvision fetches and checks).
+
+    CIFAR-10's files are pickles that only their MD5s vouch for, and torchvision holds those: ``cifar_problem``
+    checks one (``data.check_files``, in the prepare_data job); without it they are only required to exist, which
+    is what Snakemake's own process, where torchvision may be missing, checks before any job.
+    """
+    if REGISTRY[name].torchvision is None or options["download"]:
+        return
+    files = _torchvision_files(name, options)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more files there" if len(missing) > 1 else ""
+        raise DataError(
+            f"data set {name!r}: {missing[0]} not found{more} (config key data.root = {options['root']!r}); "
+            "put the files there or set data.download: true"
+        )
+    check = cifar_problem if name == "cifar10" else _idx_problem
+    if check is None:
+        return
+    for path in files:
+        problem = check(path)
+        if problem:
+            raise DataError(f"data set {name!r}: cannot use {path}: {problem}")

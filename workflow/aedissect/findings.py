@@ -151,7 +151,7 @@ def stitch_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run_id_a": a, "run_id_b": b, "penalty": rows["penalty"]})
 
 
-# quantity -> the freeze spec of its frozen decoder (the grammar of models.frozen_layer_set; this module stays
+# quantity -> the freeze spec of its frozen decoder (the grammar of freezing.frozen_layer_set; this module stays
 # torch-free, tests/test_paper.py checks it against interventions.DECODER_SPECS)
 SHARE_DECODER_SPECS = {"encoder_share": "decoder+bias", "encoder_share_frozen_output_bias": "decoder"}
 

@@ -22,74 +22,23 @@ import torch
 from torch import nn
 
 from aedissect import io
-from aedissect.config import ConfigError, config_columns
+from aedissect.config import config_columns
 from aedissect.ensemble import train_members
-from aedissect.models import OUTPUT_BIAS_SUFFIX, MLPAutoencoder, build_model, frozen_layer_set, load_model
+from aedissect.freezing import OUTPUT_BIAS_SUFFIX, bottleneck_cut, frozen_set, n_layers
+from aedissect.models import MLPAutoencoder, build_model, load_model
 from aedissect.stats import summarize
 from aedissect.status import TrainingDiverged
 from aedissect.training import evaluate, remove_state, setup_torch
 
 log = logging.getLogger("aedissect.interventions")
 METRICS = ["test_loss", "test_mse"]
-CELL_KEYS = {"datasets": "dataset", "model_kinds": "kind", "architectures": "arch", "bottlenecks": "bottleneck"}
 
 
-# ---------------------------------------------------------------- which runs and which specs
-
-
-def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
-    """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all);
-    ``config.check_semantics`` has refused values the study does not have."""
-    cells = config["interventions"]["cells"]
-    chosen = {column: set(cells[key]) for key, column in CELL_KEYS.items() if cells.get(key) is not None}
-    return [run for run in runs if all(run[col] in values for col, values in chosen.items())]
-
-
-def n_layers(run: dict) -> int:
-    return len(run["encoder"]) + 1 + len(run["decoder"]) + 1
-
-
-def bottleneck_cut(run: dict) -> int:
-    return len(run["encoder"]) + 1
-
-
-def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
-    """encoder, decoder and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every k in 1..L-1.
-
-    A spec that freezes the output layer leaves that layer's bias free (``+bias``): a bias frozen at its random
-    init cannot fit the data's mean, so the textbook freeze charges the frozen decoder a loss that is no side's
-    work and pushes the encoder share towards 0. With ``freeze.frozen_output_bias`` the textbook variant (the
-    bias frozen too) trains as well, the control that shows how large that charge is.
-    """
-    L = n_layers(run)
-    ks = freeze_config["k"].get(run["arch"]) or list(range(1, L))
-    bad = [k for k in ks if not 1 <= k <= L - 1]
-    if bad:
-        raise ConfigError(f"config key interventions.freeze.k.{run['arch']}: {bad} outside 1..{L - 1}")
-    specs = []
-    for spec in ["encoder", "decoder", *(f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks))]:
-        if L - 1 not in frozen_set(run, spec)[0]:
-            specs.append(spec)
-            continue
-        specs.append(spec + OUTPUT_BIAS_SUFFIX)
-        if freeze_config["frozen_output_bias"]:
-            specs.append(spec)
-    return specs
-
-
-def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
-    """The layers a spec freezes for this run (without building the model), and whether the output layer's bias
-    is frozen with them: what makes two specs the same training."""
-    L = n_layers(run)
-    layers = frozen_layer_set(spec, L, bottleneck_cut(run))
-    return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
+# ---------------------------------------------------------------- 1. freezing at initialisation
 
 
 def output_bias(frozen: bool) -> str:
     return "frozen" if frozen else "trained"
-
-
-# ---------------------------------------------------------------- 1. freezing at initialisation
 
 
 def freeze_variant(run: dict, spec: str) -> dict:

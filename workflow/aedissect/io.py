@@ -1,4 +1,8 @@
-"""Files: every output is written to a temporary name beside it and renamed into place."""
+"""Files: every output is written to a temporary name beside it and renamed into place.
+
+Snakemake's own process imports this (the lock helpers) while it parses the workflow, possibly where only
+Snakemake and its dependencies (psutil among them) are installed: pandas, numpy and torch are imported only
+where they are used."""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import psutil
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -72,6 +79,7 @@ def git_commit() -> str:
 def provenance(device: str, threads: int) -> dict:
     """Where and with what a result was made; kept apart from the result tables."""
     import numpy
+    import pandas
     import torch
 
     return {
@@ -80,7 +88,7 @@ def provenance(device: str, threads: int) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "pandas": pd.__version__,
+        "pandas": pandas.__version__,
         "device": device,
         "threads": threads,
     }

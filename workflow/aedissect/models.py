@@ -9,15 +9,14 @@ the deterministic path takes mu, training samples z from it (``posterior`` and `
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from aedissect.freezing import OUTPUT_BIAS_SUFFIX, frozen_layer_set
+
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
-OUTPUT_BIAS_SUFFIX = "+bias"
-FREEZE_PATTERN = re.compile(r"(none|encoder|decoder|(prefix|suffix|except)-(\d+))(\+bias)?")
 
 
 class MLPAutoencoder(nn.Module):
@@ -124,34 +123,6 @@ class MLPAutoencoder(nn.Module):
         if spec.endswith(OUTPUT_BIAS_SUFFIX) and output_bias in names:
             names.remove(output_bias)
         return names
-
-
-def frozen_layer_set(spec: str, n_layers: int, bottleneck_cut: int) -> tuple[int, ...]:
-    """The layers a freeze spec holds fixed: none, encoder (up to and including the bottleneck layer), decoder
-    (the rest), prefix-k (first k layers), suffix-k (last k layers), except-l (every layer but layer l:
-    retraining one layer). A spec may end in ``+bias``: the output layer's bias is then left to train even where
-    its layer is frozen, so that a frozen decoder can still fit the data's mean (see ``interventions``)."""
-    match = FREEZE_PATTERN.fullmatch(spec)
-    if match is None:
-        raise ValueError(
-            f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K, except-L, each optionally "
-            f"followed by {OUTPUT_BIAS_SUFFIX}"
-        )
-    base, L = match.group(1), n_layers
-    if base == "none":
-        return ()
-    if base == "encoder":
-        return tuple(range(bottleneck_cut))
-    if base == "decoder":
-        return tuple(range(bottleneck_cut, L))
-    k = int(match.group(3))
-    if match.group(2) == "except":
-        if k >= L:
-            raise ValueError(f"freeze spec {spec!r}: the model has only layers 0..{L - 1}")
-        return tuple(i for i in range(L) if i != k)
-    if k > L:
-        raise ValueError(f"freeze spec {spec!r}: the model has only {L} layers")
-    return tuple(range(k)) if match.group(2) == "prefix" else tuple(range(L - k, L))
 
 
 def build_model(run: dict, in_dim: int) -> MLPAutoencoder:

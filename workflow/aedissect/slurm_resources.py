@@ -22,7 +22,7 @@ import math
 import sys
 from collections import defaultdict
 
-from aedissect import config, interventions
+from aedissect import config, freezing, interventions
 
 MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation between epochs
 MINIMUM = 10  # minutes; below this the per-job start-up dominates
@@ -43,9 +43,9 @@ def model_epochs(study: dict) -> dict[str, int]:
     work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for run in runs:
         work["train"][_cell(run)] += run["training"]["epochs"]
-        work["criticality"][_group(run)] += interventions.n_layers(run) * options["criticality"]["retrain_epochs"]
-    for run in interventions.freeze_runs(study, runs):
-        variants = {interventions.frozen_set(run, s) for s in interventions.freeze_specs(run, options["freeze"])}
+        work["criticality"][_group(run)] += freezing.n_layers(run) * options["criticality"]["retrain_epochs"]
+    for run in freezing.freeze_runs(study, runs):
+        variants = {freezing.frozen_set(run, s) for s in freezing.freeze_specs(run, options["freeze"])}
         work["freeze"][_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)

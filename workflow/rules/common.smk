@@ -4,7 +4,9 @@ from pathlib import Path
 from snakemake.utils import update_config
 
 # Snakemake itself may run outside the venv (with --sdm conda), where the package is not installed;
-# the jobs' scripts find it through the workflow/scripts/aedissect link.
+# the jobs' scripts find it through the workflow/scripts/aedissect link. Snakemake's process may then hold nothing
+# but Snakemake: the rule files import only modules of the package that need no more than the standard library,
+# PyYAML, jsonschema and psutil (tests/test_envs.py parses the workflow in such a venv).
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
 from aedissect import config as study  # noqa: E402
@@ -77,14 +79,14 @@ def get_cell_runs(wildcards):
 
 
 def check_data_available():
-    """Missing or corrupt data files stop the run before any job (a dry run, which reads nothing, does not check)."""
-    from aedissect import data as datalib
+    """Missing or corrupt data files stop the run before any job (a dry run, which reads nothing, does not check).
 
+    CIFAR-10's files are checked by MD5 in their prepare_data job only: the MD5s are torchvision's."""
     for dataset in config["datasets"]:
         if not Path(f"results/data/{dataset}.pt").exists():  # prepared already: the raw files are not read again
             try:
-                datalib.check_files(dataset, config["data"])
-            except datalib.DataError as err:
+                datasets.check_files(dataset, config["data"])
+            except datasets.DataError as err:
                 raise WorkflowError(str(err)) from None
 
 
@@ -117,7 +119,7 @@ def get_final_outputs(wildcards):
 
 
 # ---- the paper (workflow/rules/paper.smk) ----
-from aedissect import paper as paperlib  # noqa: E402
+from aedissect import paper_outline  # noqa: E402
 
 PAPER_FRONT_PAGE = "results/paper/report_front_page.rst"
 
@@ -129,7 +131,7 @@ def get_paper_findings_inputs(wildcards):
         "train_metrics": "results/tables/train_metrics.csv",
         "intro": workflow.source_path("../report/workflow.rst"),
     }
-    for key, (path, producer) in paperlib.FINDINGS_INPUTS.items():
+    for key, (path, producer) in paper_outline.FINDINGS_INPUTS.items():
         if rules.has(producer):
             inputs[key] = path
     return inputs
@@ -137,8 +139,8 @@ def get_paper_findings_inputs(wildcards):
 
 def get_paper_outputs(wildcards):
     """Everything `snakemake paper` builds: numbered figures (PDF, PNG, CSV), tables (CSV, MD, TeX), findings."""
-    figures = [paperlib.figure_stem(n, fig) for n, fig in paperlib.numbered(rules.has)]
-    tables = [paperlib.table_stem(n, name) for n, name, *_ in paperlib.tables(rules.has)]
+    figures = [paper_outline.figure_stem(n, fig) for n, fig in paper_outline.numbered(rules.has)]
+    tables = [paper_outline.table_stem(n, name) for n, name, *_ in paper_outline.tables(rules.has)]
     return (
         [f"results/paper/{stem}.{ext}" for stem in figures for ext in ("pdf", "png", "csv")]
         + [f"results/paper/{stem}.{ext}" for stem in tables for ext in ("csv", "md", "tex")]
@@ -147,13 +149,13 @@ def get_paper_outputs(wildcards):
 
 
 # ---- interventions (workflow/rules/interventions.smk) ----
-from aedissect import interventions as interventionlib  # noqa: E402
+from aedissect import freezing  # noqa: E402
 
 GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
 GROUPS = list(dict.fromkeys(f"{r['dataset']}/{r['kind']}/z{r['bottleneck']}/{r['activation']}" for r in RUNS))
 try:
-    FREEZE_RUNS = interventionlib.freeze_runs(config, RUNS)
-    FREEZE_SPECS = {r["run_id"]: interventionlib.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
+    FREEZE_RUNS = freezing.freeze_runs(config, RUNS)
+    FREEZE_SPECS = {r["run_id"]: freezing.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
 FREEZE_CELLS = list(dict.fromkeys(r["run_id"].rsplit("/", 1)[0] for r in FREEZE_RUNS))

@@ -1,5 +1,5 @@
 # The paper: `snakemake --cores N paper` builds results/paper/ from the result tables only.
-# Figures are numbered in paper order (workflow/aedissect/paper.py); each is drawn from one table,
+# Figures are numbered in paper order (workflow/aedissect/paper_outline.py); each is drawn from one table,
 # a copy of which is written beside it. Figure rules depend on the table and the figure settings only,
 # so changing a figure setting redraws figures and reruns nothing upstream.
 # Include this file after every rule file whose tables it reads (a figure whose producer rule is
@@ -30,25 +30,25 @@ rule paper_findings:
         "../scripts/paper_findings.py"
 
 
-for _number, _fig in paperlib.numbered(rules.has):
+for _number, _fig in paper_outline.numbered(rules.has):
 
     rule:
         name:
-            f"paper_{paperlib.figure_stem(_number, _fig)}"
+            f"paper_{paper_outline.figure_stem(_number, _fig)}"
         input:
             table=_fig.table,
         output:
-            pdf=f"results/paper/{paperlib.figure_stem(_number, _fig)}.pdf",
+            pdf=f"results/paper/{paper_outline.figure_stem(_number, _fig)}.pdf",
             png=report(
-                f"results/paper/{paperlib.figure_stem(_number, _fig)}.png",
+                f"results/paper/{paper_outline.figure_stem(_number, _fig)}.png",
                 caption=f"../report/{_fig.caption}",
                 category=_fig.category,
                 subcategory="paper figures",
                 labels={"figure": f"Figure {_number}", "name": _fig.name},
             ),
-            csv=f"results/paper/{paperlib.figure_stem(_number, _fig)}.csv",
+            csv=f"results/paper/{paper_outline.figure_stem(_number, _fig)}.csv",
         log:
-            f"results/logs/paper/{paperlib.figure_stem(_number, _fig)}.log",
+            f"results/logs/paper/{paper_outline.figure_stem(_number, _fig)}.log",
         params:
             figure={"module": _fig.module, "function": _fig.function, "kwargs": _fig.kwargs},
             dpi=config["figures"]["dpi"],
@@ -58,30 +58,30 @@ for _number, _fig in paperlib.numbered(rules.has):
             "../scripts/paper_figure.py"
 
 
-for _number, _name, _table, _producer, _builder in paperlib.tables(rules.has):
+for _number, _name, _table, _producer, _builder in paper_outline.tables(rules.has):
 
     rule:
         name:
-            f"paper_{paperlib.table_stem(_number, _name)}"
+            f"paper_{paper_outline.table_stem(_number, _name)}"
         input:
             table=_table,
         output:
-            csv=f"results/paper/{paperlib.table_stem(_number, _name)}.csv",
-            md=f"results/paper/{paperlib.table_stem(_number, _name)}.md",
-            tex=f"results/paper/{paperlib.table_stem(_number, _name)}.tex",
+            csv=f"results/paper/{paper_outline.table_stem(_number, _name)}.csv",
+            md=f"results/paper/{paper_outline.table_stem(_number, _name)}.md",
+            tex=f"results/paper/{paper_outline.table_stem(_number, _name)}.tex",
             html=report(
-                f"results/paper/{paperlib.table_stem(_number, _name)}.html",
+                f"results/paper/{paper_outline.table_stem(_number, _name)}.html",
                 caption="../report/paper_table.rst",
-                category=paperlib.TABLE_CATEGORIES[_name],
+                category=paper_outline.TABLE_CATEGORIES[_name],
                 subcategory="paper tables",
                 labels={"table": f"Table {_number}", "name": _name},
             ),
         log:
-            f"results/logs/paper/{paperlib.table_stem(_number, _name)}.log",
+            f"results/logs/paper/{paper_outline.table_stem(_number, _name)}.log",
         params:
             table=_name,
             builder=_builder,
-            caption=paperlib.TABLE_CAPTIONS[_name],
+            caption=paper_outline.TABLE_CAPTIONS[_name],
         conda:
             "../../envs/analysis.yaml"
         script:

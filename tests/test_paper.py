@@ -345,10 +345,26 @@ def test_findings_are_computed_from_the_tables(tiny_study):
     assert len(verdicts) == len(groups)
     for sentence in verdicts["sentence"]:
         assert sentence in text
-    # the TwoNN offsets match the truncation table's own argmin where the minimum is a hidden cut
-    locus = findings.compression_offsets(pd.read_csv(tiny_study / "results/tables/layer_profiles.csv"), 0.1)
-    merged = per_run.merge(locus, on=["run_id", "quantity"], suffixes=("", "_again"))
-    assert len(merged) and (merged["value"] == merged["value_again"]).all()
+    # the offsets, recomputed here from the truncation table by hand: per run and metric, over the hidden cuts,
+    # the cut of the minimum and the first cut within 10% of it, each minus the bottleneck cut
+    profiles = pd.read_csv(tiny_study / "results/tables/layer_profiles.csv")
+    checked = 0
+    for (run_id, metric), rows in profiles.groupby(["run_id", "metric"]):
+        kind = {"twonn": "twonn", "participation_ratio": "pr"}.get(metric)
+        if kind is None:
+            continue
+        bottleneck = rows.loc[rows["side"] == "bottleneck", "cut"].iloc[0]
+        hidden = rows[(rows["cut"] > 0) & (rows["cut"] < rows["cut"].max())].groupby("cut")["value"].mean().dropna()
+        lowest = hidden.min()
+        expected = {
+            f"{kind}_min_offset": hidden.idxmin() - bottleneck,
+            f"{kind}_completion_offset": hidden[hidden <= lowest + 0.1 * abs(lowest)].index.min() - bottleneck,
+        }
+        for quantity, value in expected.items():
+            got = per_run[(per_run["run_id"] == run_id) & (per_run["quantity"] == quantity)]["value"]
+            assert got.tolist() == [value], (run_id, quantity)
+            checked += 1
+    assert checked == 4 * len(runs)
     # n is the number of seeds, and the CI brackets the mean
     seeds = runs["seed"].nunique()
     assert (summary["n"] <= seeds).all()

@@ -242,3 +242,26 @@ def test_figures_draw_from_the_tables(tmp_path):
     ):
         style.save(fig, tmp_path / "f.pdf", tmp_path / "f.png", dpi=50)
         assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_label_probe_of_a_profile_agrees_with_a_reference_fit(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    runs, paths = saved_cell(tmp_path)
+    data = fake_data(labels=True)
+    # labels a linear probe can read from the input: labels misaligned with their samples would fall to chance
+    data["y_train"], data["y_test"] = data["x_train"][:, :3].argmax(1), data["x_test"][:, :3].argmax(1)
+    options = OPTIONS | {"probe_max_iter": 500}
+    profiles, _ = truncation.profile_cell(runs[:1], paths[:1], data, options)
+    wide = profiles[runs[0]["run_id"]].pivot(index="cut", columns="metric", values="value")
+    probe, test = truncation.split_indices(200, 100, options)
+    y_fit, y_test = data["y_train"][probe].numpy(), data["y_test"][test].numpy()
+    model = build_model(runs[0], 10)  # the weights saved_cell stored
+    fits = truncation.cut_activations(model, data["x_train"][probe])
+    tests = truncation.cut_activations(model, data["x_test"][test])
+    for cut, (h_fit, h_test) in enumerate(zip(fits, tests, strict=True)):
+        mean, scale = h_fit.mean(0), np.sqrt(h_fit.var(0).mean())  # centred, one scale for all units
+        reference = LogisticRegression(C=options["probe_C"], max_iter=2000).fit((h_fit - mean) / scale, y_fit)
+        expected = np.mean(reference.predict((h_test - mean) / scale) == y_test)
+        assert wide.loc[cut, "label_accuracy"] == pytest.approx(expected, abs=0.03), cut
+    assert wide.loc[0, "label_accuracy"] > 0.6  # far above chance (1/3) on the input itself

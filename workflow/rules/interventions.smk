@@ -50,11 +50,9 @@ rule criticality:
         "../scripts/intervention_group.py"
 
 
-rule stitching:
-    input:
-        data="results/data/{dataset}.pt",
-        models=get_group_models,
-        trained=get_group_checks,
+# the same job as criticality on the same models; intervention_group.py picks interventions.stitching_group by the
+# rule's name
+use rule criticality as stitching with:
     output:
         f"results/interventions/stitching/{GROUP}.csv",
     log:
@@ -65,14 +63,6 @@ rule stitching:
         runs=get_group_runs,
         options=config["interventions"]["stitching"],
         device=config["training"]["device"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/intervention_group.py"
 
 
 rule intervention_tables:

@@ -50,9 +50,11 @@ rule criticality:
         "../scripts/intervention_group.py"
 
 
-# the same job as criticality on the same models; intervention_group.py picks interventions.stitching_group by the
-# rule's name
-use rule criticality as stitching with:
+rule stitching:
+    input:
+        data="results/data/{dataset}.pt",
+        models=get_group_models,
+        trained=get_group_checks,
     output:
         f"results/interventions/stitching/{GROUP}.csv",
     log:
@@ -63,6 +65,14 @@ use rule criticality as stitching with:
         runs=get_group_runs,
         options=config["interventions"]["stitching"],
         device=config["training"]["device"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=2000,
+        gpu=TORCH_GPUS,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/intervention_group.py"
 
 
 rule intervention_tables:

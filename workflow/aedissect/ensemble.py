@@ -18,7 +18,7 @@ with ``vmap`` + ``functional_call``. Everything that makes a training a training
 
 So every member's final weights equal those of its own ``train`` run within float tolerance (the
 batched matrix products round differently), and each result has the layout ``train`` returns,
-ready for ``training.save_run``. Many small models then make one large batched product, which is
+ready for ``jobs.save_run``. Many small models then make one large batched product, which is
 what keeps a CPU's cores or a GPU busy, and one job pays the start-up cost once for all of them.
 ``train_members`` is the one entry point of every job that trains: it stacks what can be stacked
 (same shapes, same batch size and optimiser settings) and trains the rest one by one.

@@ -1,7 +1,7 @@
 """Run status: a run whose loss stops being finite is recorded as diverged, not raised out of its job.
 
 A training job holds every seed of a grid cell; if one diverged seed failed the job, Snakemake would delete
-the outputs of the seeds that trained fine. So ``train_runs`` writes a diverged run's outputs with
+the outputs of the seeds that trained fine. So ``jobs.train_runs`` writes a diverged run's outputs with
 ``status: diverged`` and its error, and a separate check per cell (``check_trained``, rule check_training)
 is what fails, naming the run. Everything that loads the cell's models waits for that check.
 """
@@ -20,7 +20,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def diverged_result(err: TrainingDiverged, in_dim: int) -> dict:
-    """What ``training.save_run`` records for a run that diverged: its error and the epochs before it, no weights."""
+    """What ``jobs.save_run`` records for a run that diverged: its error and the epochs before it, no weights."""
     return {"status": "diverged", "error": str(err), "history": err.history, "in_dim": in_dim}
 
 

@@ -41,7 +41,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(data):
-    """Trained AE and VAE runs with their payloads, as training.save_run would store them."""
+    """Trained AE and VAE runs with their payloads, as jobs.save_run would store them."""
     torch.use_deterministic_algorithms(True)
     out = {}
     for kind in ("ae", "vae"):

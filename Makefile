@@ -20,7 +20,7 @@ test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest tests
 
 bench: $(STAMP)
-	. $(VENV)/bin/activate && python -m aedissect.bench
+	. $(VENV)/bin/activate && python -m aedissect.nets.bench
 
 lint: $(STAMP)
 	. $(VENV)/bin/activate && ruff check . && snakemake --lint

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from aedissect import config, data, shapes
+from aedissect import config, shapes
 from aedissect.config import validate
 from aedissect.datasets import REGISTRY, SHAPES_FACTORS, data_options
+from aedissect.nets import data
 from conftest import REPO, SCHEMA, load_yaml
 
 OPTIONS = {
@@ -345,7 +346,7 @@ def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from aedissect import plotting
+    from aedissect.analysis import plotting
 
     rng = np.random.default_rng(0)
     frames = []

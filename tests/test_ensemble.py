@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from aedissect import config as study
-from aedissect import ensemble, io, jobs, status, training
-from aedissect.models import build_model, load_model
+from aedissect import io, status
+from aedissect.nets import ensemble, jobs, training
+from aedissect.nets.models import build_model, load_model
 from conftest import SCHEMA
 
 ATOL = 2e-5  # the batched products round differently from the single ones; a few epochs stay this close
@@ -239,7 +240,7 @@ def test_every_kind_of_member_equals_its_one_by_one_training(tiny_config, data, 
     """Seeds x freeze specs (the freeze sweep of a cell), layers re-initialised from trained weights (retraining
     one layer), stitches between two frozen networks, and members with a shorter budget: each stacked with others
     of its kind by ``train_members``, each equal to its own ``train``."""
-    from aedissect import interventions as iv
+    from aedissect.nets import interventions as iv
 
     cfg = make_config(tiny_config, kind, weight_decay=weight_decay)
     runs = cell_runs(cfg)[:2]

@@ -172,14 +172,18 @@ def script_imports(script: Path) -> set[str]:
     tree = ast.parse(script.read_text())
     modules = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "aedissect":
-            modules |= {f"aedissect.{alias.name}" for alias in node.names}
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aedissect"):
+            package = REPO / "workflow" / node.module.replace(".", "/")
+            named = {alias.name for alias in node.names if (package / f"{alias.name}.py").exists()}
+            modules |= {f"{node.module}.{name}" for name in named}
+            modules.add(node.module)
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module)
         elif isinstance(node, ast.Import):
             modules |= {alias.name for alias in node.names}
     if "importlib" in script.read_text():
-        modules |= {f"aedissect.{p.stem}" for p in (REPO / "workflow" / "aedissect").glob("plotting*.py")}
+        plotting = (REPO / "workflow" / "aedissect" / "analysis").glob("plotting*.py")
+        modules |= {f"aedissect.analysis.{p.stem}" for p in plotting}
     return modules
 
 
@@ -205,7 +209,27 @@ def test_every_script_imports_only_what_its_env_has():
         proc = import_without(env, modules)
         assert proc.returncode == 0, f"a script of envs/{env}.yaml: {proc.stderr[-1500:]}"
     # and the check can fail: the interventions module needs torch, which the analysis env lacks
-    assert import_without("analysis", {"aedissect.interventions"}).returncode != 0
+    assert import_without("analysis", {"aedissect.nets.interventions"}).returncode != 0
+
+
+def torch_free_modules() -> set[str]:
+    """Every module of the package outside ``aedissect.nets``: the core and the analysis side."""
+    root = REPO / "workflow"
+    paths = [p for p in (root / "aedissect").rglob("*.py") if "nets" not in p.relative_to(root / "aedissect").parts]
+    return {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for p in paths} - {
+        "aedissect.__main__"
+    }
+
+
+def test_the_package_outside_nets_imports_without_torch():
+    """The env line is the package line: only ``aedissect.nets`` may need torch (or torchvision)."""
+    modules = torch_free_modules()
+    assert {"aedissect.analysis.findings", "aedissect.analysis.truncation_tables", "aedissect.config"} <= modules
+    proc = import_blocking(["torch", "torchvision"], modules, "importable here")
+    assert proc.returncode == 0, f"a torch-free module needs torch: {proc.stderr[-1500:]}"
+    # and the check can fail: every torch-side module needs it
+    for module in ("aedissect.nets.models", "aedissect.nets.probes", "aedissect.nets.interventions"):
+        assert import_blocking(["torch"], {module}, "importable here").returncode != 0, module
 
 
 # what the workflow's own process must do without: the package's dependencies that Snakemake does not bring
@@ -217,16 +241,15 @@ def rule_file_imports() -> set[str]:
     modules = set()
     for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
         for module, names in re.findall(r"^\s*from (aedissect[\w.]*) import ([\w, ]+)", path.read_text(), re.M):
-            if module == "aedissect":
-                modules |= {f"aedissect.{name.split()[0]}" for name in names.split(",")}
-            else:
-                modules.add(module)
+            package = REPO / "workflow" / module.replace(".", "/")
+            named = {name.split()[0] for name in names.split(",")}
+            modules |= {f"{module}.{name}" for name in named if (package / f"{name}.py").exists()} | {module}
     return modules
 
 
 def test_the_rule_files_import_only_what_snakemake_brings():
     modules = rule_file_imports()
-    assert {"aedissect.config", "aedissect.io", "aedissect.freezing", "aedissect.paper_outline"} <= modules
+    assert {"aedissect.config", "aedissect.io", "aedissect.plans", "aedissect.analysis.paper_outline"} <= modules
     proc = import_blocking(NOT_SNAKEMAKES, modules, "what Snakemake brings")
     assert proc.returncode == 0, f"Snakemake's own process would need more than Snakemake: {proc.stderr[-1500:]}"
 

@@ -11,7 +11,9 @@ import torch
 import yaml
 
 import aedissect
-from aedissect import cli, config, jobs, slurm_resources, training, truncation
+from aedissect import cli, config, slurm_resources
+from aedissect.analysis import truncation_tables
+from aedissect.nets import jobs, probes, training
 from conftest import REPO, TINY_CONFIG, load_yaml
 
 FAST = {"probe_size": 100, "max_points": 100, "nonlinear_epochs": 2, "twonn_subsamples": 0}
@@ -20,7 +22,7 @@ FAST = {"probe_size": 100, "max_points": 100, "nonlinear_epochs": 2, "twonn_subs
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     """A model.pt as the train job writes it: digits, two epochs."""
-    from aedissect import data
+    from aedissect.nets import data
 
     study = config.validate(load_yaml(TINY_CONFIG))
     run = config.resolve_run(study, "digits", "ae", "sym", study["bottlenecks"][0], "relu", 0)
@@ -40,7 +42,7 @@ def test_profile_takes_a_model_or_its_file_and_leaves_the_global_rng_alone(digit
     assert torch.equal(torch.random.get_rng_state(), state)
     from_path = aedissect.profile(path, tensors["x_test"], tensors["y_test"], **FAST)
     pd.testing.assert_frame_equal(from_model, from_path)
-    assert list(from_model.columns) == truncation.PROFILE_COLUMNS
+    assert list(from_model.columns) == truncation_tables.PROFILE_COLUMNS
     assert sorted(from_model["cut"].unique()) == list(range(model.n_layers + 1))
     assert {"participation_ratio", "linear_r2", "nonlinear_r2", "label_accuracy"} <= set(from_model["metric"])
 
@@ -59,7 +61,7 @@ def test_profile_matches_the_truncate_job_on_the_same_split(digits_model):
     path, tensors = digits_model
     options = config.section("truncation", FAST)
     run = {"run_id": "m", "seed": 0}
-    expected, _ = truncation.profile_cell([run], [str(path)], tensors, options)
+    expected, _ = probes.profile_cell([run], [str(path)], tensors, options)
     got = aedissect.profile(
         path, tensors["x_test"], tensors["y_test"], x_fit=tensors["x_train"], y_fit=tensors["y_train"], name="m", **FAST
     )

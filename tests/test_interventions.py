@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from aedissect import config, ensemble, freezing, io, training
-from aedissect import interventions as iv
-from aedissect import models as aemodels
+from aedissect import config, io, plans
+from aedissect.analysis import intervention_tables
+from aedissect.nets import ensemble, training
+from aedissect.nets import interventions as iv
+from aedissect.nets import models as aemodels
 
 ConfigError, resolve_run, build_model = config.ConfigError, config.resolve_run, aemodels.build_model
 
@@ -128,31 +130,31 @@ def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
     run = make_run(arch=arch)
     model = build_model(run, 12)
     L, bc = model.n_layers, model.bottleneck_cut
-    specs = freezing.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
+    specs = plans.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
     # every spec that reaches the output layer leaves its bias free
     assert specs == (
         ["encoder", "decoder+bias"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}+bias" for k in range(1, L)]
     )
-    with_control = freezing.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
+    with_control = plans.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
     assert with_control == (
         ["encoder", "decoder+bias", "decoder"]
         + [f"prefix-{k}" for k in range(1, L)]
         + [spec for k in range(1, L) for spec in (f"suffix-{k}+bias", f"suffix-{k}")]
     )
     for spec in with_control:
-        layers, bias_frozen = freezing.frozen_set(run, spec)
+        layers, bias_frozen = plans.frozen_set(run, spec)
         assert list(layers) == model.frozen_layers(spec)
         assert bias_frozen == (f"layers.{L - 1}.0.bias" in model.frozen_parameters(spec))
-    assert freezing.frozen_set(run, "encoder") == freezing.frozen_set(run, f"prefix-{bc}")
-    assert freezing.frozen_set(run, "decoder+bias") == freezing.frozen_set(run, f"suffix-{L - bc}+bias")
-    assert freezing.frozen_set(run, "decoder+bias") != freezing.frozen_set(run, "decoder")
+    assert plans.frozen_set(run, "encoder") == plans.frozen_set(run, f"prefix-{bc}")
+    assert plans.frozen_set(run, "decoder+bias") == plans.frozen_set(run, f"suffix-{L - bc}+bias")
+    assert plans.frozen_set(run, "decoder+bias") != plans.frozen_set(run, "decoder")
     with pytest.raises(ConfigError, match="interventions.freeze.k.sym"):
         options = {"sides": ["prefix"], "k": {"sym": [4]}, "frozen_output_bias": True}
-        freezing.freeze_specs(make_run(arch="sym"), options)
+        plans.freeze_specs(make_run(arch="sym"), options)
 
 
 def test_freeze_runs_select_the_configured_cells():
-    runs = freezing.freeze_runs(STUDY, config.grid(STUDY))
+    runs = plans.freeze_runs(STUDY, config.grid(STUDY))
     assert runs and {(r["dataset"], r["bottleneck"]) for r in runs} == {("digits", 4)}
     assert len(runs) == 2 * 2 * 2  # kinds x architectures x seeds
 
@@ -189,7 +191,8 @@ def test_encoder_share_formula_on_a_constructed_table():
     for rid, (full, enc, dec, dec_bias) in {"a": (1.0, 4.0, 2.0, 1.5), "b": (0.5, 0.5, 1.5, 1.0)}.items():
         for spec, loss in (("none", full), ("encoder", enc), ("decoder", dec), ("decoder+bias", dec_bias)):
             rows.append({"run_id": rid, "freeze": spec, "test_loss": loss, "test_mse": 2 * loss, "dataset": "d"})
-    share = iv.encoder_share(pd.DataFrame(rows)).set_index(["run_id", "metric", "output_bias"])["value"]
+    share = intervention_tables.encoder_share(pd.DataFrame(rows))
+    share = share.set_index(["run_id", "metric", "output_bias"])["value"]
     assert share["a", "test_loss", "frozen"] == pytest.approx(3.0 / (3.0 + 1.0))
     assert share["a", "test_mse", "frozen"] == pytest.approx(6.0 / (6.0 + 2.0))
     assert share["a", "test_loss", "trained"] == pytest.approx(3.0 / (3.0 + 0.5))
@@ -298,14 +301,14 @@ def test_trained_stitch_moves_only_the_stitch(data, trained):
 
 def test_stitch_pairs():
     runs = [make_run(arch=arch, seed=seed) for arch in ("sym", "enc-heavy") for seed in (0, 1)]
-    pairs = iv.stitch_pairs(runs, ["seed", "arch"])
+    pairs = plans.stitch_pairs(runs, ["seed", "arch"])
     types = {(runs[i]["arch"], runs[i]["seed"], runs[j]["arch"], runs[j]["seed"]): t for i, j, t in pairs}
     assert types[("sym", 0, "sym", 0)] == "self"
     assert types[("sym", 0, "sym", 1)] == "seed"
     assert types[("sym", 0, "enc-heavy", 0)] == "arch"
     assert ("sym", 0, "enc-heavy", 1) not in types
     assert len(pairs) == 4 + 4 + 4  # self, other seed, other arch with the same seed
-    assert len(iv.stitch_pairs(runs, ["seed", "arch", "arch-seed"])) == 16
+    assert len(plans.stitch_pairs(runs, ["seed", "arch", "arch-seed"])) == 16
 
 
 def test_least_squares_stitch_of_a_model_to_itself_is_the_identity(trained, data):
@@ -363,7 +366,7 @@ def test_a_checkpoint_is_used_only_by_the_training_that_starts_from_the_same_wei
     assert iv.fit_stitch(a, b, run_b, data, options, DEVICE, tmp_path) == fresh  # restored, not retrained
     # the same stitch config from another A: the checkpoint is not this training's
     other = copy.deepcopy(b)
-    with caplog.at_level("WARNING", logger="aedissect.training"):
+    with caplog.at_level("WARNING", logger="aedissect.nets.training"):
         from_b = iv.fit_stitch(other, b, run_b, data, options, DEVICE, tmp_path)
     assert "unusable" in caplog.text
     assert from_b == iv.fit_stitch(other, b, run_b, data, options, DEVICE)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aedissect.models import MLPAutoencoder, build_model
+from aedissect.nets.models import MLPAutoencoder, build_model
 
 ARCHS = [([16, 8], [8, 16]), ([24, 16, 8], []), ([], [8, 16, 24]), ([], []), ([12], [])]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedissect import aggregate, findings, paper
+from aedissect.analysis import aggregate, findings, paper
+from aedissect.analysis.stats import mean_ci
 from aedissect.formatting import estimate, is_number_cell, number
-from aedissect.stats import mean_ci
 
 
 @pytest.mark.parametrize(

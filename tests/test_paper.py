@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedissect import findings, formatting, paper, paper_outline, style
+from aedissect import formatting
+from aedissect.analysis import findings, paper, paper_outline, style
+from aedissect.analysis.stats import mean_ci
 from aedissect.config import validate
-from aedissect.stats import mean_ci
 from conftest import REPO, SCHEMA, load_yaml, snakemake
 
 matplotlib.use("Agg")
@@ -61,10 +62,10 @@ def test_compression_offsets_are_relative_to_the_bottleneck_and_ignore_input_and
     assert len(out) == 6
 
 
-def test_encoder_share_matches_the_interventions_computation_and_is_symmetric():
-    from aedissect.interventions import DECODER_SPECS, encoder_share
+def test_findings_take_the_encoder_share_from_its_table_and_it_is_symmetric():
+    from aedissect.analysis.intervention_tables import DECODER_SPECS, encoder_share
 
-    assert sorted(findings.SHARE_DECODER_SPECS.values()) == sorted(DECODER_SPECS.values())
+    assert set(findings.SHARE_QUANTITIES) == set(DECODER_SPECS)
     rng = np.random.default_rng(0)
     rows = []
     for i in range(6):
@@ -74,27 +75,34 @@ def test_encoder_share_matches_the_interventions_computation_and_is_symmetric():
         for spec, loss in losses.items():
             rows.append({"run_id": f"r{i}", "freeze": spec, "test_loss": loss, "test_mse": loss / 2})
     wide = pd.DataFrame(rows)
-    ours = findings.encoder_shares(findings.freeze_losses(wide)).set_index(["quantity", "run_id"])["value"]
-    theirs = encoder_share(wide)
-    theirs = theirs[theirs["metric"] == "test_loss"].set_index(["output_bias", "run_id"])["value"]
-    for quantity, spec in findings.SHARE_DECODER_SPECS.items():
-        bias = next(b for b, s in DECODER_SPECS.items() if s == spec)
-        np.testing.assert_allclose(ours[quantity].sort_index(), theirs[bias].sort_index(), rtol=1e-12)
+    ours = findings.encoder_shares(encoder_share(wide)).set_index(["quantity", "run_id"])["value"]
+    # computed independently from the losses: (L_enc - L) / ((L_enc - L) + (L_dec - L))
+    loss = wide.pivot(index="run_id", columns="freeze", values="test_loss")
+    for quantity, spec in (("encoder_share", "decoder+bias"), ("encoder_share_frozen_output_bias", "decoder")):
+        enc, dec = loss["encoder"] - loss["none"], loss[spec] - loss["none"]
+        np.testing.assert_allclose(ours[quantity].sort_index(), (enc / (enc + dec)).sort_index(), rtol=1e-12)
     assert ((ours > 0) & (ours < 1)).all()
     # the share is the complement of the one with the sides' losses swapped
     share = ours["encoder_share"].sort_index()
     swapped = wide.replace({"freeze": {"encoder": "decoder+bias", "decoder+bias": "encoder"}})
-    mirror = findings.encoder_shares(findings.freeze_losses(swapped)).set_index(["quantity", "run_id"])["value"]
+    mirror = findings.encoder_shares(encoder_share(swapped)).set_index(["quantity", "run_id"])["value"]
     np.testing.assert_allclose(mirror["encoder_share"].sort_index(), 1 - share, rtol=1e-12)
 
 
-def test_encoder_share_falls_back_to_the_normal_run_and_is_nan_without_a_loss_increase():
+def test_encoder_share_is_nan_without_a_loss_increase():
+    from aedissect.analysis.intervention_tables import encoder_share
+
     wide = pd.DataFrame(
-        {"run_id": ["r", "r", "q", "q"], "freeze": ["encoder", "decoder+bias"] * 2, "test_loss": [3, 2, 1, 1]}
+        {
+            "run_id": ["r"] * 3 + ["q"] * 3 + ["p"] * 3,
+            "freeze": ["none", "encoder", "decoder+bias"] * 3,
+            "test_loss": [1, 3, 2, 1, 1, 1, 1, 0.5, 0.9],
+            "test_mse": [1, 3, 2, 1, 1, 1, 1, 0.5, 0.9],
+        }
     )
-    out = findings.encoder_shares(wide, full_loss=pd.Series({"r": 1.0, "q": 1.0})).set_index("run_id")["value"]
+    out = findings.encoder_shares(encoder_share(wide)).set_index("run_id")["value"]
     assert out["r"] == pytest.approx(2 / 3)
-    assert np.isnan(out["q"])
+    assert np.isnan(out["q"]) and np.isnan(out["p"])  # no cost at all; freezing helps in total
 
 
 def test_stitch_penalty_uses_other_seeds_of_the_same_architecture_only():

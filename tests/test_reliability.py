@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from aedissect import config, io, training
-from aedissect.models import load_model
+from aedissect import config, io
+from aedissect.nets import training
+from aedissect.nets.models import load_model
 from conftest import REPO, SNAKEMAKE, load_yaml, planned_jobs, snakemake
 
 KILL_CONFIG = REPO / "tests" / "kill_config.yaml"
@@ -77,7 +78,7 @@ def test_killed_pipeline_resumes_bitwise_and_a_second_instance_is_refused(tmp_pa
     # the same run, uninterrupted, in this process
     study = config.validate(load_yaml(KILL_CONFIG), REPO / "workflow/schemas/config.schema.yaml")
     run = config.grid(study)[0]
-    from aedissect.data import load
+    from aedissect.nets.data import load
 
     reference = training.train(run, load(workdir / "results/data/factors.pt"), training.setup_torch(1, "cpu"))
     resumed, _ = load_model(workdir / RUN_DIR / "s0/model.pt")

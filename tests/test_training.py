@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from aedissect import config, training
-from aedissect.models import build_model
+from aedissect import config
+from aedissect.nets import training
+from aedissect.nets.models import build_model
 
 STUDY = {
     "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},
@@ -142,7 +143,7 @@ def test_unusable_checkpoint_starts_over(damage, data, device, tmp_path, caplog)
         training.save_resume(
             resume, config.config_hash(other), 2, model, torch.optim.Adam(model.parameters()), torch.Generator(), [], {}
         )
-    with caplog.at_level(logging.WARNING, logger="aedissect.training"):
+    with caplog.at_level(logging.WARNING, logger="aedissect.nets.training"):
         result = training.train(run, data, device, resume)
     assert "unusable" in caplog.text and "starting over" in caplog.text
     clean = training.train(run, data, device)
@@ -206,10 +207,10 @@ def test_vae_sample_and_rate_match_the_textbook_formulas_and_their_gradients():
 
 @pytest.mark.parametrize("ensemble", [False, True])
 def test_every_epoch_is_logged_and_appended_to_the_progress_file(ensemble, data, device, tmp_path, caplog):
-    from aedissect.ensemble import train_members
+    from aedissect.nets.ensemble import train_members
 
     runs = [make_run(seed=0, epochs=3), make_run(seed=1, epochs=3)]
-    with caplog.at_level(logging.INFO, logger="aedissect.training"):
+    with caplog.at_level(logging.INFO, logger="aedissect.nets.training"):
         train_members(runs, data, device, ["s0", "s1"], ensemble=ensemble, state_dir=tmp_path)
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
     trainings = 1 if ensemble else 2
@@ -246,6 +247,6 @@ def test_a_resumed_training_reports_only_the_epochs_it_runs(data, device, tmp_pa
     run = make_run(epochs=4)
     path = tmp_path / "run.pt"
     training.train(run, data, device, resume_path=path)
-    with caplog.at_level(logging.INFO, logger="aedissect.training"):
+    with caplog.at_level(logging.INFO, logger="aedissect.nets.training"):
         training.train(run, data, device, resume_path=path)
     assert not [r for r in caplog.records if " epoch " in r.getMessage() and "/4:" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""aedissect.truncation: activations from one pass, the per-run layer profile, probes, CKA matrices, loci."""
+"""aedissect.nets.probes: activations from one pass, the per-run layer profile, probes, CKA matrices, loci."""
 
 import ast
 import copy
@@ -12,8 +12,10 @@ import torch
 import yaml
 
 from aedissect import config as study
-from aedissect import metrics, truncation
-from aedissect.models import build_model
+from aedissect import metrics
+from aedissect.analysis import truncation_tables
+from aedissect.nets import probes
+from aedissect.nets.models import build_model
 from conftest import REPO
 
 OPTIONS = {
@@ -74,7 +76,7 @@ def test_cut_activations_are_the_prefixes_in_float64():
     run = study.resolve_run(copy.deepcopy(STUDY), "digits", "vae", "sym", 3, "relu", 0)
     model = build_model(run, 10)
     x = torch.rand(7, 10)
-    acts = truncation.cut_activations(model, x)
+    acts = probes.cut_activations(model, x)
     assert len(acts) == model.n_layers + 1
     for k, h in enumerate(acts):
         assert h.dtype == np.float64
@@ -86,10 +88,10 @@ def test_cut_activations_are_the_prefixes_in_float64():
 def test_profile_cell_properties(tmp_path, kind):
     runs, paths = saved_cell(tmp_path, kind=kind)
     data = fake_data(labels=True)
-    profiles, cka = truncation.profile_cell(runs, paths, data, OPTIONS)
+    profiles, cka = probes.profile_cell(runs, paths, data, OPTIONS)
     assert set(profiles) == {run["run_id"] for run in runs}
     prof = profiles[runs[0]["run_id"]]
-    assert list(prof.columns) == truncation.PROFILE_COLUMNS
+    assert list(prof.columns) == truncation_tables.PROFILE_COLUMNS
     model = build_model(runs[0], 10)
     L = model.n_layers
     cuts = prof.drop_duplicates("cut").set_index("cut")
@@ -115,7 +117,7 @@ def test_profile_cell_properties(tmp_path, kind):
 
 def test_profile_cell_factor_probes(tmp_path):
     runs, paths = saved_cell(tmp_path, arch="dec")
-    profiles, _ = truncation.profile_cell(runs, paths, fake_data(labels=False), OPTIONS)
+    profiles, _ = probes.profile_cell(runs, paths, fake_data(labels=False), OPTIONS)
     metrics_present = set(profiles[runs[0]["run_id"]]["metric"])
     assert {"factor_r2_linear", "factor_r2_nonlinear", "factor0_r2_linear", "factor1_r2_nonlinear"} <= metrics_present
     assert "label_accuracy" not in metrics_present
@@ -124,8 +126,8 @@ def test_profile_cell_factor_probes(tmp_path):
 def test_profile_cell_is_reproducible(tmp_path):
     runs, paths = saved_cell(tmp_path)
     data = fake_data(labels=True)
-    a, _ = truncation.profile_cell(runs, paths, data, OPTIONS)
-    b, _ = truncation.profile_cell(runs, paths, data, OPTIONS)
+    a, _ = probes.profile_cell(runs, paths, data, OPTIONS)
+    b, _ = probes.profile_cell(runs, paths, data, OPTIONS)
     for rid in a:
         pd.testing.assert_frame_equal(a[rid], b[rid])
 
@@ -137,7 +139,7 @@ def test_mlp_probe_informative_input_beats_noise_in_one_padded_ensemble():
     noise = r.normal(size=(600, 6))  # wider: the 2-D input is zero-padded to 6 features
     fit, test = slice(0, 400), slice(400, 600)
     options = OPTIONS | {"nonlinear_epochs": 60, "nonlinear_batch_size": 100, "nonlinear_lr": 0.02}
-    mse, r2 = truncation.mlp_probe([z[fit], noise[fit]], [z[test], noise[test]], y[fit], y[test], options)
+    mse, r2 = probes.mlp_probe([z[fit], noise[fit]], [z[test], noise[test]], y[fit], y[test], options)
     assert r2.shape == (2, 2) and mse.shape == (2,)
     assert r2[0].min() > 0.8  # a nonlinear function of the input is recovered
     assert r2[1].max() < 0.1  # noise holds nothing
@@ -153,7 +155,7 @@ def profile_frame(run_id, values_by_metric, bottleneck_cut):
         for cut, value in enumerate(values):
             side = "bottleneck" if cut == bottleneck_cut else ("encoder" if cut < bottleneck_cut else "decoder")
             rows.append((run_id, cut, f"c{cut}", side, cut / L, metric, value))
-    return pd.DataFrame(rows, columns=truncation.PROFILE_COLUMNS)
+    return pd.DataFrame(rows, columns=truncation_tables.PROFILE_COLUMNS)
 
 
 def test_encoding_locus_offsets_signs_ties_and_bottleneck_exclusion():
@@ -179,7 +181,7 @@ def test_encoding_locus_offsets_signs_ties_and_bottleneck_exclusion():
             ),
         ]
     )
-    locus = truncation.encoding_locus(prof).set_index(["run_id", "locus"])
+    locus = truncation_tables.encoding_locus(prof).set_index(["run_id", "locus"])
     assert locus.loc[("a", "twonn_min"), "offset"] == -1
     assert locus.loc[("a", "pr_min"), "offset"] == 1
     assert locus.loc[("a", "cka_bottleneck_max"), "cut"] == 2
@@ -202,9 +204,9 @@ def test_tables_join_config_and_summarise_over_seeds(tmp_path):
         )
         paths.append(str(p))
     cka_path = tmp_path / "cka.csv"
-    cka = pd.DataFrame([(0, 1, 0, 0, "c0", "c0", 1.0, 1.0)], columns=truncation.CKA_COLUMNS)
+    cka = pd.DataFrame([(0, 1, 0, 0, "c0", "c0", 1.0, 1.0)], columns=probes.CKA_COLUMNS)
     cka.assign(cell=runs[0]["run_id"].rsplit("/", 1)[0]).to_csv(cka_path, index=False)
-    tables = truncation.tables(runs, paths, [str(cka_path)])
+    tables = truncation_tables.tables(runs, paths, [str(cka_path)])
     assert {"family", "bottleneck", "seed", "config_hash"} <= set(tables["profiles"].columns)
     summary = tables["summary"]
     row = summary[(summary["metric"] == "twonn") & (summary["cut"] == 1)].iloc[0]
@@ -214,23 +216,23 @@ def test_tables_join_config_and_summarise_over_seeds(tmp_path):
 
 
 def test_the_workflow_draws_every_part_of_the_layer_profile():
-    from aedissect import plotting_truncation
+    from aedissect.analysis import plotting_truncation
 
     declared = re.search(r"^LAYER_PROFILE_PARTS = (\[.*\])$", (REPO / "workflow/rules/common.smk").read_text(), re.M)
     assert ast.literal_eval(declared.group(1)) == list(plotting_truncation.PROFILE_PARTS)
 
 
 def test_figures_draw_from_the_tables(tmp_path):
-    from aedissect import plotting_truncation, style
+    from aedissect.analysis import plotting_truncation, style
 
     runs, paths = saved_cell(tmp_path)
-    profiles, cka = truncation.profile_cell(runs, paths, fake_data(labels=True), OPTIONS)
+    profiles, cka = probes.profile_cell(runs, paths, fake_data(labels=True), OPTIONS)
     profile_paths = []
     for i, (_, frame) in enumerate(profiles.items()):
         profile_paths.append(str(tmp_path / f"p{i}.csv"))
         frame.to_csv(profile_paths[-1], index=False)
     cka.assign(cell=runs[0]["run_id"].rsplit("/", 1)[0]).to_csv(tmp_path / "cka.csv", index=False)
-    tables = truncation.tables(runs, profile_paths, [str(tmp_path / "cka.csv")])
+    tables = truncation_tables.tables(runs, profile_paths, [str(tmp_path / "cka.csv")])
     for fig in (
         *(
             plotting_truncation.layer_profile(tables["profiles"], "digits", part)
@@ -252,13 +254,13 @@ def test_label_probe_of_a_profile_agrees_with_a_reference_fit(tmp_path):
     # labels a linear probe can read from the input: labels misaligned with their samples would fall to chance
     data["y_train"], data["y_test"] = data["x_train"][:, :3].argmax(1), data["x_test"][:, :3].argmax(1)
     options = OPTIONS | {"probe_max_iter": 500}
-    profiles, _ = truncation.profile_cell(runs[:1], paths[:1], data, options)
+    profiles, _ = probes.profile_cell(runs[:1], paths[:1], data, options)
     wide = profiles[runs[0]["run_id"]].pivot(index="cut", columns="metric", values="value")
-    probe, test = truncation.split_indices(200, 100, options)
+    probe, test = probes.split_indices(200, 100, options)
     y_fit, y_test = data["y_train"][probe].numpy(), data["y_test"][test].numpy()
     model = build_model(runs[0], 10)  # the weights saved_cell stored
-    fits = truncation.cut_activations(model, data["x_train"][probe])
-    tests = truncation.cut_activations(model, data["x_test"][test])
+    fits = probes.cut_activations(model, data["x_train"][probe])
+    tests = probes.cut_activations(model, data["x_test"][test])
     for cut, (h_fit, h_test) in enumerate(zip(fits, tests, strict=True)):
         mean, scale = h_fit.mean(0), np.sqrt(h_fit.var(0).mean())  # centred, one scale for all units
         reference = LogisticRegression(C=options["probe_C"], max_iter=2000).fit((h_fit - mean) / scale, y_fit)

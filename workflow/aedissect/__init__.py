@@ -3,7 +3,7 @@
 ``profile`` and ``load_model`` are imported on first use, so that importing the package (the workflow does,
 to read its config) needs neither torch nor pandas."""
 
-LAZY = {"profile": "aedissect.api", "load_model": "aedissect.models"}
+LAZY = {"profile": "aedissect.nets.api", "load_model": "aedissect.nets.models"}
 
 
 def __getattr__(name: str):

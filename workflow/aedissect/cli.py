@@ -86,8 +86,9 @@ def option_values(pairs: list[str]) -> dict:
 
 
 def profile(args) -> int:
-    from aedissect import api, data, io
-    from aedissect.models import load_model
+    from aedissect import io
+    from aedissect.nets import api, data
+    from aedissect.nets.models import load_model
 
     try:
         model, payload = load_model(args.model)

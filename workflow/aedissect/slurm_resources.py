@@ -22,7 +22,7 @@ import math
 import sys
 from collections import defaultdict
 
-from aedissect import config, freezing, interventions
+from aedissect import config, plans
 
 MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation between epochs
 MINIMUM = 10  # minutes; below this the per-job start-up dominates
@@ -43,16 +43,16 @@ def model_epochs(study: dict) -> dict[str, int]:
     work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for run in runs:
         work["train"][_cell(run)] += run["training"]["epochs"]
-        work["criticality"][_group(run)] += freezing.n_layers(run) * options["criticality"]["retrain_epochs"]
-    for run in freezing.freeze_runs(study, runs):
-        variants = {freezing.frozen_set(run, s) for s in freezing.freeze_specs(run, options["freeze"])}
+        work["criticality"][_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
+    for run in plans.freeze_runs(study, runs):
+        variants = {plans.frozen_set(run, s) for s in plans.freeze_specs(run, options["freeze"])}
         work["freeze"][_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)
     for run in runs:
         groups[_group(run)].append(run)
     for group, members in groups.items():
-        pairs = interventions.stitch_pairs(members, stitching["pair_types"])
+        pairs = plans.stitch_pairs(members, stitching["pair_types"])
         fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
         work["stitching"][group] = fitted * stitching["epochs"]
     return {rule: max(jobs.values(), default=0) for rule, jobs in work.items()}

@@ -119,7 +119,7 @@ def get_final_outputs(wildcards):
 
 
 # ---- the paper (workflow/rules/paper.smk) ----
-from aedissect import paper_outline  # noqa: E402
+from aedissect.analysis import paper_outline  # noqa: E402
 
 PAPER_FRONT_PAGE = "results/paper/report_front_page.rst"
 
@@ -149,13 +149,13 @@ def get_paper_outputs(wildcards):
 
 
 # ---- interventions (workflow/rules/interventions.smk) ----
-from aedissect import freezing  # noqa: E402
+from aedissect import plans  # noqa: E402
 
 GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
 GROUPS = list(dict.fromkeys(f"{r['dataset']}/{r['kind']}/z{r['bottleneck']}/{r['activation']}" for r in RUNS))
 try:
-    FREEZE_RUNS = freezing.freeze_runs(config, RUNS)
-    FREEZE_SPECS = {r["run_id"]: freezing.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
+    FREEZE_RUNS = plans.freeze_runs(config, RUNS)
+    FREEZE_SPECS = {r["run_id"]: plans.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
 FREEZE_CELLS = list(dict.fromkeys(r["run_id"].rsplit("/", 1)[0] for r in FREEZE_RUNS))

@@ -96,7 +96,7 @@ rule intervention_tables:
         runs=get_all_runs,
         freeze_runs=get_freeze_runs,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/intervention_tables.py"
 

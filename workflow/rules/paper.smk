@@ -1,5 +1,5 @@
 # The paper: `snakemake --cores N paper` builds results/paper/ from the result tables only.
-# Figures are numbered in paper order (workflow/aedissect/paper_outline.py); each is drawn from one table,
+# Figures are numbered in paper order (workflow/aedissect/analysis/paper_outline.py); each is drawn from one table,
 # a copy of which is written beside it. Figure rules depend on the table and the figure settings only,
 # so changing a figure setting redraws figures and reruns nothing upstream.
 # Include this file after every rule file whose tables it reads (a figure whose producer rule is

@@ -8,7 +8,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from pathlib import Path
 
-from aedissect import interventions, training
+from aedissect.nets import interventions, training
 
 runs = snakemake.params.runs
 interventions.train_freeze_cell(

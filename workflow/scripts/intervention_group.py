@@ -8,7 +8,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-from aedissect import interventions, training
+from aedissect.nets import interventions, training
 
 getattr(interventions, f"{snakemake.rule}_group")(
     snakemake.params.runs,

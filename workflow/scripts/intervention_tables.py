@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from aedissect import interventions as iv
 from aedissect import io
+from aedissect.analysis import intervention_tables as iv
 
 inp, out = snakemake.input, snakemake.output
 freeze = iv.freeze_table(snakemake.params.freeze_runs, list(inp.freeze), list(inp.normal_metrics))

@@ -9,11 +9,12 @@ import shutil
 
 import pandas as pd
 
-from aedissect import io, style
+from aedissect import io
+from aedissect.analysis import style
 
 spec = snakemake.params.figure
 table = pd.read_csv(snakemake.input.table)
-draw = getattr(importlib.import_module(f"aedissect.{spec['module']}"), spec["function"])
+draw = getattr(importlib.import_module(f"aedissect.analysis.{spec['module']}"), spec["function"])
 fig = draw(table, **spec["kwargs"])
 style.save(fig, snakemake.output.pdf, snakemake.output.png, dpi=snakemake.params.dpi)
 with io.atomic_path(snakemake.output.csv) as tmp:

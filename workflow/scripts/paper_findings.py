@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from aedissect import findings, io, paper
+from aedissect import io
+from aedissect.analysis import findings, paper
 
 opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
 runs = pd.read_csv(inputs["runs"])
 metrics = pd.read_csv(inputs["train_metrics"])
-full_loss = metrics.set_index("run_id")["test_loss"]
 
 parts = [metrics[["run_id"]].assign(quantity="test_mse", value=metrics["test_mse"])]
 if "layer_profiles" in inputs:
     parts.append(findings.compression_offsets(pd.read_csv(inputs["layer_profiles"]), opts["completion_tolerance"]))
-if "freeze" in inputs:
-    parts.append(findings.encoder_shares(findings.freeze_losses(pd.read_csv(inputs["freeze"])), full_loss))
+if "encoder_share" in inputs:
+    parts.append(findings.encoder_shares(pd.read_csv(inputs["encoder_share"])))
 critical = {}
 if "layer_criticality" in inputs:
     crit = findings.criticality_rows(pd.read_csv(inputs["layer_criticality"]))

@@ -6,7 +6,8 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from aedissect import io, paper
+from aedissect import io
+from aedissect.analysis import paper
 
 name = snakemake.params.table
 table = getattr(paper, snakemake.params.builder)(pd.read_csv(snakemake.input.table))

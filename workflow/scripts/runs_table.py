@@ -4,6 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from aedissect import aggregate, io
+from aedissect import io
+from aedissect.analysis import aggregate
 
 io.write_csv(aggregate.runs_table(snakemake.params.runs), snakemake.output[0])

@@ -8,7 +8,8 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from pathlib import Path
 
-from aedissect import io, jobs
+from aedissect import io
+from aedissect.nets import jobs
 
 jobs.train_runs(
     snakemake.params.runs,

@@ -4,7 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from aedissect import aggregate, io
+from aedissect import io
+from aedissect.analysis import aggregate
 
 runs = snakemake.params.runs
 first_runs = [run for run in runs if run["seed"] == runs[0]["seed"]]

@@ -8,10 +8,10 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from threadpoolctl import threadpool_limits
 
-from aedissect import truncation
+from aedissect.nets import probes
 
 with threadpool_limits(limits=snakemake.threads):  # numpy/BLAS may not use more cores than the job holds
-    truncation.truncate_cell(
+    probes.truncate_cell(
         snakemake.params.runs,
         model_paths=list(snakemake.input.models),
         data_path=snakemake.input.data,

@@ -4,8 +4,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from aedissect import io, truncation
+from aedissect import io
+from aedissect.analysis import truncation_tables
 
-tables = truncation.tables(snakemake.params.runs, snakemake.input.profiles, snakemake.input.cka)
+tables = truncation_tables.tables(snakemake.params.runs, snakemake.input.profiles, snakemake.input.cka)
 for name, table in tables.items():
     io.write_csv(table, snakemake.output[name])

@@ -48,9 +48,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
 from aedissect.formatting import estimate
-from aedissect.stats import mean_ci
 
 GROUP = ["dataset", "kind", "family"]
 CELL = ["dataset", "kind", "family", "arch", "bottleneck"]
@@ -119,17 +119,6 @@ def compression_offsets(profiles: pd.DataFrame, tolerance: float = DEFAULT_TOLER
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
-def freeze_losses(freeze: pd.DataFrame, metric: str = "test_loss") -> pd.DataFrame:
-    """freeze.csv (long: ``run_id, freeze, metric, value``) -> ``run_id, freeze, test_loss`` rows.
-
-    ``test_loss`` is each run's own objective (MSE for the AE, -ELBO for the VAE), the loss the share is about.
-    """
-    if "metric" not in freeze.columns:
-        return freeze
-    rows = freeze[freeze["metric"] == metric]
-    return rows[["run_id", "freeze"]].assign(test_loss=rows["value"].to_numpy())
-
-
 def criticality_rows(table: pd.DataFrame, intervention: str = "reinit") -> pd.DataFrame:
     """layer_criticality.csv -> ``run_id, layer, side, critical`` for one intervention (layer = its name)."""
     rows = table[table["intervention"] == intervention]
@@ -151,31 +140,24 @@ def stitch_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run_id_a": a, "run_id_b": b, "penalty": rows["penalty"]})
 
 
-# quantity -> the freeze spec of its frozen decoder (the grammar of freezing.frozen_layer_set; this module stays
-# torch-free, tests/test_paper.py checks it against interventions.DECODER_SPECS)
-SHARE_DECODER_SPECS = {"encoder_share": "decoder+bias", "encoder_share_frozen_output_bias": "decoder"}
+# quantity of findings.md -> the ``output_bias`` of the frozen decoder in encoder_share.csv
+SHARE_QUANTITIES = {"trained": "encoder_share", "frozen": "encoder_share_frozen_output_bias"}
 
 
-def encoder_shares(freeze: pd.DataFrame, full_loss: pd.Series | None = None) -> pd.DataFrame:
-    """The encoder shares of the work per base run (``SHARE_DECODER_SPECS``) from ``run_id, freeze, test_loss``.
+def encoder_shares(share: pd.DataFrame, metric: str = "test_loss") -> pd.DataFrame:
+    """encoder_share.csv -> ``run_id, quantity, value``: the shares of the run's own objective (``metric``).
 
-    The unfrozen loss is the ``freeze == "none"`` row when present, else ``full_loss[run_id]``. A share whose
-    frozen-decoder spec was not trained is left out; one whose frozen losses do not both exceed the full loss is
-    NaN (the share is then undefined).
+    ``test_loss`` is each run's own objective (MSE for the AE, -ELBO for the VAE), the loss the share is about; the
+    share itself is computed in one place, ``intervention_tables.encoder_share``.
     """
-    rows = []
-    for run_id, run in freeze.groupby("run_id", sort=False):
-        loss = run.groupby("freeze")["test_loss"].mean()
-        full = loss.get("none", np.nan)
-        if not np.isfinite(full) and full_loss is not None:
-            full = full_loss.get(run_id, np.nan)
-        for quantity, decoder_spec in SHARE_DECODER_SPECS.items():
-            if decoder_spec not in loss:
-                continue
-            enc, dec = loss.get("encoder", np.nan) - full, loss[decoder_spec] - full
-            share = enc / (enc + dec) if np.isfinite(enc + dec) and enc + dec > 0 else np.nan
-            rows.append({"run_id": run_id, "quantity": quantity, "value": share})
-    return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
+    rows = share[(share["metric"] == metric) & share["output_bias"].isin(list(SHARE_QUANTITIES))]
+    return pd.DataFrame(
+        {
+            "run_id": rows["run_id"].to_numpy(),
+            "quantity": rows["output_bias"].map(SHARE_QUANTITIES).to_numpy(),
+            "value": rows["value"].to_numpy(),
+        }
+    )
 
 
 def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
@@ -356,7 +338,7 @@ def verdicts(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> pd.Da
 
 
 RULES_TEXT = """\
-Verdict rules (workflow/aedissect/findings.py), per data set x model kind x architecture family, N = models
+Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model kind x architecture family, N = models
 (architectures x bottlenecks x seeds) of the group:
 
 - R1 compression: k = models whose TwoNN dimension comes within {tol:.0%} of its minimum over the hidden cuts at

@@ -1,6 +1,6 @@
 """The library's front door: profile any trained ``MLPAutoencoder`` without a study config.
 
-``profile`` runs the truncation analysis of the workflow's ``truncate`` rule (``truncation.profile_cell``)
+``profile`` runs the truncation analysis of the workflow's ``truncate`` rule (``probes.profile_cell``)
 on one model, with the ``truncation:`` defaults of the config schema, so that its numbers are those of a
 ``layer_profile.csv`` computed on the same data with the same options.
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aedissect import config, truncation
-from aedissect.models import MLPAutoencoder, as_model, load_model
+from aedissect import config
+from aedissect.nets import probes
+from aedissect.nets.models import MLPAutoencoder, as_model, load_model
 
 __all__ = ["load_model", "profile"]
 # the selection of grid cells and the job's threads mean nothing for one model
@@ -34,7 +35,7 @@ def profile(
     device: str = "cpu",
     **options,
 ) -> pd.DataFrame:
-    """The layer profile of a trained model: one row per cut and metric (``truncation.PROFILE_COLUMNS``).
+    """The layer profile of a trained model: one row per cut and metric (``truncation_tables.PROFILE_COLUMNS``).
 
     ``model``: an ``MLPAutoencoder`` or the path of a ``model.pt`` written by the pipeline. ``x``: inputs (one
     flattened row per sample, as the model was trained on) to measure the cuts on; ``y``: their integer labels
@@ -51,7 +52,7 @@ def profile(
     data = _split(x, y, factors, x_fit, y_fit, factors_fit, options["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["seed"])  # as the truncate job does
-        profiles, _ = truncation.profile_cell(
+        profiles, _ = probes.profile_cell(
             [{"run_id": name, "seed": 0}], [model], data, options | {"device": device}
         )
     return profiles[name]

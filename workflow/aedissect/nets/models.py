@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aedissect.freezing import OUTPUT_BIAS_SUFFIX, frozen_layer_set
+from aedissect.plans import OUTPUT_BIAS_SUFFIX, frozen_layer_set
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
 

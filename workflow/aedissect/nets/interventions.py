@@ -22,23 +22,17 @@ import torch
 from torch import nn
 
 from aedissect import io
-from aedissect.config import config_columns
-from aedissect.ensemble import train_members
-from aedissect.freezing import OUTPUT_BIAS_SUFFIX, bottleneck_cut, frozen_set, n_layers
-from aedissect.models import MLPAutoencoder, build_model, load_model
-from aedissect.stats import summarize
+from aedissect.nets.ensemble import train_members
+from aedissect.nets.models import MLPAutoencoder, build_model, load_model
+from aedissect.nets.training import evaluate, remove_state, setup_torch
+from aedissect.plans import frozen_set, output_bias, stitch_pairs
 from aedissect.status import TrainingDiverged
-from aedissect.training import evaluate, remove_state, setup_torch
 
-log = logging.getLogger("aedissect.interventions")
+log = logging.getLogger("aedissect.nets.interventions")
 METRICS = ["test_loss", "test_mse"]
 
 
 # ---------------------------------------------------------------- 1. freezing at initialisation
-
-
-def output_bias(frozen: bool) -> str:
-    return "frozen" if frozen else "trained"
 
 
 def freeze_variant(run: dict, spec: str) -> dict:
@@ -61,7 +55,7 @@ def train_freeze_cell(
     bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``. Each variant keeps
     its resume checkpoint in ``state_dir`` (``training.state_dir``) until the whole cell is written.
     """
-    from aedissect.data import load
+    from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
@@ -97,84 +91,6 @@ def succeeded(results: list[dict]) -> list[dict]:
     if failed:
         raise TrainingDiverged(f"{len(failed)} of {len(results)} trainings diverged: " + "; ".join(failed))
     return results
-
-
-def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
-    """One row per run and freeze spec with its test metrics; the normal run is spec ``none`` (k = 0)."""
-    by_id = {run["run_id"]: run for run in runs}
-    rows = []
-    for path in normal_metric_paths:
-        metrics = io.read_json(path)
-        if metrics["run_id"] in by_id:
-            rows.append(metrics | {"freeze": "none", "frozen_layers": [], "output_bias": output_bias(False)})
-    for folder in freeze_dirs:
-        rows += [io.read_json(p) for p in sorted(Path(folder).glob("s*/*/train_metrics.json"))]
-    records = []
-    for m in rows:
-        run = by_id[m["run_id"]]
-        spec = m["freeze"]
-        name = spec.removesuffix(OUTPUT_BIAS_SUFFIX)
-        side, k = (name.rsplit("-", 1)[0], int(name.rsplit("-", 1)[1])) if "-" in name else (name, float("nan"))
-        frozen = list(m["frozen_layers"])
-        base = config_columns(run) | {
-            "freeze": spec,
-            "side": side,
-            "k": 0 if spec == "none" else k,
-            "n_frozen": len(frozen),
-            "output_bias": m["output_bias"],
-            "n_layers": n_layers(run),
-            "bottleneck_cut": bottleneck_cut(run),
-            "encoder_frozen": spec == "encoder",
-        }
-        records.append(base | {metric: m[metric] for metric in METRICS} | {"same_as": m.get("same_as", "")})
-    return pd.DataFrame(records).sort_values(["run_id", "side", "k"], ignore_index=True)
-
-
-# the frozen-decoder spec of each encoder share: output layer's bias left to train (the share the verdict uses),
-# or frozen with the rest (the textbook freeze, trained with freeze.frozen_output_bias as its control)
-DECODER_SPECS = {"trained": "decoder" + OUTPUT_BIAS_SUFFIX, "frozen": "decoder"}
-
-
-def encoder_share(freeze: pd.DataFrame) -> pd.DataFrame:
-    """share_enc = (L_enc - L_full) / ((L_enc - L_full) + (L_dec - L_full)) per run, metric and ``output_bias``.
-
-    L_enc: the loss with the encoder frozen at init, L_dec with the decoder frozen (its output bias trained or
-    frozen: ``DECODER_SPECS``), L_full the normal run.
-    """
-    long = freeze.melt(id_vars=["run_id", "freeze"], value_vars=METRICS, var_name="metric", value_name="value")
-    wide = long[long["freeze"].isin(["none", "encoder", *DECODER_SPECS.values()])].pivot_table(
-        index=["run_id", "metric"], columns="freeze", values="value", aggfunc="first"
-    )
-    config = freeze.drop_duplicates("run_id").set_index("run_id")
-    config = config[[c for c in config.columns if c in _CONFIG_COLUMNS]]
-    rows = []
-    for (rid, metric), row in wide.iterrows():
-        for bias, spec in DECODER_SPECS.items():
-            if pd.isna(row.get(spec)):
-                continue
-            gain_enc, gain_dec = row["encoder"] - row["none"], row[spec] - row["none"]
-            total = gain_enc + gain_dec
-            share = gain_enc / total if total != 0 else float("nan")
-            rows.append(
-                {"run_id": rid, **config.loc[rid].to_dict(), "metric": metric, "output_bias": bias}
-                | {"loss_full": row["none"], "loss_enc_frozen": row["encoder"], "loss_dec_frozen": row[spec]}
-                | {"value": share}
-            )
-    return pd.DataFrame(rows)
-
-
-_CONFIG_COLUMNS = [
-    "dataset", "kind", "arch", "family", "encoder", "decoder", "bottleneck", "activation", "seed",
-    "epochs", "batch_size", "lr", "beta", "likelihood", "config_hash",
-]  # fmt: skip
-GROUP = ["dataset", "kind", "bottleneck", "activation"]
-
-
-def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
-    """Encoder share with a 95% CI over seeds, per architecture and per family (``level`` says which)."""
-    by_arch = summarize(share, [*GROUP, "family", "arch", "metric", "output_bias"]).assign(level="arch")
-    by_family = summarize(share, [*GROUP, "family", "metric", "output_bias"]).assign(level="family", arch="all")
-    return pd.concat([by_arch, by_family], ignore_index=True)
 
 
 # ---------------------------------------------------------------- 2./3. re-initialisation and retraining
@@ -279,7 +195,7 @@ def criticality_group(
     state_dir: Path | None = None,
 ) -> None:
     """Criticality of every layer of every model of one group (all architectures and seeds): one CSV."""
-    from aedissect.data import load
+    from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
@@ -330,19 +246,6 @@ def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
         stitch.weight.copy_(torch.eye(dim_out, dim_in))
         stitch.bias.zero_()
     return stitch
-
-
-def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
-    """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, other
-    seed; ``arch``: other architecture, same seed; ``arch-seed``: other architecture and seed."""
-    pairs = []
-    for i, a in enumerate(runs):
-        for j, b in enumerate(runs):
-            same_arch, same_seed = a["arch"] == b["arch"], a["seed"] == b["seed"]
-            kind = "self" if i == j else "seed" if same_arch else "arch" if same_seed else "arch-seed"
-            if kind == "self" or kind in pair_types:
-                pairs.append((i, j, kind))
-    return pairs
 
 
 @torch.no_grad()
@@ -398,7 +301,7 @@ def stitching_group(
 ) -> None:
     """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV. The
     stitches of like pairs (same architectures) are fitted as one ensemble."""
-    from aedissect.data import load
+    from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
@@ -436,32 +339,3 @@ def stitching_group(
             )
     io.write_csv(pd.DataFrame(rows), out_path)
     remove_state(state_dir)
-
-
-# ---------------------------------------------------------------- tables
-
-
-def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:
-    from aedissect.aggregate import with_config as join
-
-    return join(runs, [pd.read_csv(p) for p in paths])
-
-
-def freeze_summary(freeze: pd.DataFrame) -> pd.DataFrame:
-    """Test metrics per cell and freeze spec: mean, std and 95% CI over seeds."""
-    by = [*GROUP, "family", "arch", "freeze", "side", "k", "n_frozen", "output_bias", "bottleneck_cut"]
-    long = freeze.melt(id_vars=by, value_vars=METRICS, var_name="metric", value_name="value")
-    return summarize(long, [*by, "metric"])
-
-
-def criticality_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ratio (test MSE over the trained model's) with CI over seeds, and how many seeds call it critical."""
-    by = [*GROUP, "family", "arch", "layer", "layer_name", "side", "intervention"]
-    summary = summarize(table, by, value="ratio")
-    critical = table.groupby(by, dropna=False)["critical"].mean().rename("critical_share").reset_index()
-    return summary.merge(critical, on=by, how="left")
-
-
-def stitching_summary(table: pd.DataFrame) -> pd.DataFrame:
-    by = [*GROUP, "a_arch", "arch", "pair_type", "stitch"]
-    return summarize(table, by, value="penalty")

@@ -1,8 +1,9 @@
-"""Freeze specs and which runs the freeze sweep covers, from the run configs alone.
+"""What the intervention jobs train, from the run configs alone: freeze specs, the runs the freeze sweep covers, the
+layers a spec freezes, the stitch pairs.
 
-Snakemake reads this when it parses the workflow (common.smk lists every freeze job's specs), so it imports no
-torch: the workflow's own process may run where only Snakemake is installed (``--sdm conda``).
-``models`` applies a spec to a built model, ``interventions`` trains the variants.
+Snakemake reads this when it parses the workflow (common.smk lists every freeze job's specs; the SLURM resource
+estimate counts stitches), so it imports no torch: the workflow's own process may run where only Snakemake is
+installed (``--sdm conda``). ``nets.models`` applies a spec to a built model, ``nets.interventions`` trains.
 """
 
 from __future__ import annotations
@@ -90,3 +91,21 @@ def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
     L = n_layers(run)
     layers = frozen_layer_set(spec, L, bottleneck_cut(run))
     return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
+
+
+def output_bias(frozen: bool) -> str:
+    """The ``output_bias`` column of a freeze variant: whether the decoder's output bias stayed at init."""
+    return "frozen" if frozen else "trained"
+
+
+def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
+    """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, other
+    seed; ``arch``: other architecture, same seed; ``arch-seed``: other architecture and seed."""
+    pairs = []
+    for i, a in enumerate(runs):
+        for j, b in enumerate(runs):
+            same_arch, same_seed = a["arch"] == b["arch"], a["seed"] == b["seed"]
+            kind = "self" if i == j else "seed" if same_arch else "arch" if same_seed else "arch-seed"
+            if kind == "self" or kind in pair_types:
+                pairs.append((i, j, kind))
+    return pairs

@@ -19,10 +19,10 @@ import torch
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.models import MLPAutoencoder, build_model
+from aedissect.nets.models import MLPAutoencoder, build_model
 from aedissect.status import TrainingDiverged
 
-log = logging.getLogger("aedissect.training")
+log = logging.getLogger("aedissect.nets.training")
 EVAL_SEED = 12345  # the VAE's test ELBO uses its own noise, so evaluating never moves the training stream
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
-from aedissect import style
-from aedissect.stats import mean_ci
+from aedissect.analysis import style
+from aedissect.analysis.stats import mean_ci
 
 
 def freeze_prefix(freeze: pd.DataFrame):

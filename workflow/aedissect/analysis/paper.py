@@ -25,7 +25,7 @@ def reconstruction_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per data set, kind and family; one column per quantity: mean [95% CI] (n seeds)."""
-    from aedissect.findings import QUANTITY_LABELS
+    from aedissect.analysis.findings import QUANTITY_LABELS
 
     summary = summary.copy()
     summary["cell"] = [_ci(r) for r in summary.to_dict("records")]

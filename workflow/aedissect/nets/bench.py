@@ -1,14 +1,14 @@
-"""`make bench` (``python -m aedissect.bench``): how fast the pipeline trains, on this machine, measured in one run.
+"""`make bench` (``python -m aedissect.nets.bench``): how fast the pipeline trains, on this machine, in one run.
 
 Prints a table and writes results/bench.json (keys listed in BENCH_KEYS) so that runs can be compared
 over time. Parts, each timed here and now (nothing is taken from a file):
 
 - gemm_peak_gflops: the best fp32 matrix multiply rate (2048^3) with the benchmark's threads;
-- an MNIST-shaped MLP AE and VAE (784-512-256-32, symmetric, Adam) trained by aedissect.training.train
+- an MNIST-shaped MLP AE and VAE (784-512-256-32, symmetric, Adam) trained by aedissect.nets.training.train
   from in-memory tensors: samples/s and model-FLOP utilisation (6 x weight MACs per sample / s / peak)
   at batch 128 and 512;
 - the same AE trained by a plain DataLoader(TensorDataset) loop: the baseline, and our ratio to it;
-- 8 seeds of a digits-sized model: one vmapped ensemble (aedissect.ensemble) against one after another,
+- 8 seeds of a digits-sized model: one vmapped ensemble (aedissect.nets.ensemble) against one after another,
   with --ensemble-threads (default 1, a train job's training.threads);
 - startup_s: a fresh Python process running what a train job runs (imports, setup_torch, loading the
   prepared data, building the model) up to the end of its first batch; light_startup_s: a fresh process
@@ -102,7 +102,7 @@ def make_run(kind: str, arch: dict, z: int, batch_size: int, epochs: int, seed: 
 
 def model_flops_per_sample(run: dict, in_dim: int) -> float:
     """Training FLOPs per sample: 6 x the multiply-adds of the weight matrices (forward 2, backward 4)."""
-    from aedissect.models import build_model
+    from aedissect.nets.models import build_model
 
     model = build_model(run, in_dim)
     return 6.0 * sum(layer[0].in_features * layer[0].out_features for layer in model.layers)
@@ -117,8 +117,8 @@ def mnist_like(n: int, device, seed: int = 0) -> dict:
 
 
 def pipeline_rate(kind: str, batch_size: int, data: dict, device, epochs: int) -> float:
-    """Samples/s of aedissect.training.train (its per-epoch test evaluation on 256 samples included)."""
-    from aedissect.training import train
+    """Samples/s of aedissect.nets.training.train (its per-epoch test evaluation on 256 samples included)."""
+    from aedissect.nets.training import train
 
     run = make_run(kind, MNIST_ARCH, 32, batch_size, epochs)
     warm = make_run(kind, MNIST_ARCH, 32, batch_size, 1)
@@ -135,7 +135,7 @@ def baseline_rate(batch_size: int, data: dict, device, epochs: int) -> float:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from aedissect.models import build_model
+    from aedissect.nets.models import build_model
 
     run = make_run("ae", MNIST_ARCH, 32, batch_size, epochs)
     x = data["x_train"].cpu()
@@ -163,8 +163,8 @@ def ensemble_speedup(device, n_seeds: int = 8, epochs: int = 10) -> tuple[float,
     """Seconds for n_seeds digits-sized AEs one after another, as one ensemble, and the ratio."""
     import torch
 
-    from aedissect import ensemble, training
-    from aedissect.data import load_digits_split
+    from aedissect.nets import ensemble, training
+    from aedissect.nets.data import load_digits_split
 
     split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
@@ -190,8 +190,9 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     import torch
     import yaml
 
-    from aedissect import config, ensemble, freezing, interventions
-    from aedissect.data import load_digits_split
+    from aedissect import config, plans
+    from aedissect.nets import ensemble, interventions
+    from aedissect.nets.data import load_digits_split
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg = config.validate(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -202,7 +203,7 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
     variants, names = [], []
     for run in runs:
-        for spec in freezing.freeze_specs(run, cfg["interventions"]["freeze"]):
+        for spec in plans.freeze_specs(run, cfg["interventions"]["freeze"]):
             variants.append(interventions.freeze_variant(run, spec))
             names.append(f"s{run['seed']}__{spec}")
     timings = []
@@ -219,8 +220,8 @@ PROBE = """
 import sys, time
 t0 = float(sys.argv[1])
 import torch
-from aedissect import training
-from aedissect.data import load
+from aedissect.nets import training
+from aedissect.nets.data import load
 dev = training.setup_torch(1, sys.argv[3])
 data = load(sys.argv[2])
 run = {run!r}
@@ -241,7 +242,8 @@ LIGHT_PROBE = """
 import sys, time
 t0 = float(sys.argv[1])
 import matplotlib.pyplot, pandas
-from aedissect import aggregate, findings, io, plotting, style
+from aedissect.analysis import aggregate, findings, plotting, style
+from aedissect import io
 print(time.time() - t0)
 """
 
@@ -265,7 +267,7 @@ def startup_cost(device: str, reps: int = 3) -> float:
     """Seconds from process start to the end of the first batch, as in a train job (median of reps)."""
     import torch
 
-    from aedissect.data import load_digits_split
+    from aedissect.nets.data import load_digits_split
 
     split = load_digits_split({"test_fraction": 0.2, "split_seed": 0})
     run = make_run("ae", {"family": "symmetric", "encoder": [48, 24], "decoder": [24, 48]}, 8, 64, 1)
@@ -367,7 +369,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "results" / "bench.json"))
     args = parser.parse_args(argv)
 
-    from aedissect import io, training
+    from aedissect import io
+    from aedissect.nets import training
 
     device = training.setup_torch(args.threads, args.device)
     res: dict = {"device": str(device), "threads": args.threads}

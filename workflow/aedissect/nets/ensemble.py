@@ -37,9 +37,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.models import build_model
-from aedissect.status import TrainingDiverged, diverged_result
-from aedissect.training import (
+from aedissect.nets.models import build_model
+from aedissect.nets.training import (
     EVAL_SEED,
     Progress,
     adam,
@@ -51,8 +50,9 @@ from aedissect.training import (
     state_digest,
     train,
 )
+from aedissect.status import TrainingDiverged, diverged_result
 
-log = logging.getLogger("aedissect.ensemble")
+log = logging.getLogger("aedissect.nets.ensemble")
 # what members of one ensemble may differ in: everything else of the run (model, loss, optimiser) is shared
 PER_MEMBER_KEYS = ("run_id", "seed", "freeze", "epochs", "keep_epochs")
 

@@ -6,8 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aedissect import datasets, style
-from aedissect.stats import mean_ci
+from aedissect import datasets
+from aedissect.analysis import style
+from aedissect.analysis.stats import mean_ci
 
 
 def _grid(rows: list, cols: list, width: float, row_height: float, **kwargs):

@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aedissect import style
+from aedissect.analysis import style
+from aedissect.analysis.stats import summarize
 from aedissect.config import FAMILIES
-from aedissect.stats import summarize
 
 METRIC_LABELS = {
     "linear_r2": "ridge R² (h → x)",

@@ -19,25 +19,21 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
 
-from aedissect import metrics
+from aedissect import io, metrics
+from aedissect.analysis.truncation_tables import PROFILE_COLUMNS
+from aedissect.nets.data import load
+from aedissect.nets.models import as_model
+from aedissect.nets.training import setup_torch
 
-log = logging.getLogger("aedissect.truncation")
+log = logging.getLogger("aedissect.nets.probes")
 
-# encoding-locus criteria: (name, metric, argmin or argmax, exclude the bottleneck cut itself)
-LOCUS_CRITERIA = (
-    ("twonn_min", "twonn", "min", False),
-    ("pr_min", "participation_ratio", "min", False),
-    ("cka_bottleneck_max", "cka_bottleneck", "max", True),
-)
-PROFILE_COLUMNS = ["run_id", "cut", "layer", "side", "relative_depth", "metric", "value"]
 CKA_COLUMNS = ["seed_a", "seed_b", "cut_a", "cut_b", "layer_a", "layer_b", "cka", "cka_debiased"]
 
 
 def cut_activations(model, x) -> list[np.ndarray]:
     """Activations at every cut 0..L as float64 arrays, from one forward pass."""
-    import torch
-
     model.eval()
     with torch.no_grad():
         return [h.detach().cpu().numpy().astype(np.float64) for h in model.all_cuts(x)]
@@ -116,8 +112,6 @@ def mlp_probe(
     zero-padded to the widest one: a zero input gives its weights zero gradient, so the members are the
     same as if trained one by one. Returns (mse per member (G,), R^2 per member and target (G, n_targets)).
     """
-    import torch
-
     G = len(inputs_fit)
     widths = [h.shape[1] for h in inputs_fit]
     d_max = max(widths)
@@ -222,7 +216,6 @@ def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict)
     ``model_paths``: per run its model.pt, or the trained model itself (``aedissect.profile``); ``runs`` need
     only ``run_id`` and ``seed``. Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
     """
-    from aedissect.models import as_model
 
     probe, test = split_indices(data["x_train"].shape[0], data["x_test"].shape[0], options)
     x_fit, x_test = data["x_train"][probe], data["x_test"][test]
@@ -284,11 +277,6 @@ def truncate_cell(
     runs: list[dict], model_paths: list[str], data_path: str, options: dict, profile_paths: list[str], cka_path: str
 ) -> None:
     """The truncate rule: every seed of a cell, one layer_profile.csv per run and the cell's CKA table."""
-    import torch
-
-    from aedissect import io
-    from aedissect.data import load
-    from aedissect.training import setup_torch
 
     # the cut activations come from the CPU copy of the model; the nonlinear probes train on the device
     options = options | {"device": str(setup_torch(options["threads"], options["device"]))}
@@ -299,77 +287,3 @@ def truncate_cell(
         io.write_csv(profiles[run["run_id"]], path)
     cell = runs[0]["run_id"].rsplit("/", 1)[0]
     io.write_csv(cka.assign(cell=cell), cka_path)
-
-
-def encoding_locus(profiles: pd.DataFrame) -> pd.DataFrame:
-    """Per run and criterion: the cut where it is reached and its offset from the bottleneck.
-
-    ``offset`` is in layers (cut - bottleneck cut; negative inside the encoder, positive inside the
-    decoder), ``relative_offset`` in relative depth. Ties go to the cut nearest the bottleneck.
-    """
-    rows = []
-    for rid, run in profiles.groupby("run_id", sort=False):
-        bn = run[run["side"] == "bottleneck"].iloc[0]
-        for name, metric, how, skip_bottleneck in LOCUS_CRITERIA:
-            sel = run[run["metric"] == metric].dropna(subset=["value"])
-            if skip_bottleneck:
-                sel = sel[sel["side"] != "bottleneck"]
-            if sel.empty:
-                continue
-            best = sel["value"].min() if how == "min" else sel["value"].max()
-            ties = sel[np.isclose(sel["value"], best, rtol=1e-12, atol=1e-12)]
-            row = ties.loc[(ties["cut"] - bn["cut"]).abs().idxmin()]
-            rows.append(
-                {
-                    "run_id": rid,
-                    "locus": name,
-                    "metric": metric,
-                    "cut": int(row["cut"]),
-                    "layer": row["layer"],
-                    "side": row["side"],
-                    "value": float(row["value"]),
-                    "bottleneck_cut": int(bn["cut"]),
-                    "offset": int(row["cut"] - bn["cut"]),
-                    "relative_offset": float(row["relative_depth"] - bn["relative_depth"]),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def tables(runs: list[dict], profile_paths: list[str], cka_paths: list[str]) -> dict[str, pd.DataFrame]:
-    """Every truncation table from the per-run profiles and per-cell CKA files (no torch needed).
-
-    layer_profiles: all runs with config columns; layer_profile_summary: mean, std, n and 95% CI over
-    seeds per cell, cut and metric; encoding_locus: per run and criterion; encoding_locus_summary: its
-    offsets over seeds; cka_matrices: the CKA rows with seed_a's config columns.
-    """
-    from aedissect import stats  # scipy.stats: imported here only, the truncate jobs do not need it
-    from aedissect.aggregate import CELL_COLUMNS, with_config
-
-    profiles = with_config(runs, [pd.read_csv(p) for p in profile_paths])
-    cut_cols = ["cut", "layer", "side", "relative_depth"]
-    summary = stats.summarize(profiles, [*CELL_COLUMNS, *cut_cols, "metric"])
-    locus = with_config(runs, [encoding_locus(profiles[PROFILE_COLUMNS])])
-    long = locus.drop(columns="value").melt(
-        id_vars=[*CELL_COLUMNS, "locus", "metric"],
-        value_vars=["offset", "relative_offset"],
-        var_name="measure",
-        value_name="value",
-    )
-    locus_summary = stats.summarize(long, [*CELL_COLUMNS, "locus", "metric", "measure"])
-    by_cell = {run["run_id"].rsplit("/", 1)[0]: run for run in runs}
-    frames = []
-    for path in cka_paths:
-        cka = pd.read_csv(path)
-        cell = cka["cell"].iloc[0]
-        if cell not in by_cell:
-            continue
-        frames.append(cka.assign(run_id=cell + "/s" + cka["seed_a"].astype(str)).drop(columns="cell"))
-    cka_table = with_config(runs, frames)
-    return {
-        "profiles": profiles,
-        "summary": summary,
-        "locus": locus,
-        "locus_summary": locus_summary,
-        "cka": cka_table,
-    }

@@ -19,7 +19,7 @@ class Figure:
     name: str  # the file stem after fig<N>_
     table: str  # the CSV it is drawn from, relative to the working directory
     producer: str  # the rule that writes the table; the figure is left out if the workflow has no such rule
-    module: str  # aedissect.<module>
+    module: str  # aedissect.analysis.<module>
     function: str
     caption: str  # caption file in workflow/report/
     category: str  # report category (the experiment)
@@ -104,12 +104,12 @@ FIGURES = [
 # The tables findings.md is computed from, beyond the training tables: key -> (path, producer rule)
 FINDINGS_INPUTS = {
     "layer_profiles": ("results/tables/layer_profiles.csv", "truncation_tables"),
-    "freeze": ("results/tables/freeze.csv", "intervention_tables"),
+    "encoder_share": ("results/tables/encoder_share.csv", "intervention_tables"),
     "layer_criticality": ("results/tables/layer_criticality.csv", "intervention_tables"),
     "stitching": ("results/tables/stitching.csv", "intervention_tables"),
 }
 
-# Paper tables: (name, source CSV, producer rule, builder in aedissect.paper)
+# Paper tables: (name, source CSV, producer rule, builder in aedissect.analysis.paper)
 TABLES = [
     ("reconstruction", "results/tables/train_summary.csv", "training_tables", "reconstruction_table"),
     ("findings", "results/paper/findings.csv", "paper_findings", "findings_table"),

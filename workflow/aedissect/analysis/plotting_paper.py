@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from aedissect import style
-from aedissect.findings import QUANTITY_LABELS
-from aedissect.stats import mean_ci
+from aedissect.analysis import style
+from aedissect.analysis.findings import QUANTITY_LABELS
+from aedissect.analysis.stats import mean_ci
 
 PANELS = [
     ("twonn_completion_offset", "compression completes\n(TwoNN; layers from\nthe bottleneck)", 0.0),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from aedissect import io
+from aedissect.analysis.stats import summarize
 from aedissect.config import config_columns
 from aedissect.formatting import MISSING, is_constant, number
-from aedissect.stats import summarize
 
 # config columns that identify a grid cell, i.e. what a summary over seeds groups by
 CELL_COLUMNS = [

@@ -11,11 +11,11 @@ import torch
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.ensemble import train_members
-from aedissect.models import build_model
-from aedissect.training import reconstruction, remove_state, setup_torch
+from aedissect.nets.ensemble import train_members
+from aedissect.nets.models import build_model
+from aedissect.nets.training import reconstruction, remove_state, setup_torch
 
-log = logging.getLogger("aedissect.jobs")
+log = logging.getLogger("aedissect.nets.jobs")
 
 
 def to_cpu(state: dict) -> dict:
@@ -79,7 +79,7 @@ def train_runs(
     The checkpoints (``<cell>/.resume/``, a folder no rule declares) stay until every run of the cell is saved:
     Snakemake deletes all of a job's outputs before rerunning it, so a seed finished before a kill is restored
     from its last checkpoint instead of retrained."""
-    from aedissect.data import load
+    from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)

@@ -207,3 +207,39 @@ def test_snakemake_applies_config_overrides_with_their_types(tmp_path):
     proc = snakemake(tmp_path / "c", "-n", "--config", "training={epochs: 0}", check=False)
     assert proc.returncode != 0
     assert "config key training.epochs: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- the config reference (docs/config.md)
+
+
+def test_docs_config_is_the_reference_rendered_from_the_schema():
+    from aedissect import config_reference
+
+    rendered = config_reference.render(load_yaml(SCHEMA))
+    assert (REPO / "docs" / "config.md").read_text() == rendered, (
+        "docs/config.md differs from the schema's descriptions: aedissect config-reference > docs/config.md"
+    )
+
+
+def test_every_schema_key_has_a_description_and_a_row_in_the_reference():
+    from aedissect import config_reference
+
+    schema = load_yaml(SCHEMA)
+    assert config_reference.missing_descriptions(schema) == []
+    paths = [path for path, _, _ in config_reference.properties(schema)]
+    assert "architectures.<name>.family" in paths and "interventions.freeze.k" in paths
+    page = config_reference.render(schema)
+    for path in paths:
+        assert f"| `{path}` |" in page or f"## `{path}`" in page, path
+
+
+def test_config_reference_check_fails_on_a_stale_page(tmp_path, capsys):
+    from aedissect import cli
+
+    assert cli.main(["config-reference", "--check"]) == 0
+    stale = tmp_path / "config.md"
+    stale.write_text((REPO / "docs" / "config.md").read_text().replace("PNG resolution", "resolution"))
+    assert cli.main(["config-reference", "--check", "--file", str(stale)]) == 1
+    assert "aedissect config-reference > " in capsys.readouterr().err
+    assert cli.main(["config-reference"]) == 0
+    assert capsys.readouterr().out == (REPO / "docs" / "config.md").read_text()

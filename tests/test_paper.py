@@ -1,5 +1,5 @@
 """The paper target: findings and verdict rules, tables as LaTeX/Markdown, the studies' job counts (dry runs)
-and every figure and table the README names, produced on the tiny study."""
+and every figure and table docs/outputs.md names, produced on the tiny study."""
 
 import re
 
@@ -16,7 +16,9 @@ from conftest import REPO, SCHEMA, load_yaml, snakemake
 
 matplotlib.use("Agg")
 
-README = (REPO / "README.md").read_text()
+# the docs pages these tests hold to the workflow: the jobs per study, the files of results/paper/
+PAPER_DOC = (REPO / "docs" / "paper.md").read_text()
+OUTPUTS_DOC = (REPO / "docs" / "outputs.md").read_text()
 STUDIES = ["mnist", "fashion_mnist", "cifar10"]
 # studies on data that generates offline, sized for 2 cores: every family and experiment, fewer bottlenecks
 OFFLINE_STUDIES = ["shapes", "mnist1d"]
@@ -256,9 +258,9 @@ def test_style_has_one_distinct_colour_per_family_and_one_bottleneck_line():
 # ---------------------------------------------------------------- paper-scale studies
 
 
-def readme_job_counts() -> dict[str, dict[str, int]]:
-    """The README's table of jobs per study: study -> column -> number."""
-    section = README.split("## Reproduce the paper")[1]
+def documented_job_counts() -> dict[str, dict[str, int]]:
+    """docs/paper.md's table of jobs per study: study -> column -> number."""
+    section = PAPER_DOC
     lines = [line for line in section.splitlines() if line.startswith("| `studies/")]
     header = next(line for line in section.splitlines() if line.startswith("| study |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
@@ -294,8 +296,8 @@ def test_offline_study_runs_every_experiment_on_its_own_data_set(study):
 
 
 @pytest.mark.parametrize("study", STUDIES + OFFLINE_STUDIES)
-def test_study_dry_run_matches_the_job_counts_in_the_readme(study, tmp_path):
-    stated = readme_job_counts()[f"studies/{study}.yaml"]
+def test_study_dry_run_matches_the_job_counts_in_the_docs(study, tmp_path):
+    stated = documented_job_counts()[f"studies/{study}.yaml"]
     proc = snakemake(tmp_path, "-n", "paper", configfile=REPO / "studies" / f"{study}.yaml", timeout=300)
     table = (proc.stdout + proc.stderr).split("Job stats:")[1].split("\n\n")[0]
     jobs = dict(line.split() for line in table.splitlines()[3:])
@@ -312,9 +314,9 @@ def test_study_dry_run_matches_the_job_counts_in_the_readme(study, tmp_path):
 # ---------------------------------------------------------------- the paper target on the tiny study
 
 
-def readme_paper_files() -> list[str]:
-    """Every results/paper/ file the README names, braces expanded."""
-    section = README.split("## Reproduce the paper")[1].split("\n## ")[0]
+def documented_paper_files() -> list[str]:
+    """Every results/paper/ file docs/outputs.md names in its results/paper/ section, braces expanded."""
+    section = OUTPUTS_DOC.split("\n## The paper: `results/paper/`")[1].split("\n## ")[0]
     names = []
     for stem, exts in re.findall(r"`((?:fig|table)\d+_[a-z_]+)\.\{([a-z,]+)\}`", section):
         names += [f"{stem}.{ext}" for ext in exts.split(",")]
@@ -322,8 +324,8 @@ def readme_paper_files() -> list[str]:
     return names
 
 
-def test_every_figure_and_table_the_readme_names_is_built_by_the_paper_target(tiny_study):
-    names = readme_paper_files()
+def test_every_figure_and_table_the_docs_name_is_built_by_the_paper_target(tiny_study):
+    names = documented_paper_files()
     assert len([n for n in names if n.endswith(".png")]) == len(paper_outline.FIGURES)
     assert len([n for n in names if n.endswith(".tex")]) == len(paper_outline.TABLES)
     planned = snakemake(tiny_study, "-n", "--forceall", "paper").stdout

@@ -3,6 +3,7 @@
   aedissect profile results/runs/<run>/model.pt [--data digits] [--config config.yaml] [--out profile.csv]
   aedissect studies [--dir studies]
   aedissect check config.yaml [more.yaml ...]
+  aedissect config-reference [--check] [--file docs/config.md]
 
 Every error names the file or the config key; the exit status is 1 after one.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from aedissect import config
+from aedissect import config, config_reference
 
 
 class CliError(Exception):
@@ -72,6 +73,29 @@ def studies(args) -> int:
         epochs = sum(run["training"]["epochs"] for run in runs)
         print(f"{str(path):<32} {','.join(study['datasets']):<24} {len(runs):>6} {len(cells):>10} {epochs:>8}")
     return 1 if failed else 0
+
+
+def reference(args) -> int:
+    """The config reference generated from the schema's descriptions; with --check, whether --file equals it."""
+    try:
+        with open(args.schema) as fh:
+            text = config_reference.render(yaml.safe_load(fh))
+    except OSError as err:
+        raise CliError(f"{args.schema}: cannot read it ({err.strerror})") from None
+    if not args.check:
+        sys.stdout.write(text)
+        return 0
+    try:
+        current = Path(args.file).read_text()
+    except OSError as err:
+        raise CliError(f"{args.file}: cannot read it ({err.strerror})") from None
+    if current != text:
+        raise CliError(
+            f"{args.file} differs from the descriptions in {args.schema}; "
+            f"regenerate it: aedissect config-reference > {args.file}"
+        )
+    print(f"{args.file}: up to date")
+    return 0
 
 
 def option_values(pairs: list[str]) -> dict:
@@ -169,6 +193,14 @@ def parser() -> argparse.ArgumentParser:
     c = commands.add_parser("check", help="validate study configs against the schema")
     c.add_argument("configs", nargs="+", help="config files (config.yaml, studies/*.yaml)")
     c.set_defaults(run=check)
+
+    r = commands.add_parser(
+        "config-reference", help="print the config reference (docs/config.md) generated from the schema"
+    )
+    r.add_argument("--check", action="store_true", help="exit 1 when --file differs from the generated reference")
+    r.add_argument("--file", default=str(config_reference.DOC_PATH), help="the page --check compares (docs/config.md)")
+    r.add_argument("--schema", default=str(config.SCHEMA_PATH), help="the config schema (workflow/schemas/)")
+    r.set_defaults(run=reference)
     return top
 
 

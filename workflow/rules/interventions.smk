@@ -1,4 +1,4 @@
-# Interventions (README "Interventions"): freezing at init on a subset of cells, re-initialisation,
+# Interventions (docs/methods.md, "Interventions"): freezing at init on a subset of cells, re-initialisation,
 # retraining one layer and stitching on every model; tables (their figures are paper figures, paper.smk).
 
 

@@ -20,7 +20,7 @@ over time. Parts, each timed here and now (nothing is taken from a file):
   which kind its jobs are (skip this part with --skip-study).
 
 Run it on an otherwise idle machine: the numbers are rates, and other processes take the cores.
-These are benchmark numbers, never assertions; README "Benchmark" states the targets.
+These are benchmark numbers, never assertions; docs/benchmark.md states the targets.
 """
 
 from __future__ import annotations

@@ -1,0 +1,151 @@
+"""Function-preserving reparametrisation of a trained ``MLPAutoencoder``: same function, other weights.
+
+A conclusion drawn from the weights or activations of one network should not change when the network is
+replaced by another that computes the same function. ``reparametrize`` builds such a twin from two symmetries:
+
+- Positive unit rescaling (Dinh et al. 2017, "Sharp minima can generalize for deep nets"; Neyshabur et al.
+  2015, "Path-SGD"): relu(a z) = a relu(z) for a > 0, so a hidden unit's incoming row and bias can be
+  multiplied by a and its outgoing column divided by a. The identity commutes with any a; tanh and GELU do
+  not, so their hidden units are left unscaled, with the reason in ``info["skipped"]``.
+- An invertible map of the code: the bottleneck layer has no activation, so its output can be multiplied by
+  any invertible M and the next layer multiplied by M^{-1} on the right, whatever the activation elsewhere.
+  For the VAE, M acts on the mean head only; the log-variance head is unchanged. The deterministic path
+  x -> decoder(mu(x)) (``model(x)``, the bottleneck cut of ``truncation.cut_activations``) is preserved,
+  the generative model is not: Cov(M z) = M diag(sigma^2) M^T is not diagonal, and the KL term changes.
+
+The twin is a deep copy (kind, widths, cut numbering, training flag, requires_grad all kept), so it goes
+through ``truncation.cut_activations`` and the probes unchanged. A pipeline payload's ``init_state`` belongs
+to the original weights: reinitialising one layer of the twin from it mixes the two parametrisations.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from aedissect.models import MLPAutoencoder
+
+# activations a positive diagonal scaling passes through: f(a z) = a f(z) for a > 0
+SCALABLE = (nn.ReLU, nn.Identity)
+GAP_POINTS = 256
+
+
+def function_gap(model_a: MLPAutoencoder, model_b: MLPAutoencoder, x: torch.Tensor) -> float:
+    """max |model_a(x) - model_b(x)| over the batch and outputs, for the deterministic reconstruction.
+
+    ``forward`` is deterministic for both kinds (the VAE decodes the posterior mean); eval mode is set for the
+    comparison in case a caller's subclass adds train-time noise, and each model's mode is restored after.
+    """
+    outs = []
+    for model in (model_a, model_b):
+        was_training = model.training
+        model.eval()
+        param = next(model.parameters())
+        with torch.no_grad():
+            outs.append(model(x.to(device=param.device, dtype=param.dtype)).double().cpu())
+        model.train(was_training)
+    return float((outs[0] - outs[1]).abs().max())
+
+
+def _orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+    """A Haar-random orthogonal matrix: QR of a Gaussian with R's diagonal made positive (Mezzadri 2007)."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def _log_uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
+def reparametrize(
+    model: MLPAutoencoder,
+    seed: int,
+    scale_range: tuple[float, float] = (0.25, 4.0),
+    code_condition: float = 10.0,
+    x: torch.Tensor | None = None,
+) -> tuple[MLPAutoencoder, dict]:
+    """A deep copy of ``model`` computing the same function with rescaled hidden units and a mixed code.
+
+    Each hidden ReLU or identity unit (every cut strictly between input and output except the bottleneck) is
+    scaled by a factor drawn log-uniformly from ``scale_range``; the code is multiplied by M = U diag(s) V^T
+    with U, V Haar-orthogonal and s log-spaced from 1 down to 1 / ``code_condition``, so cond(M) is exactly
+    ``code_condition`` (1 for a one-dimensional code). Everything is drawn from a generator seeded with
+    ``seed`` (the global RNG is untouched) and composed in float64, then cast back to the model's dtype.
+
+    ``info``: ``unit_scales`` (cut -> factors of its units), ``skipped`` (cut -> why it was not scaled),
+    ``code_matrix`` M, ``code_singular_values`` s, ``condition_number`` (of M, computed), ``function_gap``
+    (``function_gap`` on ``x``, or on standard-normal points when ``x`` is None, as ``function_gap_points``
+    says), ``preserved`` and ``not_preserved``.
+    """
+    low, high = scale_range
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range must satisfy 0 < low <= high, not {scale_range}")
+    if code_condition < 1:
+        raise ValueError(f"code_condition is a condition number, at least 1, not {code_condition}")
+    gen = torch.Generator().manual_seed(seed)
+    new = copy.deepcopy(model)
+    linears = [layer[0] for layer in new.layers]
+    weights = [lin.weight.detach().to(device="cpu", dtype=torch.float64).clone() for lin in linears]
+    biases = [lin.bias.detach().to(device="cpu", dtype=torch.float64).clone() for lin in linears]
+
+    scales, skipped = {}, {}
+    for cut in range(1, new.n_layers):
+        if cut == new.bottleneck_cut:
+            continue
+        act = new.layers[cut - 1][1]
+        if not isinstance(act, SCALABLE):
+            skipped[cut] = f"{type(act).__name__} does not commute with a positive rescaling of its unit"
+            continue
+        a = _log_uniform(weights[cut - 1].shape[0], low, high, gen)
+        weights[cut - 1] *= a[:, None]
+        biases[cut - 1] *= a
+        weights[cut] /= a[None, :]
+        scales[cut] = a.numpy()
+
+    z, b = new.latent_dim, new.bottleneck_layer
+    u, v = _orthogonal(z, gen), _orthogonal(z, gen)
+    s = torch.exp(torch.linspace(0.0, -math.log(code_condition), z, dtype=torch.float64))
+    m = u @ torch.diag(s) @ v.T
+    m_inv = v @ torch.diag(1.0 / s) @ u.T
+    # rows [:z] are the code (the VAE's mean head); the VAE's log-variance rows [z:] stay as they are
+    weights[b][:z] = m @ weights[b][:z]
+    biases[b][:z] = m @ biases[b][:z]
+    weights[b + 1] = weights[b + 1] @ m_inv
+
+    with torch.no_grad():
+        for lin, w, bias in zip(linears, weights, biases, strict=True):
+            lin.weight.copy_(w.to(lin.weight.dtype))
+            lin.bias.copy_(bias.to(lin.bias.dtype))
+
+    if x is None:
+        x = torch.randn(GAP_POINTS, linears[0].in_features, generator=gen, dtype=torch.float64)
+        gap_points = f"{GAP_POINTS} standard-normal points drawn from the seed"
+    else:
+        gap_points = f"the {x.shape[0]} given points"
+    m_np = m.numpy()
+    info = {
+        "seed": seed,
+        "unit_scales": scales,
+        "skipped": skipped,
+        "code_matrix": m_np,
+        "code_singular_values": s.numpy(),
+        "condition_number": float(np.linalg.cond(m_np)),
+        "function_gap": function_gap(model, new, x),
+        "function_gap_points": gap_points,
+        "preserved": (
+            "the deterministic reconstruction x -> decoder(code(x)) (the output cut); each hidden cut c becomes "
+            "diag(unit_scales[c]) h_c (unchanged where skipped) and the code cut M h_code"
+        ),
+        "not_preserved": (
+            "the stochastic VAE: the log-variance head is unchanged while the mean is mixed by M, so the "
+            "posterior covariance M diag(sigma^2) M^T is not diagonal and the ELBO differs"
+            if new.kind == "vae"
+            else ""
+        ),
+    }
+    return new, info

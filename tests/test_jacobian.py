@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from aedissect.jacobian import cut_jacobians, jacobian_rank_profile, reduction_shares
-from aedissect.models import MLPAutoencoder
-from aedissect.reparam import reparametrize
+from aedissect.nets.jacobian import cut_jacobians, jacobian_rank_profile, reduction_shares
+from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.reparam import reparametrize
 
 # the linear net: widths 6 -> 5 -> 3 (code) -> 4 -> 6, layer l = Q_{l+1} diag(S[l]) Q_l^T with orthogonal Q,
 # so the prefix up to cut c has the elementwise products of S[0..c-1] (truncated) as singular values

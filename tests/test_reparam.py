@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from aedissect.models import MLPAutoencoder
-from aedissect.reparam import function_gap, reparametrize
-from aedissect.truncation import cut_activations
+from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.probes import cut_activations
+from aedissect.nets.reparam import function_gap, reparametrize
 
 ARCHS = [([16, 8], [8, 16]), ([], [8, 16]), ([16, 8], []), ([], [])]
 IN_DIM, CODE = 10, 4

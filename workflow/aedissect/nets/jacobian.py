@@ -33,7 +33,7 @@ import math
 import torch
 from torch.func import jacfwd, vmap
 
-from aedissect.models import MLPAutoencoder
+from aedissect.nets.models import MLPAutoencoder
 
 # 256 points x in_dim 64 x all cuts of a 64-wide net of 8 layers: ~60 MB of float64 Jacobians
 CHUNK = 256

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aedissect.models import MLPAutoencoder
+from aedissect.nets.models import MLPAutoencoder
 
 # activations a positive diagonal scaling passes through: f(a z) = a f(z) for a > 0
 SCALABLE = (nn.ReLU, nn.Identity)

@@ -23,7 +23,7 @@ bench: $(STAMP)
 	. $(VENV)/bin/activate && python -m aedissect.nets.bench
 
 lint: $(STAMP)
-	. $(VENV)/bin/activate && ruff check . && snakemake --lint
+	. $(VENV)/bin/activate && ruff check . && snakefmt --check Snakefile workflow/rules && snakemake --lint
 
 clean-venv:
 	rm -rf $(VENV)

@@ -28,6 +28,6 @@ report: str(Path(PAPER_FRONT_PAGE).resolve()) if Path(PAPER_FRONT_PAGE).exists()
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs,
-    default_target: True

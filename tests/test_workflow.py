@@ -135,6 +135,10 @@ def test_lint_is_clean():
     # ruff's first-party detection depends on the environment unless pyproject.toml names the packages
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the rule files in snakefmt's form, with the directive order of pyproject.toml [tool.snakefmt]
+    snakefmt = [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"]
+    proc = subprocess.run(snakefmt, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_layer_profiles_cover_every_run_and_cut(tiny_study):

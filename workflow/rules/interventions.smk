@@ -99,4 +99,3 @@ rule intervention_tables:
         "../../envs/analysis.yaml"
     script:
         "../scripts/intervention_tables.py"
-

@@ -5,6 +5,7 @@
 # Include this file after every rule file whose tables it reads (a figure whose producer rule is
 # missing is left out).
 
+
 rule paper_findings:
     input:
         unpack(get_paper_findings_inputs),

@@ -69,7 +69,7 @@ def studies(args) -> int:
             failed += 1
             continue
         runs = config.grid(study)
-        cells = {run["run_id"].rsplit("/", 1)[0] for run in runs}
+        cells = {config.run_cell(run) for run in runs}
         epochs = sum(run["training"]["epochs"] for run in runs)
         print(f"{str(path):<32} {','.join(study['datasets']):<24} {len(runs):>6} {len(cells):>10} {epochs:>8}")
     return 1 if failed else 0

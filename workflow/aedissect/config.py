@@ -39,6 +39,17 @@ def cell_id(dataset: str, kind: str, arch: str, bottleneck: int, activation: str
     return f"{dataset}/{kind}/{arch}/z{bottleneck}/{activation}"
 
 
+def run_cell(run: Mapping) -> str:
+    """The grid cell of a run: its id without the seed (every seed of a cell shares one train job)."""
+    return cell_id(run["dataset"], run["kind"], run["arch"], run["bottleneck"], run["activation"])
+
+
+def run_group(run: Mapping) -> str:
+    """The intervention group of a run: every architecture and seed of one data set, kind, bottleneck, activation
+    (criticality and stitching run one job per group)."""
+    return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
+
+
 def run_id(dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> str:
     return f"{cell_id(dataset, kind, arch, bottleneck, activation)}/s{seed}"
 

@@ -28,29 +28,21 @@ MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation 
 MINIMUM = 10  # minutes; below this the per-job start-up dominates
 
 
-def _group(run: dict) -> str:
-    return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
-
-
-def _cell(run: dict) -> str:
-    return run["run_id"].rsplit("/", 1)[0]
-
-
 def model_epochs(study: dict) -> dict[str, int]:
     """Per training rule: the model-epochs of its largest job."""
     runs = config.grid(study)
     options = study["interventions"]
     work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for run in runs:
-        work["train"][_cell(run)] += run["training"]["epochs"]
-        work["criticality"][_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
+        work["train"][config.run_cell(run)] += run["training"]["epochs"]
+        work["criticality"][config.run_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
     for run in plans.freeze_runs(study, runs):
         variants = {plans.frozen_set(run, s) for s in plans.freeze_specs(run, options["freeze"])}
-        work["freeze"][_cell(run)] += len(variants) * run["training"]["epochs"]
+        work["freeze"][config.run_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)
     for run in runs:
-        groups[_group(run)].append(run)
+        groups[config.run_group(run)].append(run)
     for group, members in groups.items():
         pairs = plans.stitch_pairs(members, stitching["pair_types"])
         fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])

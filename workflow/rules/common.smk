@@ -40,7 +40,7 @@ onstart:
 
 RUNS = study.grid(config)
 RUN_BY_ID = {run["run_id"]: run for run in RUNS}
-CELLS = list(dict.fromkeys(rid.rsplit("/", 1)[0] for rid in RUN_BY_ID))
+CELLS = list(dict.fromkeys(study.run_cell(run) for run in RUNS))
 SEEDS = config["seeds"]
 # test examples each training records; figures.n_examples picks how many of them to draw, so that
 # changing it redraws the figure and retrains nothing
@@ -152,13 +152,13 @@ def get_paper_outputs(wildcards):
 from aedissect import plans  # noqa: E402
 
 GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
-GROUPS = list(dict.fromkeys(f"{r['dataset']}/{r['kind']}/z{r['bottleneck']}/{r['activation']}" for r in RUNS))
+GROUPS = list(dict.fromkeys(study.run_group(r) for r in RUNS))
 try:
     FREEZE_RUNS = plans.freeze_runs(config, RUNS)
     FREEZE_SPECS = {r["run_id"]: plans.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
-FREEZE_CELLS = list(dict.fromkeys(r["run_id"].rsplit("/", 1)[0] for r in FREEZE_RUNS))
+FREEZE_CELLS = list(dict.fromkeys(study.run_cell(r) for r in FREEZE_RUNS))
 
 
 def get_freeze_specs(wildcards):
@@ -177,13 +177,9 @@ def get_freeze_normal_metrics(wildcards):
     return [f"results/runs/{run['run_id']}/train_metrics.json" for run in FREEZE_RUNS]
 
 
-def _group_of(run):
-    return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
-
-
 def get_group_runs(wildcards):
     group = GROUP.format(dataset=wildcards.dataset, kind=wildcards.kind, z=wildcards.z, act=wildcards.act)
-    return [run for run in RUNS if _group_of(run) == group]
+    return [run for run in RUNS if study.run_group(run) == group]
 
 
 def get_group_models(wildcards):
@@ -191,7 +187,7 @@ def get_group_models(wildcards):
 
 
 def get_group_checks(wildcards):
-    cells = dict.fromkeys(run["run_id"].rsplit("/", 1)[0] for run in get_group_runs(wildcards))
+    cells = dict.fromkeys(study.run_cell(run) for run in get_group_runs(wildcards))
     return [f"results/runs/{cell}/training_check.json" for cell in cells]
 
 
@@ -221,7 +217,7 @@ def _truncation_selected(run):
 # here: matplotlib is no business of the parser)
 LAYER_PROFILE_PARTS = ["content", "dimension", "similarity"]
 TRUNCATION_RUNS = [run for run in RUNS if _truncation_selected(run)]
-TRUNCATION_CELLS = list(dict.fromkeys(run["run_id"].rsplit("/", 1)[0] for run in TRUNCATION_RUNS))
+TRUNCATION_CELLS = list(dict.fromkeys(study.run_cell(run) for run in TRUNCATION_RUNS))
 TRUNCATION_DATASETS = list(dict.fromkeys(run["dataset"] for run in TRUNCATION_RUNS))
 
 

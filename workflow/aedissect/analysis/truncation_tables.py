@@ -10,6 +10,7 @@ import pandas as pd
 
 from aedissect.analysis import stats
 from aedissect.analysis.aggregate import CELL_COLUMNS, with_config
+from aedissect.config import run_cell
 
 # the per-run layer profile the truncate job writes (long format: one row per cut and metric)
 PROFILE_COLUMNS = ["run_id", "cut", "layer", "side", "relative_depth", "metric", "value"]
@@ -74,7 +75,7 @@ def tables(runs: list[dict], profile_paths: list[str], cka_paths: list[str]) -> 
         value_name="value",
     )
     locus_summary = stats.summarize(long, [*CELL_COLUMNS, "locus", "metric", "measure"])
-    by_cell = {run["run_id"].rsplit("/", 1)[0]: run for run in runs}
+    by_cell = {run_cell(run): run for run in runs}
     frames = []
     for path in cka_paths:
         cka = pd.read_csv(path)

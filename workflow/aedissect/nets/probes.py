@@ -23,6 +23,7 @@ import torch
 
 from aedissect import io, metrics
 from aedissect.analysis.truncation_tables import PROFILE_COLUMNS
+from aedissect.config import run_cell
 from aedissect.nets.data import load
 from aedissect.nets.models import as_model
 from aedissect.nets.training import setup_torch
@@ -285,5 +286,5 @@ def truncate_cell(
     profiles, cka = profile_cell(runs, model_paths, data, options)
     for run, path in zip(runs, profile_paths, strict=True):
         io.write_csv(profiles[run["run_id"]], path)
-    cell = runs[0]["run_id"].rsplit("/", 1)[0]
+    cell = run_cell(runs[0])
     io.write_csv(cka.assign(cell=cell), cka_path)

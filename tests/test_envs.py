@@ -293,3 +293,42 @@ def test_snakemake_alone_reads_lints_and_checks_the_workflow(snakemake_only, tmp
     missing = tmp_path / "no-data" / "MNIST" / "raw" / "train-images-idx3-ubyte"
     assert proc.returncode != 0 and f"data set 'mnist': {missing} not found and 3 more files there" in out
     assert "data.root" in out and not (tmp_path / "mnist" / "results").exists()
+
+
+def library_imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top or inside a function."""
+    root = REPO / "workflow"
+    paths = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "aedissect").rglob("*.py")}  # fmt: skip
+    graph = {}
+    for module, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aedissect"):
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                          for a in node.names}  # fmt: skip
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("aedissect")}
+        graph[module] = {m for m in found if m in paths and m != module and paths[m].name != "__init__.py"}
+    return graph
+
+
+def test_the_library_has_no_import_cycle():
+    graph = library_imports()
+    assert "aedissect.nets.training" in graph["aedissect.nets.ensemble"]  # the check sees imports
+    state: dict[str, str] = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join([*path, dep])
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    # the one direction of the env line: the torch-free side reaches the torch side only in the CLI's torch commands
+    crossing = {m for m, deps in graph.items() if not m.startswith("aedissect.nets") for d in deps if "nets." in d}
+    assert crossing == {"aedissect.cli"}

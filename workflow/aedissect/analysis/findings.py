@@ -863,8 +863,8 @@ def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
         budget = ", ".join(f"{c} {number(row[c])}" for c in BUDGET if c in row)
         numbers = f"value {number(row.get('value'))} against threshold {number(row.get('threshold'))}"
         extra = [f"{c} {number(row.get(c))}" for c in ("reference", "ratio") if _finite(row.get(c))]
-        note = str(row.get("note") or "")
-        note = "" if note == "nan" else f"; {note}"
+        note = row.get("note")
+        note = f"; {note}" if isinstance(note, str) and note.strip() else ""
         detail = f" ({', '.join(extra)})" if extra else ""
         lines.append(f"- `{row['check']}`, {where} ({budget}): {numbers}{detail}{note}")
     if n_failed > CONTROL_LIST_LIMIT:

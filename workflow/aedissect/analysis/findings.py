@@ -717,7 +717,8 @@ def sensitivity(
 
 SENSITIVITY_CAPTION = (
     "Each verdict by the rules under other settings, one change at a time: completion tolerance, majority of R1, and "
-    "each seed left out. A verdict that differs from the baseline is starred; a row with a star is fragile."
+    "each seed left out. A verdict that differs from the baseline is starred; a row with a star is fragile. fixed: R1 "
+    "is fixed by construction, no verdict."
 )
 
 
@@ -728,13 +729,21 @@ def sensitivity_table(sweep: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*GROUP, "verdict"])
     table = sweep.assign(
         column=[_setting_text(s, v) for s, v in zip(sweep["setting"], sweep["value"], strict=True)],
-        cell=[v if same else f"{v}*" for v, same in zip(sweep["verdict"], sweep["same_as_baseline"], strict=True)],
+        cell=[
+            _short(v) if same else f"{_short(v)}*"
+            for v, same in zip(sweep["verdict"], sweep["same_as_baseline"], strict=True)
+        ],
+        baseline_verdict=sweep["baseline_verdict"].map(_short),
     )
     order = list(dict.fromkeys(table["column"]))
     wide = table.pivot_table(index=[*GROUP, "baseline_verdict"], columns="column", values="cell", aggfunc="first")
     wide = wide[order].reset_index().rename(columns={"baseline_verdict": "verdict"})
     wide.columns.name = None
     return wide
+
+
+def _short(verdict: str) -> str:
+    return "fixed" if verdict == FIXED else verdict
 
 
 def _setting_text(setting: str, value) -> str:

@@ -13,6 +13,13 @@ rule paper_findings:
         per_run="results/paper/findings_runs.csv",
         summary="results/paper/findings.csv",
         verdicts="results/paper/verdicts.csv",
+        sensitivity="results/paper/verdict_sensitivity.csv",
+        sensitivity_html=report(
+            "results/paper/verdict_sensitivity.html",
+            caption="../report/verdict_sensitivity.rst",
+            category="Findings",
+            labels={"item": "verdict sensitivity"},
+        ),
         markdown="results/paper/findings.md",
         html=report(
             "results/paper/findings.html",

@@ -1,5 +1,6 @@
-"""Findings from the result tables: per-run quantities, summaries over seeds, verdicts, findings.md (and as HTML for
-the report), the report's front page."""
+"""Findings from the result tables: per-run quantities, summaries over seeds, verdicts and how they hold up under
+other rule settings (verdict_sensitivity.csv), the controls, findings.md (and as HTML for the report), the report's
+front page."""
 
 import sys
 
@@ -16,28 +17,40 @@ opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
 runs = pd.read_csv(inputs["runs"])
 metrics = pd.read_csv(inputs["train_metrics"])
+tolerance, majority = opts["completion_tolerance"], opts["majority"]
 
 parts = [metrics[["run_id"]].assign(quantity="test_mse", value=metrics["test_mse"])]
+profiles = None
 if "layer_profiles" in inputs:
-    parts.append(findings.compression_offsets(pd.read_csv(inputs["layer_profiles"]), opts["completion_tolerance"]))
+    profiles = pd.read_csv(inputs["layer_profiles"])
+    parts.append(findings.compression_offsets(profiles, tolerance))
 if "encoder_share" in inputs:
     parts.append(findings.encoder_shares(pd.read_csv(inputs["encoder_share"])))
 critical = {}
 if "layer_criticality" in inputs:
     crit = findings.criticality_rows(pd.read_csv(inputs["layer_criticality"]))
     parts.append(findings.critical_layers(crit))
-    critical = findings.critical_layer_text(crit, runs, opts["majority"])
+    critical = findings.critical_layer_text(crit, runs, majority)
 if "stitching" in inputs:
     parts.append(findings.stitch_penalties(findings.stitch_rows(pd.read_csv(inputs["stitching"]))))
+controls = pd.read_csv(inputs["controls"]) if "controls" in inputs else None
 
 per_run = findings.quantities(runs, parts)
 summary = findings.summarize_groups(per_run)
-verdicts = findings.verdicts(summary, opts["majority"])
-text = findings.markdown(summary, verdicts, critical, opts["completion_tolerance"], opts["majority"])
+sensitivity = findings.sensitivity(per_run, profiles, majority)
+verdicts = findings.verdicts(summary, majority)
+verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
+completion = findings.completion_rule(profiles)
+text = findings.markdown(summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion)
 
 io.write_csv(per_run, snakemake.output.per_run)
 io.write_csv(summary, snakemake.output.summary)
 io.write_csv(verdicts, snakemake.output.verdicts)
+io.write_csv(sensitivity, snakemake.output.sensitivity)
+io.write_text(
+    paper.to_html(findings.sensitivity_table(sensitivity), findings.SENSITIVITY_CAPTION),
+    snakemake.output.sensitivity_html,
+)
 io.write_text(text, snakemake.output.markdown)
 io.write_text(paper.markdown_html(text, "Findings"), snakemake.output.html)
 intro = Path(snakemake.input.intro).read_text()

@@ -1,25 +1,34 @@
-"""The answer, computed: per-run quantities, their summaries over seeds and the verdict rules.
+"""The answer, computed: per-run quantities, their summaries over seeds, the verdict rules, how much each verdict
+depends on the rules' settings, and the controls that can suspend every verdict.
 
 Everything here reads the tidy tables of the study (never per-run files, never hand-written numbers):
 
 - ``layer_profiles.csv`` (truncation): ``run_id, cut, side, metric, value`` (+ config columns); the
-  bottleneck cut is the row with ``side == "bottleneck"``.
-- ``freeze.csv`` (interventions): ``run_id`` of the base run, the freeze spec and the test loss.
+  bottleneck cut is the row with ``side == "bottleneck"``; with a ``state`` column only ``trained`` rows count.
+- ``encoder_share.csv`` (interventions): the leave-one-out encoder share per run (``output_bias``), and, where the
+  table has ``method``/``design`` columns, the Shapley share too.
 - ``layer_criticality.csv``: ``run_id``, layer, intervention and whether the layer is critical.
 - ``stitching.csv``: a pair of models A -> B and the stitching penalty.
 - ``train_metrics.csv``: the normally trained loss of every run.
+- ``controls.csv`` (optional): one row per run and control check, ``check, value, reference, ratio, threshold,
+  passed, applies, note`` beside the run's config columns.
 
 Per-run quantities (``quantities()``, one row per run and quantity):
 
 ``twonn_completion_offset`` / ``pr_completion_offset``
     Where compression completes, in layers relative to the bottleneck cut b: the first cut c (from the
-    input) among the hidden cuts 1..L-1 whose value is within ``tolerance`` (relative) of the run's minimum
-    over those cuts, minus b. Negative: inside the encoder; 0: at the bottleneck; positive: in the decoder.
+    input) among the hidden cuts 1..L-1 whose value is close to the run's minimum over those cuts, minus b.
+    Negative: inside the encoder; 0: at the bottleneck; positive: in the decoder. "Close": for TwoNN, when the
+    profile has the maximum-likelihood estimate with its standard error (``twonn_mle``, ``twonn_mle_se``),
+    within ``SE_FACTOR`` combined standard errors, sqrt(se_c^2 + se_min^2); otherwise (and always for the
+    participation ratio, which has no SE) within ``tolerance`` (relative) of the minimum.
 ``twonn_min_offset`` / ``pr_min_offset``
     The cut of the minimum itself, minus b (the "encoding locus" of the truncation issue).
+``encoder_share_shapley``
+    The two-player Shapley share of the encoder (``inference.shapley_shares``), where encoder_share.csv has it.
 ``encoder_share``
-    (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from the freezing runs, the
-    frozen decoder's output bias left to train (spec ``decoder+bias``): what R2 uses.
+    The leave-one-out share (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from
+    the freezing runs, the frozen decoder's output bias left to train (spec ``decoder+bias``).
 ``encoder_share_frozen_output_bias``
     The same with the output bias frozen too (spec ``decoder``, the textbook freeze): the control. A bias frozen
     at its random init cannot fit the data's mean, which charges the frozen decoder a loss that is no side's work.
@@ -31,38 +40,70 @@ Per-run quantities (``quantities()``, one row per run and quantity):
 
 Summaries (``summarize_groups()``): for each data set x kind x family and quantity, each seed's value
 is first averaged over the family's architectures and bottlenecks, then mean, std, n (seeds) and the
-Student-t 95% CI are taken over seeds; ``n_runs`` and the counts of runs with offset < 0, = 0, > 0 are kept.
+Student-t 95% CI are taken over seeds; beside it, for the offsets and shares, a hierarchical bootstrap 95% CI
+(architectures resampled, then seeds within each, ``inference.hierarchical_bootstrap_ci``). ``n_runs`` and the
+counts of runs with offset < 0, = 0, > 0 are kept, and ``n_decisive``/``k_decisive``: the runs of architectures
+with hidden layers on both sides and, of them, those with a value <= 0.
 
-Verdict rules (``verdict()``), per data set x kind x family, with N the runs of the group:
+Fixed by construction: an architecture without a hidden decoder layer cannot complete compression after the
+bottleneck (its offsets are <= 0 whatever it learns), one without a hidden encoder layer cannot complete it
+before. R1 counts only the runs of architectures with both sides (``n_decisive``); the others are named in
+``fixed_archs``, and a group with no such run has its R1 outcome ``fixed by construction`` and no verdict.
+
+Verdict rules (``verdict()``), per data set x kind x family, with N the decisive runs of the group:
 
 R1 compression: k = runs whose TwoNN completion offset is <= 0 (compression done by the bottleneck).
-   ``encoder`` if k >= majority * N; ``decoder`` if N - k >= majority * N; else ``mixed``; ``no data``.
-R2 work: the encoder share's 95% CI over seeds. ``encoder`` if its lower end > 0.5; ``decoder`` if its
-   upper end < 0.5; ``even`` if it contains 0.5; ``no data`` if there is no CI (fewer than 2 seeds).
+   ``encoder`` if k >= majority * N; ``decoder`` if N - k >= majority * N; else ``mixed``; ``no data``;
+   ``fixed by construction`` (N = 0, the group has runs). With it, the exact binomial test of k against 1/2.
+R2 work: the 95% CI over seeds of the Shapley share where there is one, else of the leave-one-out share.
+   ``encoder`` if its lower end > 0.5; ``decoder`` if its upper end < 0.5; ``even`` if it contains 0.5;
+   ``no data`` if there is no CI (fewer than 2 seeds).
 Verdict: ``yes`` (the encoder encodes) if R1 and R2 are both ``encoder``; ``no`` if either is ``decoder``;
    ``partly`` if exactly one is ``encoder`` and the other ``even``/``mixed``/``no data``; else ``undecided``.
+
+Then (``sensitivity()``, ``mark_fragile()``): the verdict again under every completion tolerance of
+``SENSITIVITY_TOLERANCES``, majority of ``SENSITIVITY_MAJORITIES`` and with each seed left out; a verdict any of
+these changes is ``fragile``. Last (``apply_controls()``): a verdict whose runs share a training budget
+(``BUDGET``) with an applicable control check that failed is ``undecided`` (``undecided_reason``: the checks).
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 import numpy as np
 import pandas as pd
 
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
-from aedissect.formatting import estimate
+from aedissect.formatting import estimate, is_constant, number
+from aedissect.inference import binomial_test, clopper_pearson, hierarchical_bootstrap_ci
 
 GROUP = ["dataset", "kind", "family"]
 CELL = ["dataset", "kind", "family", "arch", "bottleneck"]
+# the config columns that make a training budget: a failed control suspends every verdict at its budget
+BUDGET = ["epochs", "batch_size", "lr"]
 DEFAULT_TOLERANCE = 0.10
 DEFAULT_MAJORITY = 0.66
+# TwoNN completion with standard errors: within this many combined SEs of the minimum
+SE_FACTOR = 2.0
+# the sensitivity sweep: each verdict under these settings, one at a time, and with each seed left out
+SENSITIVITY_TOLERANCES = (0.05, 0.10, 0.20)
+SENSITIVITY_MAJORITIES = (0.6, 0.66, 0.8)
+N_BOOT = 2000
+FIXED = "fixed by construction"
 OFFSET_QUANTITIES = ["twonn_completion_offset", "twonn_min_offset", "pr_completion_offset", "pr_min_offset"]
+SHARE_QUANTITY_NAMES = ["encoder_share_shapley", "encoder_share", "encoder_share_frozen_output_bias"]
+# the quantities a hierarchical bootstrap CI is reported for, beside the t-interval
+BOOTSTRAP_QUANTITIES = [*OFFSET_QUANTITIES, *SHARE_QUANTITY_NAMES]
 QUANTITY_LABELS = {
     "twonn_completion_offset": "TwoNN: compression completes (layers from bottleneck)",
     "twonn_min_offset": "TwoNN minimum (layers from bottleneck)",
     "pr_completion_offset": "PR: compression completes (layers from bottleneck)",
     "pr_min_offset": "PR minimum (layers from bottleneck)",
-    "encoder_share": "encoder share of the work",
+    "encoder_share_shapley": "encoder share of the work (Shapley)",
+    "encoder_share": "encoder share of the work (leave-one-out)",
     "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",
     "critical_encoder_fraction": "critical layers in the encoder (fraction)",
     "stitch_penalty": "stitching penalty at the bottleneck",
@@ -70,8 +111,11 @@ QUANTITY_LABELS = {
 }
 
 
-# truncation metric name (layer_profiles.csv) -> short name used in the quantities
+# truncation metric name (layer_profiles.csv) -> short name used in the quantities; for TwoNN the first of
+# TWONN_SOURCES a run has is used, with TWONN_SE as its standard error where present
 PROFILE_METRICS = {"twonn": "twonn", "participation_ratio": "pr"}
+TWONN_SOURCES = ("twonn_mle", "twonn")
+TWONN_SE = "twonn_mle_se"
 
 
 def _metric_kind(name: str) -> str | None:
@@ -79,8 +123,15 @@ def _metric_kind(name: str) -> str | None:
     return PROFILE_METRICS.get(name)
 
 
-def completion_cut(cuts, values, tolerance: float = DEFAULT_TOLERANCE) -> tuple[int, int]:
-    """(first cut within ``tolerance`` of the minimum, cut of the minimum), over the given cuts in depth order."""
+def completion_cut(
+    cuts, values, tolerance: float = DEFAULT_TOLERANCE, se=None, se_factor: float = SE_FACTOR
+) -> tuple[int, int]:
+    """(first cut close to the minimum, cut of the minimum), over the given cuts in depth order.
+
+    Close: within ``se_factor`` combined standard errors sqrt(se_c^2 + se_min^2) of the minimum when ``se`` (one
+    per cut) is given and finite at the minimum, else within ``tolerance`` (relative) of it; a cut whose own SE is
+    not finite falls back to the tolerance.
+    """
     order = np.argsort(np.asarray(cuts))
     cuts = np.asarray(cuts)[order]
     values = np.asarray(values, dtype=float)[order]
@@ -88,32 +139,61 @@ def completion_cut(cuts, values, tolerance: float = DEFAULT_TOLERANCE) -> tuple[
     if not keep.any():
         raise ValueError("no finite values")
     cuts, values = cuts[keep], values[keep]
-    low = values.min()
+    low, lowest = values.min(), int(np.argmin(values))
     within = values <= low + tolerance * abs(low)
-    return int(cuts[np.argmax(within)]), int(cuts[np.argmin(values)])
+    if se is not None:
+        se = np.asarray(se, dtype=float)[order][keep]
+        if np.isfinite(se[lowest]):
+            combined = np.sqrt(se**2 + se[lowest] ** 2)
+            within = np.where(np.isfinite(se), values <= low + se_factor * combined, within)
+    return int(cuts[np.argmax(within)]), int(cuts[lowest])
 
 
-def compression_offsets(profiles: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+def trained_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """The profiles of the trained networks: rows with ``state == "trained"`` where the table has a ``state``."""
+    if "state" in profiles.columns:
+        return profiles[profiles["state"].astype(str) == "trained"]
+    return profiles
+
+
+def completion_rule(profiles: pd.DataFrame | None) -> str:
+    """``se`` if TwoNN completion uses the MLE's standard errors (the profiles have ``twonn_mle_se``), else
+    ``tolerance``."""
+    if profiles is None:
+        return "tolerance"
+    metrics = set(trained_profiles(profiles)["metric"].unique())
+    return "se" if {TWONN_SOURCES[0], TWONN_SE} <= metrics else "tolerance"
+
+
+def compression_offsets(
+    profiles: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, use_se: bool = True, se_factor: float = SE_FACTOR
+) -> pd.DataFrame:
     """Per run and metric (TwoNN, PR): completion and minimum offsets relative to the bottleneck cut.
 
-    Only the hidden cuts 1..L-1 count: the input and the output are the data, not a compression.
+    Only the hidden cuts 1..L-1 count: the input and the output are the data, not a compression. TwoNN is read
+    from ``twonn_mle`` where the run has it (with ``twonn_mle_se``: the SE rule, unless ``use_se`` is False),
+    else from ``twonn``; the participation ratio always uses ``tolerance``.
     """
     rows = []
-    for run_id, run in profiles.groupby("run_id", sort=False):
+    for run_id, run in trained_profiles(profiles).groupby("run_id", sort=False):
         bottleneck = run.loc[run["side"] == "bottleneck", "cut"]
         if bottleneck.empty:
             continue
         b = int(bottleneck.iloc[0])
         last = int(run["cut"].max())
         hidden = run[(run["cut"] > 0) & (run["cut"] < last)]
-        for metric, series in hidden.groupby("metric", sort=True):
-            kind = _metric_kind(str(metric))
-            if kind is None:
+        per_metric = {str(m): s.groupby("cut")["value"].mean() for m, s in hidden.groupby("metric", sort=True)}
+        usable = {m: v for m, v in per_metric.items() if np.isfinite(v.to_numpy(dtype=float)).any()}
+        sources = {"pr": "participation_ratio", "twonn": next((m for m in TWONN_SOURCES if m in usable), None)}
+        for kind in ("pr", "twonn"):
+            name = sources[kind]
+            if name not in usable:
                 continue
-            per_cut = series.groupby("cut")["value"].mean()
-            if not np.isfinite(per_cut.to_numpy()).any():
-                continue
-            done, lowest = completion_cut(per_cut.index.to_numpy(), per_cut.to_numpy(), tolerance)
+            per_cut = usable[name]
+            se = None
+            if kind == "twonn" and name == TWONN_SOURCES[0] and use_se and TWONN_SE in per_metric:
+                se = per_metric[TWONN_SE].reindex(per_cut.index).to_numpy(dtype=float)
+            done, lowest = completion_cut(per_cut.index.to_numpy(), per_cut.to_numpy(), tolerance, se, se_factor)
             rows.append({"run_id": run_id, "quantity": f"{kind}_completion_offset", "value": done - b})
             rows.append({"run_id": run_id, "quantity": f"{kind}_min_offset", "value": lowest - b})
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
@@ -140,24 +220,63 @@ def stitch_rows(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run_id_a": a, "run_id_b": b, "penalty": rows["penalty"]})
 
 
-# quantity of findings.md -> the ``output_bias`` of the frozen decoder in encoder_share.csv
+# quantity of findings.md -> the ``output_bias`` of the frozen decoder in encoder_share.csv (leave-one-out rows)
 SHARE_QUANTITIES = {"trained": "encoder_share", "frozen": "encoder_share_frozen_output_bias"}
+# encoder_share.csv with ``method``/``design`` columns: the leave-one-out rows above are those of LOO_DESIGN; the
+# Shapley share is read from the first of SHAPLEY_DESIGNS the table has (output bias trained where it says)
+LOO_DESIGN = "textbook"
+SHAPLEY_DESIGNS = ("symmetric", "textbook")
+
+
+def _column_is(table: pd.DataFrame, column: str, value: str) -> pd.Series:
+    """Rows whose ``column`` is ``value``; every row where the table has no such column."""
+    if column not in table.columns:
+        return pd.Series(True, index=table.index)
+    return table[column].astype(str) == value
 
 
 def encoder_shares(share: pd.DataFrame, metric: str = "test_loss") -> pd.DataFrame:
     """encoder_share.csv -> ``run_id, quantity, value``: the shares of the run's own objective (``metric``).
 
     ``test_loss`` is each run's own objective (MSE for the AE, -ELBO for the VAE), the loss the share is about; the
-    share itself is computed in one place, ``intervention_tables.encoder_share``.
+    share itself is computed in one place, ``intervention_tables.encoder_share``. A table without ``method`` /
+    ``design`` columns holds leave-one-out shares only (one per ``output_bias``). With them, the leave-one-out
+    shares are the rows ``method == "leave_one_out"`` of design ``LOO_DESIGN``, and the rows
+    ``method == "shapley"`` (of the first design of ``SHAPLEY_DESIGNS`` present) give ``encoder_share_shapley``.
     """
-    rows = share[(share["metric"] == metric) & share["output_bias"].isin(list(SHARE_QUANTITIES))]
-    return pd.DataFrame(
-        {
-            "run_id": rows["run_id"].to_numpy(),
-            "quantity": rows["output_bias"].map(SHARE_QUANTITIES).to_numpy(),
-            "value": rows["value"].to_numpy(),
-        }
-    )
+    share = share[share["metric"] == metric]
+    loo = share[_column_is(share, "method", "leave_one_out") & _column_is(share, "design", LOO_DESIGN)]
+    loo = loo[loo["output_bias"].isin(list(SHARE_QUANTITIES))] if "output_bias" in loo else loo.iloc[:0]
+    parts = [
+        pd.DataFrame(
+            {
+                "run_id": loo["run_id"].to_numpy(),
+                "quantity": loo["output_bias"].map(SHARE_QUANTITIES).to_numpy(),
+                "value": loo["value"].to_numpy(dtype=float),
+            }
+        )
+    ]
+    if "method" in share.columns:
+        shapley = share[share["method"].astype(str) == "shapley"]
+        if "design" in shapley.columns and len(shapley):
+            designs = [d for d in SHAPLEY_DESIGNS if d in set(shapley["design"].astype(str))]
+            shapley = shapley[shapley["design"].astype(str) == designs[0]] if designs else shapley.iloc[:0]
+        if "output_bias" in shapley.columns and (shapley["output_bias"].astype(str) == "trained").any():
+            shapley = shapley[shapley["output_bias"].astype(str) == "trained"]
+        shapley = shapley.drop_duplicates("run_id")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "run_id": shapley["run_id"].to_numpy(),
+                    "quantity": "encoder_share_shapley",
+                    "value": shapley["value"].to_numpy(dtype=float),
+                }
+            )
+        )
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=["run_id", "quantity", "value"])
+    return pd.concat(parts, ignore_index=True)
 
 
 def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
@@ -214,22 +333,102 @@ def quantities(runs: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.DataFrame:
     return runs.merge(body, on="run_id", how="inner", validate="one_to_many")
 
 
-def summarize_groups(per_run: pd.DataFrame, by: list[str] = GROUP) -> pd.DataFrame:
-    """Per group and quantity: mean, std, n (seeds) and 95% CI over per-seed means, plus run counts."""
+# ---------------------------------------------------------------- fixed by construction
+
+NO_ENCODER = "no hidden encoder layer"
+NO_DECODER = "no hidden decoder layer"
+
+
+def hidden_widths(text) -> list[int]:
+    """The hidden widths of a runs.csv ``encoder``/``decoder`` cell: ``48-32-24`` (``config.config_columns``),
+    ``none`` or empty for no hidden layer; a list, or its text ``[48, 32]``, reads the same."""
+    if isinstance(text, list | tuple):
+        return [int(w) for w in text]
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return []
+    body = str(text).strip().strip("[]()").strip()
+    if body.lower() in ("", "none", "nan"):
+        return []
+    return [int(float(w)) for w in re.split(r"[-,;\s]+", body) if w]
+
+
+def fixed_reason(encoder, decoder) -> str:
+    """Why an architecture's R1 outcome is fixed by construction, "" when it has hidden layers on both sides."""
+    enc, dec = hidden_widths(encoder), hidden_widths(decoder)
+    if enc and dec:
+        return ""
+    if enc:
+        return NO_DECODER
+    if dec:
+        return NO_ENCODER
+    return f"{NO_ENCODER} or decoder layer"
+
+
+def r1_fixed(table: pd.DataFrame) -> pd.Series:
+    """Per row, ``fixed_reason`` of its architecture ("" for all rows of a table without encoder/decoder columns)."""
+    if not {"encoder", "decoder"} <= set(table.columns):
+        return pd.Series("", index=table.index, dtype=object)
+    reasons = [fixed_reason(e, d) for e, d in zip(table["encoder"], table["decoder"], strict=True)]
+    return pd.Series(reasons, index=table.index, dtype=object)
+
+
+# ---------------------------------------------------------------- summaries over seeds
+
+
+def summarize_groups(
+    per_run: pd.DataFrame, by: list[str] = GROUP, n_boot: int = N_BOOT, bootstrap=BOOTSTRAP_QUANTITIES
+) -> pd.DataFrame:
+    """Per group and quantity: mean, std, n (seeds) and 95% CI over per-seed means, run counts, and for the
+    quantities of ``bootstrap`` the hierarchical bootstrap 95% CI (``boot95_low``, ``boot95_high``: architectures,
+    then seeds within them, resampled; ``n_boot`` replicates, 0 for none).
+
+    ``n_decisive`` and ``k_decisive``: the runs (finite values) of architectures with hidden layers on both sides and,
+    of them, those with a value <= 0: what R1 counts. ``fixed_archs``: the other architectures with the reason.
+    """
+    per_run = per_run.assign(_fixed=r1_fixed(per_run))
     rows = []
     for key, group in per_run.groupby([*by, "quantity"], sort=True):
         per_seed = group.groupby("seed")["value"].mean()
         values = group["value"].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
+        decisive = group.loc[group["_fixed"] == "", "value"].to_numpy(dtype=float)
+        decisive = decisive[np.isfinite(decisive)]
         row = dict(zip([*by, "quantity"], key, strict=True)) | mean_ci(per_seed.to_numpy())
         row |= {
             "n_runs": finite.size,
             "n_below": int((finite < 0).sum()),
             "n_at": int((finite == 0).sum()),
             "n_above": int((finite > 0).sum()),
+            "n_decisive": decisive.size,
+            "k_decisive": int((decisive <= 0).sum()),
         }
+        fixed = group[group["_fixed"] != ""]
+        names = fixed["arch"] if "arch" in fixed.columns else fixed["run_id"]
+        row["fixed_archs"] = "; ".join(f"{a} ({r})" for a, r in sorted(set(zip(names, fixed["_fixed"], strict=True))))
+        low = high = np.nan
+        if n_boot and key[-1] in bootstrap and finite.size:
+            cluster = "arch" if "arch" in group.columns else None
+            low, high = hierarchical_bootstrap_ci(group, "value", cluster=cluster, unit="seed", n_boot=n_boot)
+        row |= {"boot95_low": low, "boot95_high": high}
         rows.append(row)
-    columns = [*by, "quantity", "mean", "std", "n", "ci95_low", "ci95_high", "n_runs", "n_below", "n_at", "n_above"]
+    columns = [
+        *by,
+        "quantity",
+        "mean",
+        "std",
+        "n",
+        "ci95_low",
+        "ci95_high",
+        "boot95_low",
+        "boot95_high",
+        "n_runs",
+        "n_below",
+        "n_at",
+        "n_above",
+        "n_decisive",
+        "k_decisive",
+        "fixed_archs",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -238,11 +437,30 @@ def _get(summary: pd.DataFrame, quantity: str) -> dict | None:
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- the rules
+
+
 def rule_compression(row: dict | None, majority: float = DEFAULT_MAJORITY) -> tuple[str, int, int]:
-    """R1: (outcome, k runs with offset <= 0, N runs)."""
+    """R1: (outcome, k decisive runs with offset <= 0, N decisive runs).
+
+    Decisive: runs of architectures with hidden layers on both sides (``n_decisive``; every run of a summary without
+    that column). A group whose runs are all of architectures with an empty side is ``fixed by construction``.
+    """
     if row is None or not row["n_runs"]:
         return "no data", 0, 0
-    k, n = int(row["n_below"] + row["n_at"]), int(row["n_runs"])
+    if _finite(row.get("n_decisive")):
+        k, n = int(row["k_decisive"]), int(row["n_decisive"])
+        if n == 0:
+            return FIXED, 0, 0
+    else:
+        k, n = int(row["n_below"] + row["n_at"]), int(row["n_runs"])
     if k >= majority * n:
         return "encoder", k, n
     if n - k >= majority * n:
@@ -277,6 +495,7 @@ VERDICT_WORDS = {
     "partly": "The encoder encodes only in part",
     "no": "Not the encoder alone",
     "undecided": "Undecided",
+    FIXED: "No verdict",
 }
 
 
@@ -289,66 +508,450 @@ def fmt_ci(row: dict | None) -> str:
     return estimate(row)
 
 
+def fmt_boot(row: dict | None) -> str:
+    """``; bootstrap 95% CI [lo, hi]`` beside a summary that has one (not for seeds that all agree)."""
+    if row is None or not _finite(row.get("boot95_low")) or is_constant(row):
+        return ""
+    return f"; hierarchical bootstrap 95% CI [{number(row['boot95_low'])}, {number(row['boot95_high'])}]"
+
+
+def share_quantity(summary: pd.DataFrame) -> str:
+    """The share R2 reads: the Shapley share where the group has one, else the leave-one-out share."""
+    return "encoder_share_shapley" if _get(summary, "encoder_share_shapley") is not None else "encoder_share"
+
+
 def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
-    """Apply R1 and R2 to one group's summary rows; returns the outcomes and the verdict sentence."""
-    compression, k, n = rule_compression(_get(summary, "twonn_completion_offset"), majority)
-    share = _get(summary, "encoder_share")
+    """Apply R1 and R2 to one group's summary rows; returns the outcomes, the evidence and the verdict sentence."""
+    offsets = _get(summary, "twonn_completion_offset")
+    compression, k, n = rule_compression(offsets, majority)
+    fixed_archs = str(offsets.get("fixed_archs") or "") if offsets else ""
+    fixed_archs = "" if fixed_archs == "nan" else fixed_archs
+    p = binomial_test(k, n) if n else np.nan
+    k_low, k_high = clopper_pearson(k, n) if n else (np.nan, np.nan)
+    quantity = share_quantity(summary)
+    share = _get(summary, quantity)
     work = rule_work(share)
-    result = combine(compression, work)
+    result = FIXED if compression == FIXED else combine(compression, work)
     clauses = []
     if n:
-        clauses.append(f"compression (TwoNN) completes inside the encoder or at the bottleneck in {k} of {n} models")
+        clauses.append(
+            f"compression (TwoNN) completes inside the encoder or at the bottleneck in {k} of {n} models"
+            f" (exact binomial test against 1/2: p = {number(p)})"
+        )
+    if compression == FIXED:
+        clauses.append(f"R1 is fixed by construction for every architecture of the family: {fixed_archs}")
+    elif fixed_archs:
+        clauses.append(f"not counted, as fixed by construction: {fixed_archs}")
     pr_outcome, k_pr, n_pr = rule_compression(_get(summary, "pr_completion_offset"), majority)
     if n_pr:
         clauses.append(f"the participation ratio does in {k_pr} of {n_pr}")
-    if share is not None:
+    loo = _get(summary, "encoder_share")
+    if quantity == "encoder_share_shapley":
+        clauses.append(f"the encoder's Shapley share of the work is {fmt_ci(share)} (R2: {work})")
+        if loo is not None:
+            clauses.append(f"its leave-one-out share {fmt_ci(loo)}")
+    elif share is not None:
         clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work})")
     control = _get(summary, "encoder_share_frozen_output_bias")
     if control is not None:
         clauses.append(f"with the output bias frozen too, the share would be {fmt_ci(control)}")
-    sentence = f"{VERDICT_WORDS[result]}: " + ("; ".join(clauses) if clauses else "no measurements") + "."
-    return {
+    out = {
         "compression": compression,
         "compression_k": k,
         "compression_n": n,
+        "compression_p": p,
+        "compression_cp_low": k_low,
+        "compression_cp_high": k_high,
+        "offset_mean": offsets["mean"] if offsets else np.nan,
+        "offset_ci95_low": offsets["ci95_low"] if offsets else np.nan,
+        "offset_ci95_high": offsets["ci95_high"] if offsets else np.nan,
+        "offset_boot95_low": offsets.get("boot95_low", np.nan) if offsets else np.nan,
+        "offset_boot95_high": offsets.get("boot95_high", np.nan) if offsets else np.nan,
         "pr_compression": pr_outcome,
         "work": work,
+        "work_quantity": quantity,
+        "share_mean": share["mean"] if share else np.nan,
+        "share_ci95_low": share["ci95_low"] if share else np.nan,
+        "share_ci95_high": share["ci95_high"] if share else np.nan,
+        "share_boot95_low": share.get("boot95_low", np.nan) if share else np.nan,
+        "share_boot95_high": share.get("boot95_high", np.nan) if share else np.nan,
+        "rule_verdict": result,
         "verdict": result,
-        "sentence": sentence,
+        "fixed_by_construction": compression == FIXED,
+        "fixed_archs": fixed_archs,
+        "fragile": False,
+        "fragile_settings": "",
+        "undecided_reason": f"R1 {compression}, R2 {work}" if result == "undecided" else "",
+        "evidence": "; ".join(clauses) if clauses else "no measurements",
     }
+    return out | {"sentence": sentence(out)}
+
+
+def sentence(row: dict) -> str:
+    """The verdict in words: its head (controls failed, fixed by construction, or the verdict), the evidence, and
+    the settings that change it if it is fragile."""
+    if _controls_failed(row):
+        # the rules' own verdict (and whether it is fragile) is in the table, not in a sentence meant to be quoted
+        return f"Undecided ({row['undecided_reason']}): {row['evidence']}."
+    text = f"{VERDICT_WORDS[row['verdict']]}: {row['evidence']}."
+    if row.get("fragile"):
+        text += f" Fragile: {row['fragile_settings']}."
+    return text
+
+
+def _controls_failed(row: dict) -> bool:
+    return str(row.get("undecided_reason") or "").startswith("controls failed")
+
+
+VERDICT_COLUMNS = [
+    *GROUP,
+    "compression",
+    "compression_k",
+    "compression_n",
+    "compression_p",
+    "compression_cp_low",
+    "compression_cp_high",
+    "offset_mean",
+    "offset_ci95_low",
+    "offset_ci95_high",
+    "offset_boot95_low",
+    "offset_boot95_high",
+    "pr_compression",
+    "work",
+    "work_quantity",
+    "share_mean",
+    "share_ci95_low",
+    "share_ci95_high",
+    "share_boot95_low",
+    "share_boot95_high",
+    "rule_verdict",
+    "verdict",
+    "fixed_by_construction",
+    "fixed_archs",
+    "fragile",
+    "fragile_settings",
+    "undecided_reason",
+    "evidence",
+    "sentence",
+]
 
 
 def verdicts(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> pd.DataFrame:
     rows = []
     for key, group in summary.groupby(GROUP, sort=True):
         rows.append(dict(zip(GROUP, key, strict=True)) | verdict(group, majority))
-    return pd.DataFrame(
-        rows,
-        columns=[
-            *GROUP,
-            "compression",
-            "compression_k",
-            "compression_n",
-            "pr_compression",
-            "work",
-            "verdict",
-            "sentence",
-        ],
-    )
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
+
+def _resentence(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    table["sentence"] = [sentence(row) for row in table.to_dict("records")]
+    return table
+
+
+# ---------------------------------------------------------------- sensitivity
+
+
+def evaluate(per_run: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> pd.DataFrame:
+    """The verdicts of a per-run table (no bootstrap: the rules read the t-interval only)."""
+    return verdicts(summarize_groups(per_run, n_boot=0), majority)
+
+
+def _with_offsets(per_run: pd.DataFrame, offsets: pd.DataFrame) -> pd.DataFrame:
+    """per_run with its offset quantities replaced by ``offsets`` (``run_id, quantity, value``)."""
+    config = per_run.drop_duplicates("run_id").drop(columns=["quantity", "value"])
+    fresh = config.merge(offsets, on="run_id", how="inner")
+    return pd.concat([per_run[~per_run["quantity"].isin(OFFSET_QUANTITIES)], fresh], ignore_index=True)
+
+
+SENSITIVITY_COLUMNS = [
+    *GROUP,
+    "setting",
+    "value",
+    "compression",
+    "work",
+    "verdict",
+    "baseline_verdict",
+    "same_as_baseline",
+]
+
+
+def sensitivity(
+    per_run: pd.DataFrame,
+    profiles: pd.DataFrame | None = None,
+    majority: float = DEFAULT_MAJORITY,
+    tolerances=SENSITIVITY_TOLERANCES,
+    majorities=SENSITIVITY_MAJORITIES,
+    leave_one_seed_out: bool = True,
+) -> pd.DataFrame:
+    """Each group's verdict (by the rules: controls aside) under each setting, one change at a time.
+
+    ``tolerance``: the offsets recomputed from ``profiles`` with that completion tolerance for TwoNN too (the SE
+    rule set aside); ``majority``: R1 with that majority; ``leave-one-seed-out``: every run of that seed dropped
+    (``value`` is the seed). ``same_as_baseline``: the verdict equals the one of ``per_run`` as it is at
+    ``majority``. A group that a setting leaves without data reads ``no data``.
+    """
+    base = evaluate(per_run, majority)[[*GROUP, "verdict"]].rename(columns={"verdict": "baseline_verdict"})
+    settings = []
+    for tolerance in tolerances:
+        table = per_run
+        if profiles is not None:
+            table = _with_offsets(per_run, compression_offsets(profiles, tolerance, use_se=False))
+        settings.append(("tolerance", tolerance, evaluate(table, majority)))
+    for m in majorities:
+        settings.append(("majority", m, evaluate(per_run, m)))
+    if leave_one_seed_out and per_run["seed"].nunique() > 1:
+        for seed in sorted(per_run["seed"].unique()):
+            settings.append(("leave-one-seed-out", seed, evaluate(per_run[per_run["seed"] != seed], majority)))
+    frames = []
+    for setting, value, table in settings:
+        out = base.merge(table[[*GROUP, "compression", "work", "verdict"]], on=GROUP, how="left")
+        out = out.fillna({"compression": "no data", "work": "no data", "verdict": "no data"})
+        frames.append(out.assign(setting=setting, value=value))
+    if not frames:
+        return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)
+    out["same_as_baseline"] = out["verdict"] == out["baseline_verdict"]
+    return out[SENSITIVITY_COLUMNS]
+
+
+SENSITIVITY_CAPTION = (
+    "Each verdict by the rules under other settings, one change at a time: completion tolerance, majority of R1, and "
+    "each seed left out. A verdict that differs from the baseline is starred; a row with a star is fragile. fixed: R1 "
+    "is fixed by construction, no verdict."
+)
+
+
+def sensitivity_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """verdict_sensitivity.csv for a reader: one row per group, its verdict, then one column per setting (the
+    verdict there, starred where it differs)."""
+    if sweep.empty:
+        return pd.DataFrame(columns=[*GROUP, "verdict"])
+    table = sweep.assign(
+        column=[_setting_text(s, v) for s, v in zip(sweep["setting"], sweep["value"], strict=True)],
+        cell=[
+            _short(v) if same else f"{_short(v)}*"
+            for v, same in zip(sweep["verdict"], sweep["same_as_baseline"], strict=True)
+        ],
+        baseline_verdict=sweep["baseline_verdict"].map(_short),
+    )
+    order = list(dict.fromkeys(table["column"]))
+    wide = table.pivot_table(index=[*GROUP, "baseline_verdict"], columns="column", values="cell", aggfunc="first")
+    wide = wide[order].reset_index().rename(columns={"baseline_verdict": "verdict"})
+    wide.columns.name = None
+    return wide
+
+
+def _short(verdict: str) -> str:
+    return "fixed" if verdict == FIXED else verdict
+
+
+def _setting_text(setting: str, value) -> str:
+    if setting == "tolerance":
+        return f"completion tolerance {float(value):.0%}"
+    if setting == "majority":
+        return f"majority {float(value):g}"
+    seed = float(value) if _finite(value) else value
+    return f"seed {int(seed) if isinstance(seed, float) and seed.is_integer() else seed} left out"
+
+
+def mark_fragile(verdict_table: pd.DataFrame, sensitivity_table: pd.DataFrame) -> pd.DataFrame:
+    """``fragile`` (and ``fragile_settings``, each with the verdict it gives) for verdicts that a setting changes."""
+    table = verdict_table.copy()
+    flips = sensitivity_table[~sensitivity_table["same_as_baseline"].astype(bool)]
+    texts = {}
+    for key, rows in flips.groupby(GROUP, sort=True):
+        texts[key] = "; ".join(f"{_setting_text(r.setting, r.value)} gives {r.verdict}" for r in rows.itertuples())
+    keys = list(zip(*(table[c] for c in GROUP), strict=True))
+    table["fragile"] = [k in texts for k in keys]
+    table["fragile_settings"] = [texts.get(k, "") for k in keys]
+    return _resentence(table)
+
+
+# ---------------------------------------------------------------- controls
+
+
+def _truth(values: pd.Series) -> pd.Series:
+    """A CSV column of booleans (True/False, 1/0, yes/no; empty for not known) as True, False or None."""
+    words = {"true": True, "1": True, "1.0": True, "yes": True, "false": False, "0": False, "0.0": False, "no": False}
+    return pd.Series([words.get(str(v).strip().lower()) for v in values], index=values.index, dtype=object)
+
+
+def control_status(controls: pd.DataFrame) -> pd.DataFrame:
+    """controls.csv with ``applicable`` (``applies`` is true, or there is no such column, and ``passed`` is known)
+    and ``failed`` (applicable and not passed)."""
+    passed = _truth(controls["passed"]) if "passed" in controls else pd.Series(None, index=controls.index)
+    applies = _truth(controls["applies"]) if "applies" in controls else pd.Series(True, index=controls.index)
+    applicable = applies.map(lambda v: v is not False) & passed.map(lambda v: v is not None)
+    failed = applicable & passed.map(lambda v: v is False)
+    return controls.assign(applicable=applicable.astype(bool), failed=failed.astype(bool))
+
+
+def _budget_key(row) -> tuple:
+    out = []
+    for column in BUDGET:
+        value = row[column]
+        out.append(f"{float(value):.6g}" if _finite(value) else str(value))
+    return tuple(out)
+
+
+def _has_budget(table: pd.DataFrame) -> bool:
+    return set(BUDGET) <= set(table.columns)
+
+
+def failed_checks(controls: pd.DataFrame | None, runs: pd.DataFrame) -> dict:
+    """Per group (``GROUP`` key), the sorted names of the failed applicable checks at a training budget of its runs.
+
+    A failure counts for every group whose runs include its budget (``BUDGET``); if controls.csv or the runs lack
+    the budget columns, for every group.
+    """
+    if controls is None or controls.empty:
+        return {}
+    status = control_status(controls)
+    failed = status[status["failed"]]
+    if failed.empty:
+        return {}
+    out = {}
+    budgeted = _has_budget(failed) and _has_budget(runs)
+    by_budget = {}
+    if budgeted:
+        for row in failed.to_dict("records"):
+            by_budget.setdefault(_budget_key(row), set()).add(str(row["check"]))
+    for key, group in runs.groupby(GROUP, sort=True):
+        if budgeted:
+            checks = set()
+            for row in group.drop_duplicates(BUDGET).to_dict("records"):
+                checks |= by_budget.get(_budget_key(row), set())
+        else:
+            checks = set(failed["check"].astype(str))
+        if checks:
+            out[key] = sorted(checks)
+    return out
+
+
+def apply_controls(verdict_table: pd.DataFrame, runs: pd.DataFrame, controls: pd.DataFrame | None) -> pd.DataFrame:
+    """Every verdict at the training budget of a failed control becomes ``undecided`` (reason: the checks)."""
+    table = verdict_table.copy()
+    failed = failed_checks(controls, runs)
+    for i, key in enumerate(zip(*(table[c] for c in GROUP), strict=True)):
+        if key in failed:
+            table.loc[table.index[i], "verdict"] = "undecided"
+            table.loc[table.index[i], "undecided_reason"] = f"controls failed: {', '.join(failed[key])}"
+    return _resentence(table)
+
+
+CONTROL_LIST_LIMIT = 20
+
+
+def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
+    """The "Controls" section of findings.md: how many applicable checks passed, each failure with its value against
+    its threshold, and what the failures do to the verdicts."""
+    lines = ["## Controls", ""]
+    if controls is None:
+        return [*lines, "No control checks were run (the workflow has no `control_tables` rule).", ""]
+    status = control_status(controls)
+    applicable, failed = status[status["applicable"]], status[status["failed"]]
+    n, n_failed = len(applicable), len(failed)
+    words = f"{n - n_failed} of {n} applicable control checks passed"
+    if len(status) > n:
+        words += f" ({len(status) - n} more did not apply)"
+    if not n_failed:
+        return [*lines, f"{words}.", ""]
+    names = ", ".join(sorted(set(failed["check"].astype(str))))
+    lines += [
+        f"**Controls failed** ({names}): {words}. Every verdict computed at the training budget of a failed check "
+        f"({', '.join(BUDGET)}) is reported as undecided.",
+        "",
+    ]
+    per_check = []
+    for check, rows in applicable.groupby("check", sort=True):
+        per_check.append(f"{check} {int((~rows['failed']).sum())}/{len(rows)}")
+    lines += [f"Passed per check: {', '.join(per_check)}.", ""]
+    for row in failed.head(CONTROL_LIST_LIMIT).to_dict("records"):
+        where = row.get("run_id") or "/".join(str(row.get(c)) for c in GROUP if c in row)
+        budget = ", ".join(f"{c} {number(row[c])}" for c in BUDGET if c in row)
+        numbers = f"value {number(row.get('value'))} against threshold {number(row.get('threshold'))}"
+        extra = [f"{c} {number(row.get(c))}" for c in ("reference", "ratio") if _finite(row.get(c))]
+        note = row.get("note")
+        note = f"; {note}" if isinstance(note, str) and note.strip() else ""
+        detail = f" ({', '.join(extra)})" if extra else ""
+        lines.append(f"- `{row['check']}`, {where} ({budget}): {numbers}{detail}{note}")
+    if n_failed > CONTROL_LIST_LIMIT:
+        lines.append(f"- and {n_failed - CONTROL_LIST_LIMIT} more failures (results/tables/controls.csv)")
+    return [*lines, ""]
+
+
+# ---------------------------------------------------------------- findings.md and the front page
 
 RULES_TEXT = """\
 Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model kind x architecture family, N = models
-(architectures x bottlenecks x seeds) of the group:
+(architectures x bottlenecks x seeds) of the group whose architecture has hidden layers on both sides:
 
-- R1 compression: k = models whose TwoNN dimension comes within {tol:.0%} of its minimum over the hidden cuts at
-  or before the bottleneck cut (input and output cuts excluded, so it holds trivially for an architecture without
-  hidden decoder layers). `encoder` if k >= {maj:.2f} N, `decoder` if N - k >= {maj:.2f} N, else `mixed`.
-- R2 work: the 95% CI over seeds of the encoder share (L_enc_frozen - L) / ((L_enc_frozen - L) + (L_dec_frozen - L)).
-  `encoder` if it lies above 0.5, `decoder` if below, `even` if it contains 0.5.
+- Fixed by construction: an architecture without a hidden decoder layer cannot complete compression after the
+  bottleneck, one without a hidden encoder layer cannot complete it before, whatever they learn; their models are
+  left out of R1 and named beside it. A group with no other architecture has no verdict (listed separately).
+- R1 compression: k = models whose TwoNN dimension comes close to its minimum over the hidden cuts (input and
+  output cuts excluded) at or before the bottleneck cut; close: {closeness}.
+  `encoder` if k >= {maj:.2f} N, `decoder` if N - k >= {maj:.2f} N, else `mixed`; the exact binomial test of k
+  against N/2 is given beside it.
+- R2 work: the 95% t-interval over seeds of the encoder's Shapley share of the loss where the freezing runs give
+  one, else of its leave-one-out share (L_enc_frozen - L) / ((L_enc_frozen - L) + (L_dec_frozen - L)).
+  `encoder` if it lies above 0.5, `decoder` if below, `even` if it contains 0.5. The hierarchical bootstrap
+  interval (architectures, then seeds within them, resampled) is reported beside it.
 - Verdict: `yes` if R1 and R2 are both `encoder`; `no` if either is `decoder`; `partly` if one is `encoder`;
   else `undecided`.
+- Fragile: a verdict that changes under completion tolerance {tolerances}, majority {majorities} or with any one
+  seed left out (results/paper/verdict_sensitivity.csv).
+- Controls: a verdict whose models share a training budget ({budget}) with a failed control check is
+  `undecided (controls failed: ...)`.
 """
+
+
+def rules_text(tolerance: float, majority: float, completion: str = "tolerance") -> str:
+    if completion == "se":
+        closeness = (
+            f"within {SE_FACTOR:g} combined standard errors sqrt(se_c² + se_min²) of the maximum-likelihood TwoNN "
+            f"estimate (the participation ratio, which has no SE: within {tolerance:.0%})"
+        )
+    else:
+        closeness = f"within {tolerance:.0%} of the minimum"
+    return RULES_TEXT.format(
+        closeness=closeness,
+        maj=majority,
+        tolerances=", ".join(f"{t:.0%}" for t in SENSITIVITY_TOLERANCES),
+        majorities=", ".join(f"{m:g}" for m in SENSITIVITY_MAJORITIES),
+        budget=", ".join(BUDGET),
+    )
+
+
+def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[str]:
+    lines = []
+    for quantity, label in QUANTITY_LABELS.items():
+        q = _get(group, quantity)
+        if q is None:
+            continue
+        extra = ""
+        if quantity in OFFSET_QUANTITIES:
+            extra = f"; models before / at / after the bottleneck: {q['n_below']} / {q['n_at']} / {q['n_above']}"
+        value = fmt_ci(q)
+        if quantity == "critical_encoder_fraction" and not q["n"]:
+            value = "n/a (no layer is critical in any model)"
+        lines.append(f"- {label}: {value}{fmt_boot(q)}{extra}")
+    if key in critical:
+        lines.append(f"- critical layers (re-initialisation): {critical[key]}")
+    if row.fixed_by_construction:
+        fixed = f"yes, for every architecture ({row.fixed_archs})"
+    elif row.fixed_archs:
+        fixed = f"for {row.fixed_archs}, left out of R1; the other architectures decide"
+    else:
+        fixed = "no: every architecture has hidden layers on both sides"
+    lines.append(f"- R1 outcome fixed by construction: {fixed}")
+    if not row.fixed_by_construction:
+        sensitivity = f"fragile, {row.fragile_settings}" if row.fragile else "robust"
+        if _controls_failed(row._asdict()):
+            sensitivity = f"by the rules alone, controls aside: {row.rule_verdict}, {sensitivity}"
+        lines.append(f"- sensitivity: {sensitivity}")
+    return lines
 
 
 def markdown(
@@ -358,35 +961,44 @@ def markdown(
     tolerance: float,
     majority: float,
     title: str = "Findings",
+    controls: pd.DataFrame | None = None,
+    completion: str = "tolerance",
 ) -> str:
-    """findings.md: the verdict per family, then every number with n and 95% CI, then the rules."""
+    """findings.md: the controls first, then the verdict per family with every number (n, 95% CI, bootstrap CI),
+    the groups whose R1 outcome is fixed by construction apart, then the rules."""
     lines = [f"# {title}", "", "Generated from the result tables by `snakemake paper`; do not edit.", ""]
+    lines += controls_markdown(controls)
+    fixed_rows = []
     for (dataset, kind), block in verdict_table.groupby(["dataset", "kind"], sort=True):
+        decided = block[~block["fixed_by_construction"].astype(bool)]
+        fixed_rows += [(dataset, kind, row) for row in block[block["fixed_by_construction"].astype(bool)].itertuples()]
+        if decided.empty:
+            continue
         lines += [f"## {dataset}, {kind.upper()}", ""]
-        for row in block.itertuples():
+        for row in decided.itertuples():
             group = summary[
                 (summary["dataset"] == dataset) & (summary["kind"] == kind) & (summary["family"] == row.family)
             ]
-            lines.append(f"**{row.family}**: {row.sentence}")
-            lines.append("")
-            for quantity, label in QUANTITY_LABELS.items():
-                q = _get(group, quantity)
-                if q is None:
-                    continue
-                extra = ""
-                if quantity in OFFSET_QUANTITIES:
-                    extra = (
-                        f"; models before / at / after the bottleneck: {q['n_below']} / {q['n_at']} / {q['n_above']}"
-                    )
-                value = fmt_ci(q)
-                if quantity == "critical_encoder_fraction" and not q["n"]:
-                    value = "n/a (no layer is critical in any model)"
-                lines.append(f"- {label}: {value}{extra}")
-            if (dataset, kind, row.family) in critical:
-                lines.append(f"- critical layers (re-initialisation): {critical[(dataset, kind, row.family)]}")
-            lines.append("")
-    lines += ["## How the verdicts are chosen", "", RULES_TEXT.format(tol=tolerance, maj=majority)]
+            lines += [f"**{row.family}**: {row.sentence}", ""]
+            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+    if fixed_rows:
+        lines += ["## Fixed by construction: no verdict", ""]
+        for dataset, kind, row in fixed_rows:
+            group = summary[
+                (summary["dataset"] == dataset) & (summary["kind"] == kind) & (summary["family"] == row.family)
+            ]
+            lines += [f"**{dataset}, {kind.upper()}, {row.family}**: {row.sentence}", ""]
+            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+    lines += ["## How the verdicts are chosen", "", rules_text(tolerance, majority, completion)]
     return "\n".join(lines)
+
+
+def display_verdict(row: dict) -> str:
+    """A verdict as the front page shows it: ``undecided (controls failed: ...)``, ``yes (fragile)``."""
+    if _controls_failed(row):
+        return f"undecided ({row['undecided_reason']})"
+    text = str(row["verdict"])
+    return f"{text} (fragile)" if row.get("fragile") is True or str(row.get("fragile")) == "True" else text
 
 
 def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
@@ -401,14 +1013,16 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     families = [f for f in FAMILIES if f in set(verdict_table["family"])]
     rows = [["data set", "model", *families]]
     for (dataset, kind), block in verdict_table.groupby(["dataset", "kind"], sort=True):
-        by_family = block.set_index("family")["verdict"]
+        by_family = {r["family"]: display_verdict(r) for r in block.to_dict("records")}
         rows.append([dataset, kind.upper(), *(by_family.get(f, "n/a") for f in families)])
     table = [".. list-table::", "   :header-rows: 1", ""]
     for row in rows:
         table += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
     legend = (
         "**yes**: R1 and R2 both point to the encoder; **partly**: one does; **no**: either points to the decoder; "
-        "**undecided**: neither. Each verdict with its numbers: **Findings**."
+        "**undecided**: neither, or a control failed; **fixed by construction**: no architecture of the family has "
+        "hidden layers on both sides; **fragile**: another rule setting changes it. Each verdict with its numbers: "
+        "**Findings**."
     )
     title = "Is the encoder what encodes?"
     out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]

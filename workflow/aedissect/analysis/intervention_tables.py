@@ -19,6 +19,7 @@ from aedissect.plans import OUTPUT_BIAS_SUFFIX, bottleneck_cut, n_layers, output
 # the test metrics of every intervention: the run's own objective and the deterministic reconstruction MSE
 METRICS = ["test_loss", "test_mse"]
 
+
 def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
     """One row per run and freeze spec with its test metrics; the normal run is spec ``none`` (k = 0)."""
     by_id = {run["run_id"]: run for run in runs}
@@ -98,6 +99,7 @@ def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
     by_arch = summarize(share, [*GROUP, "family", "arch", "metric", "output_bias"]).assign(level="arch")
     by_family = summarize(share, [*GROUP, "family", "metric", "output_bias"]).assign(level="family", arch="all")
     return pd.concat([by_arch, by_family], ignore_index=True)
+
 
 def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:
     return join(runs, [pd.read_csv(p) for p in paths])

@@ -107,6 +107,8 @@ FINDINGS_INPUTS = {
     "encoder_share": ("results/tables/encoder_share.csv", "intervention_tables"),
     "layer_criticality": ("results/tables/layer_criticality.csv", "intervention_tables"),
     "stitching": ("results/tables/stitching.csv", "intervention_tables"),
+    # the control checks: a failed one makes every verdict at its training budget undecided
+    "controls": ("results/tables/controls.csv", "control_tables"),
 }
 
 # Paper tables: (name, source CSV, producer rule, builder in aedissect.analysis.paper)

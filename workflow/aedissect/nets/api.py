@@ -52,9 +52,7 @@ def profile(
     data = _split(x, y, factors, x_fit, y_fit, factors_fit, options["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["seed"])  # as the truncate job does
-        profiles, _ = probes.profile_cell(
-            [{"run_id": name, "seed": 0}], [model], data, options | {"device": device}
-        )
+        profiles, _ = probes.profile_cell([{"run_id": name, "seed": 0}], [model], data, options | {"device": device})
     return profiles[name]
 
 

@@ -250,3 +250,105 @@ def test_a_resumed_training_reports_only_the_epochs_it_runs(data, device, tmp_pa
     with caplog.at_level(logging.INFO, logger="aedissect.nets.training"):
         training.train(run, data, device, resume_path=path)
     assert not [r for r in caplog.records if " epoch " in r.getMessage() and "/4:" in r.getMessage()]
+
+
+def _loop_without_schedule(run, data, device):
+    """The training loop as it was before ``training.lr_schedule`` existed: Adam at a constant lr."""
+    model = build_model(run, data["x_train"].shape[1]).to(device)
+    optimizer = training.adam(list(model.parameters()), run["training"])
+    generator = torch.Generator(device=device).manual_seed(run["seed"])
+    x, n, batch_size = data["x_train"], data["x_train"].shape[0], run["training"]["batch_size"]
+    for _ in range(run["training"]["epochs"]):
+        perm = torch.randperm(n, generator=generator)
+        for begin in range(0, n, batch_size):
+            loss = training.loss_terms(model, x[perm[begin : begin + batch_size]], run, generator)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_a_run_without_lr_schedule_trains_bitwise_as_before(kind, data, device):
+    from aedissect.nets import ensemble
+
+    run = make_run(kind)
+    assert "lr_schedule" not in run["training"]
+    before = _loop_without_schedule(run, data, device)
+    alone = training.train(run, data, device)
+    constant = training.train(make_run(kind, lr_schedule="constant"), data, device)
+    stacked = ensemble.train_ensemble([run, make_run(kind, seed=1)], data, device)
+    stacked_constant = ensemble.train_ensemble(
+        [make_run(kind, lr_schedule="constant"), make_run(kind, seed=1, lr_schedule="constant")], data, device
+    )
+    for key in before:
+        assert torch.equal(alone["state"][key], before[key]), key
+        assert torch.equal(constant["state"][key], before[key]), key
+        assert torch.equal(stacked_constant[0]["state"][key], stacked[0]["state"][key]), key
+    optimizer = training.adam([torch.zeros(1, requires_grad=True)], run["training"])
+    assert training.lr_scheduler(optimizer, run["training"], 7) is None
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear", "onecycle"])
+def test_lr_schedules_span_the_whole_budget(name):
+    tr = {"epochs": 3, "lr": 0.01, "weight_decay": 0.0, "lr_schedule": name}
+    optimizer = training.adam([torch.zeros(1, requires_grad=True)], tr)
+    scheduler = training.lr_scheduler(optimizer, tr, steps_per_epoch=5)
+    lrs = []
+    for _ in range(15):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(lrs) == pytest.approx(0.01, rel=0.05)
+    assert lrs[-1] < 0.01 * 0.1  # near zero at the last step of the budget
+    if name != "onecycle":
+        assert lrs[0] == 0.01 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training.lr_scheduler(optimizer, tr | {"lr_schedule": "step"}, 5)
+
+
+@pytest.mark.parametrize("ensembled", [False, True])
+def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
+    """The scheduler's position is part of the checkpoint: killed in epoch 3, the rerun ends where one run ends."""
+    from aedissect import io
+    from aedissect.nets import ensemble
+
+    runs = [make_run("ae", seed=s, epochs=4, lr_schedule="cosine") for s in (0, 1)]
+
+    def fit(resume=None):
+        if ensembled:
+            return ensemble.train_ensemble(runs, data, device, resume)
+        return [training.train(runs[0], data, device, resume)]
+
+    reference = fit()
+    resume = tmp_path / "resume.pt"
+    real_atomic_path, saves = io.atomic_path, []
+
+    def killed_while_saving_epoch_three(path):
+        saves.append(path)
+        if len(saves) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_atomic_path(path)
+
+    monkeypatch.setattr(io, "atomic_path", killed_while_saving_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        fit(resume)
+    monkeypatch.setattr(io, "atomic_path", real_atomic_path)
+    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    assert "scheduler" in torch.load(resume, weights_only=True)
+    resumed = fit(resume)
+    for ref, res in zip(reference, resumed, strict=True):
+        for key in ref["state"]:
+            assert torch.equal(ref["state"][key], res["state"][key]), key
+        assert res["history"] == ref["history"]
+    unscheduled = training.train(make_run("ae", epochs=4), data, device)
+    assert not torch.equal(unscheduled["state"]["layers.0.0.weight"], reference[0]["state"]["layers.0.0.weight"])
+
+
+def test_scheduled_members_with_other_budgets_do_not_stack(data, device):
+    from aedissect.nets import ensemble
+
+    a, b = make_run("ae", epochs=3, lr_schedule="cosine"), make_run("ae", seed=1, epochs=4, lr_schedule="cosine")
+    assert ensemble.stack_key(a, None, 8) != ensemble.stack_key(b, None, 8)
+    c, d = make_run("ae", epochs=3), make_run("ae", seed=1, epochs=4)
+    assert ensemble.stack_key(c, None, 8) == ensemble.stack_key(d, None, 8)

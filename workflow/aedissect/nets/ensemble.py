@@ -47,6 +47,8 @@ from aedissect.nets.training import (
     evaluate,
     load_resume,
     loss_terms,
+    lr_schedule_name,
+    lr_scheduler,
     state_digest,
     train,
 )
@@ -72,7 +74,11 @@ class _Loss(nn.Module):
 def shared_part(run: dict) -> dict:
     """The part of a run that all members of one ensemble must have in common."""
     shared = {k: v for k, v in run.items() if k not in PER_MEMBER_KEYS}
-    shared["training"] = {k: v for k, v in run["training"].items() if k not in PER_MEMBER_KEYS}
+    # a learning-rate schedule runs over the whole budget, so members with a schedule share their epochs too
+    scheduled = lr_schedule_name(run["training"]) != "constant"
+    shared["training"] = {
+        k: v for k, v in run["training"].items() if k not in PER_MEMBER_KEYS or (scheduled and k == "epochs")
+    }
     return shared
 
 
@@ -135,6 +141,7 @@ def train_ensemble(
     starts = {name: params[name].detach().clone() for name in masks} if tr["weight_decay"] > 0 else {}
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
     epochs = [run["training"]["epochs"] for run in runs]
+    scheduler = lr_scheduler(optimizer, tr, math.ceil(n / batch_size))
 
     base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
     prefixed = {f"model.{k}": v for k, v in params.items()}
@@ -177,6 +184,8 @@ def train_ensemble(
         histories, epoch_states, start = resume["histories"], resume["epoch_states"], resume["epoch"] + 1
         final_states = resume["final_states"]
         diverged = {m: TrainingDiverged(msg, histories[m]) for m, msg in resume["diverged"].items()}
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
     progress = progress or Progress([([run["run_id"] for run in runs], max(epochs))])
     progress.begin(start)
     for epoch in range(start, max(epochs) + 1):
@@ -195,6 +204,8 @@ def train_ensemble(
             for name, mask in masks.items():
                 params[name].grad.mul_(mask)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             if starts:  # weight decay moves a weight without a gradient: put the frozen slices back
                 with torch.no_grad():
                     for name, mask in masks.items():
@@ -229,6 +240,8 @@ def train_ensemble(
                 "final_states": final_states,
                 "diverged": {m: str(err) for m, err in diverged.items()},
             }
+            if scheduler is not None:
+                checkpoint["scheduler"] = scheduler.state_dict()
             with io.atomic_path(resume_path) as tmp:
                 torch.save(checkpoint, tmp)
 

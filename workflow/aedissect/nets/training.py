@@ -270,6 +270,37 @@ def adam(params: list[torch.Tensor], tr: dict) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=tr["lr"], weight_decay=tr["weight_decay"], fused=True)
 
 
+SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+
+
+def lr_schedule_name(tr: dict) -> str:
+    """The run's learning-rate schedule; a config without ``training.lr_schedule`` trains at constant ``lr``."""
+    return tr.get("lr_schedule") or "constant"
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, tr: dict, steps_per_epoch: int):
+    """The learning-rate schedule over the whole run (``epochs`` x ``steps_per_epoch`` steps), stepped after every
+    optimiser step; None for ``constant`` (the optimiser is left exactly as ``adam`` made it).
+
+    - cosine: ``CosineAnnealingLR(T_max=total_steps, eta_min=0)``, from ``lr`` down to 0;
+    - linear: ``LinearLR(start_factor=1, end_factor=0, total_iters=total_steps)``, a linear warm-down to 0;
+    - onecycle: ``OneCycleLR(max_lr=lr, total_steps=total_steps)`` with PyTorch's defaults (30% warm-up from
+      lr / 25, cosine down to lr / 1e4, Adam's beta1 cycled between 0.95 and 0.85).
+    """
+    name = lr_schedule_name(tr)
+    total = tr["epochs"] * steps_per_epoch
+    sched = torch.optim.lr_scheduler
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
+    if name == "linear":
+        return sched.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total)
+    if name == "onecycle":
+        return sched.OneCycleLR(optimizer, max_lr=tr["lr"], total_steps=total)
+    raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {name!r}")
+
+
 def train(
     run: dict,
     data: dict,
@@ -312,6 +343,9 @@ def train(
         history, epoch_states, start = resume["history"], resume["epoch_states"], resume["epoch"] + 1
 
     n, batch_size = x_train.shape[0], tr["batch_size"]
+    scheduler = lr_scheduler(optimizer, tr, math.ceil(n / batch_size))
+    if scheduler is not None and resume is not None:
+        scheduler.load_state_dict(resume["scheduler"])
     progress = progress or Progress([([run["run_id"]], tr["epochs"])])
     progress.begin(start)
     for epoch in range(start, tr["epochs"] + 1):
@@ -323,6 +357,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss.detach() * xb.shape[0]
         train_loss = float(total) / n
         if not math.isfinite(train_loss):
@@ -333,7 +369,7 @@ def train(
         if epoch in tr["keep_epochs"]:
             epoch_states[epoch] = clone_state(model)
         if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):
-            save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states)
+            save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states, scheduler)
     metrics = evaluate(model, x_test, run)
     if not math.isfinite(metrics["test_loss"]):
         raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training", history)
@@ -377,7 +413,7 @@ def remove_state(folder: Path | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states) -> None:
+def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states, scheduler=None) -> None:
     state = {
         "config_hash": chash,
         "epoch": epoch,
@@ -387,5 +423,7 @@ def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_
         "history": history,
         "epoch_states": epoch_states,
     }
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
     with io.atomic_path(path) as tmp:
         torch.save(state, tmp)

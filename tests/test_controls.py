@@ -236,6 +236,10 @@ def test_bernoulli_vaes_and_diverged_runs_have_rows_without_a_verdict(data):
     rows = controls.control_rows(make_run(), {"status": "diverged", "error": "loss nan at epoch 3"}, ref)
     assert all(r["applies"] and r["passed"] is None and "epoch 3" in r["note"] for r in rows)
     assert math.isnan(ref["ppca_neg_elbo"])
+    wide = controls.reference(data["x_train"], data["x_test"], 7, STUDY["vae"])  # z = 7 > 6 dimensions
+    rows = controls.control_rows(make_run(), {"status": "ok"}, wide)
+    assert all(not r["applies"] and r["passed"] is None and "wider than the data" in r["note"] for r in rows)
+    assert math.isnan(controls.reference_row("synthetic", 7, wide)["pca_mse"])
 
 
 # ---------------------------------------------------------------- the controls job and table

@@ -115,8 +115,11 @@ def reference(train, test, z: int, vae: dict | None = None) -> dict:
     ``vae``: the study's ``vae`` options; with a Gaussian likelihood the pPCA optimum with that sigma and beta
     is added (``ppca_*``), else those are NaN. ``components`` and ``ppca_subspace`` are the bases the angles are
     measured against."""
+    d = np.shape(train)[1]
+    if z > d:  # the code can hold the input itself: no rank-z optimum to compare with
+        nan = float("nan")
+        return dict.fromkeys(REFERENCE_COLUMNS[2:], nan) | {"components": None, "ppca_subspace": None, "wide": True}
     pca = pca_reference(train, test, z)
-    d = pca["eigenvalues"].size
     out = {
         "pca_mse": pca["mse"],
         # the train MSE of PCA-z is exactly the discarded variance per dimension (1/n eigenvalues)
@@ -224,6 +227,9 @@ def control_rows(run: dict, measured: dict, ref: dict) -> list[dict]:
     if measured.get("status", "ok") != "ok":
         note = f"run {measured['status']}: {measured.get('error', 'no weights')}"
         rows = [_not_measured(check, ref, True, note) for check in checks]
+    elif ref.get("wide"):
+        note = f"bottleneck {run['bottleneck']} wider than the data: no rank-z optimum to compare with"
+        rows = [_not_measured(check, ref, False, note) for check in checks]
     elif run["kind"] == "vae" and run["vae"]["likelihood"] != "gaussian":
         note = f"vae.likelihood {run['vae']['likelihood']}: no closed-form optimum (pPCA needs a fixed Gaussian)"
         rows = [_not_measured(check, ref, False, note) for check in checks]

@@ -19,6 +19,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/interventions.smk"
 include: "workflow/rules/truncation.smk"
+include: "workflow/rules/controls.smk"
 # the paper last: it reads the tables of every rule file above
 include: "workflow/rules/paper.smk"
 

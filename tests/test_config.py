@@ -23,7 +23,7 @@ def test_default_and_tiny_configs_are_valid(default_config, tiny_config):
 def test_default_study_covers_what_the_paper_needs(default_config):
     runs = config.grid(check(default_config))
     families = {run["family"] for run in runs}
-    assert families == {"symmetric", "encoder-heavy", "decoder-heavy"}
+    assert families == {"symmetric", "encoder-heavy", "decoder-heavy", "linear"}
     assert {"digits", "factors"} <= {run["dataset"] for run in runs}
     assert {run["kind"] for run in runs} == {"ae", "vae"}
     assert len(default_config["architectures"]) >= 4 and len(default_config["bottlenecks"]) >= 2

@@ -79,6 +79,24 @@ def test_tables_are_tidy_and_carry_the_config(tiny_study):
     assert set(curves["split"]) == {"train", "test"} and curves["epoch"].max() == 3
 
 
+def test_every_run_is_checked_against_its_closed_form_optimum(tiny_study):
+    runs = pd.read_csv(tiny_study / "results/tables/runs.csv")
+    controls = pd.read_csv(tiny_study / "results/tables/controls.csv")
+    own = ["check", "value", "reference", "ratio", "threshold", "passed", "applies", "note"]
+    assert list(controls.columns) == [*runs.columns, *own]
+    assert set(controls["run_id"]) == set(runs["run_id"])
+    ae, vae = controls[controls["kind"] == "ae"], controls[controls["kind"] == "vae"]
+    assert set(ae.loc[ae["arch"] == "enc-heavy", "check"]) == {"linear_decoder_pca_bound"}  # its decoder is linear
+    assert set(ae.loc[ae["arch"] != "enc-heavy", "check"]) == {"nonlinear_ae_not_worse_than_pca"}
+    assert ae["applies"].all() and ae["passed"].notna().all()
+    assert ae["ratio"].to_numpy() == pytest.approx((ae["value"] / ae["reference"]).to_numpy(), rel=1e-8)
+    # the tiny study's VAEs are Bernoulli: no closed-form optimum, rows without a verdict that say why
+    assert (~vae["applies"]).all() and vae["passed"].isna().all() and vae["note"].str.contains("bernoulli").all()
+    metrics = pd.read_csv(tiny_study / "results/tables/train_metrics.csv")
+    pca = metrics.groupby(["dataset", "bottleneck"])["pca_mse"].nunique()
+    assert (pca == 1).all() and metrics["convergence"].notna().all()
+
+
 def test_provenance_is_recorded_apart_from_the_tables(tiny_study):
     rid = pd.read_csv(tiny_study / "results/tables/runs.csv")["run_id"].iloc[0]
     prov = json.loads((tiny_study / "results/runs" / rid / "provenance.json").read_text())

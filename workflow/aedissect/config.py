@@ -23,7 +23,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")
 DATASETS = tuple(REGISTRY)
-FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy")
+# linear: the stacked Linear layers of architectures that fix activation: linear (the closed-form reference nets)
+FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy", "linear")
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 RUN_ID_PATTERN = re.compile(
     rf"(?P<dataset>{NAME_PATTERN})/(?P<kind>ae|vae)/(?P<arch>{NAME_PATTERN})"
@@ -85,7 +86,8 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(f"config key {key}: duplicate entries in {values}")
     # a selection naming something the study does not have would silently select less (a typo in an
     # architecture name would drop it from the truncation or fall back to the default freeze sweep)
-    study_values = {key: list(config[key]) for key in ("datasets", "model_kinds", "bottlenecks", "activations")}
+    study_values = {key: list(config[key]) for key in ("datasets", "model_kinds", "bottlenecks")}
+    study_values["activations"] = all_activations(config)  # those the architectures fix may be selected too
     study_values["architectures"] = list(archs)
     selections = [(f"truncation.select.{key}", values, key) for key, values in config["truncation"]["select"].items()]
     selections += [
@@ -98,23 +100,41 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(f"config key {path}: {unknown} not in the study's {key} {study_values[key]}")
 
 
+def arch_activations(config: dict, arch: str) -> list[str]:
+    """The activations an architecture is trained with: its own ``activation`` when it fixes one, else the study's
+    ``activations``.
+
+    An architecture that fixes its activation is trained once with it, whatever the study's ``activations``; its
+    run ids carry that activation as their activation segment (``digits/ae/linear/z4/linear/s0``), so the segment
+    always names the activation the network has, and it never repeats under each study activation.
+    """
+    own = config["architectures"][arch].get("activation")
+    return [own] if own is not None else list(config["activations"])
+
+
+def all_activations(config: dict) -> list[str]:
+    """Every activation some run of the study has: the study's, then those the architectures fix, in order."""
+    acts = [act for arch in config["architectures"] for act in arch_activations(config, arch)]
+    return list(dict.fromkeys([*config["activations"], *acts]))
+
+
 def grid(config: dict) -> list[dict]:
     """Every run of the study as its resolved config, in a stable order."""
     runs = []
-    for dataset, kind, arch, z, act, seed in itertools.product(
-        config["datasets"],
-        config["model_kinds"],
-        config["architectures"],
-        config["bottlenecks"],
-        config["activations"],
-        config["seeds"],
+    for dataset, kind, arch, z in itertools.product(
+        config["datasets"], config["model_kinds"], config["architectures"], config["bottlenecks"]
     ):
-        runs.append(resolve_run(config, dataset, kind, arch, z, act, seed))
+        for act, seed in itertools.product(arch_activations(config, arch), config["seeds"]):
+            runs.append(resolve_run(config, dataset, kind, arch, z, act, seed))
     return runs
 
 
 def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> dict:
     spec = config["architectures"][arch]
+    if spec.get("activation") not in (None, activation):
+        raise ConfigError(
+            f"architectures.{arch} fixes activation {spec['activation']!r}: it has no run with {activation!r}"
+        )
     run = {
         "run_id": run_id(dataset, kind, arch, bottleneck, activation, seed),
         "dataset": dataset,

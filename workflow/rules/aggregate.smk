@@ -17,6 +17,7 @@ rule training_tables:
         train_logs=run_files("train_log.csv"),
         reconstructions=get_first_seed_files("reconstructions.csv"),
         data_info=expand("results/data/{dataset}.json", dataset=config["datasets"]),
+        references=expand("results/controls/{dataset}/references.csv", dataset=config["datasets"]),
     output:
         metrics="results/tables/train_metrics.csv",
         summary="results/tables/train_summary.csv",

@@ -59,7 +59,7 @@ wildcard_constraints:
     kind=_alternatives(config["model_kinds"]),
     arch=_alternatives(config["architectures"]),
     z=_alternatives(config["bottlenecks"]),
-    act=_alternatives(config["activations"]),
+    act=_alternatives(study.all_activations(config)),
     seed=_alternatives(SEEDS),
 
 
@@ -105,7 +105,7 @@ def get_first_seed_files(name):
 
 
 def get_final_outputs(wildcards):
-    tables = ["runs", "train_metrics", "train_summary", "train_curves", "reconstructions"]
+    tables = ["runs", "train_metrics", "train_summary", "train_curves", "reconstructions", "controls"]
     figures = [f"reconstructions_{dataset}_{kind}" for dataset in config["datasets"] for kind in config["model_kinds"]]
     return (
         [f"results/tables/{name}.csv" for name in tables]
@@ -116,6 +116,16 @@ def get_final_outputs(wildcards):
         + get_intervention_outputs(wildcards)
         + get_truncation_outputs(wildcards)
     )
+
+
+# ---- controls (workflow/rules/controls.smk) ----
+def get_dataset_runs(wildcards):
+    """Every run of one data set, in grid order: the controls job checks them all against one set of optima."""
+    return [run for run in RUNS if run["dataset"] == wildcards.dataset]
+
+
+def get_dataset_models(wildcards):
+    return [f"results/runs/{run['run_id']}/model.pt" for run in get_dataset_runs(wildcards)]
 
 
 # ---- the paper (workflow/rules/paper.smk) ----

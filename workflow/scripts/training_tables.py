@@ -14,7 +14,7 @@ for path in snakemake.input.data_info:
     info = io.read_json(path)
     image_shapes[info["dataset"]] = info["image_shape"]
 
-metrics = aggregate.train_metrics_table(runs, snakemake.input.metrics)
+metrics = aggregate.train_metrics_table(runs, snakemake.input.metrics, snakemake.input.references)
 summary = aggregate.train_summary(metrics)
 io.write_csv(metrics, snakemake.output.metrics)
 io.write_csv(summary, snakemake.output.summary)

@@ -26,7 +26,9 @@ CELL_COLUMNS = [
     "likelihood",
 ]
 VAE_METRICS = ["neg_elbo", "rate", "distortion", "active_units"]
-TRAIN_METRICS = ["test_loss", "test_mse", "psnr", *VAE_METRICS]
+# convergence: the relative change of the test loss over the last 10% of epochs (aedissect.controls.convergence);
+# pca_mse: the reference beside every run, PCA-z's test MSE on the run's data set at its bottleneck (fitted on train)
+TRAIN_METRICS = ["test_loss", "test_mse", "psnr", *VAE_METRICS, "convergence", "pca_mse"]
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
@@ -39,11 +41,20 @@ def with_config(runs: list[dict], frames: list[pd.DataFrame]) -> pd.DataFrame:
     return runs_table(runs).merge(body, on="run_id", how="right", validate="one_to_many")
 
 
-def train_metrics_table(runs: list[dict], metric_paths: list[str]) -> pd.DataFrame:
+def train_metrics_table(runs: list[dict], metric_paths: list[str], reference_paths: list[str] = ()) -> pd.DataFrame:
     """One row per run: config columns, status, every training metric (missing ones NaN) and the error of a
-    run that diverged (status ``diverged``, no metrics)."""
+    run that diverged (status ``diverged``, no metrics).
+
+    ``reference_paths``: the controls jobs' references (``results/controls/<dataset>/references.csv``), whose
+    ``pca_mse`` is joined on data set and bottleneck; it is the same for every run of a data set and bottleneck,
+    a diverged one included."""
     rows = [io.read_json(path) for path in metric_paths]
     table = runs_table(runs).merge(pd.DataFrame(rows), on="run_id", how="left", validate="one_to_one")
+    table = table.drop(columns=["pca_mse"], errors="ignore")
+    if reference_paths:
+        refs = pd.concat([pd.read_csv(path) for path in reference_paths], ignore_index=True)
+        refs = refs[["dataset", "bottleneck", "pca_mse"]]
+        table = table.merge(refs, on=["dataset", "bottleneck"], how="left", validate="many_to_one")
     return table.reindex(columns=[*runs_table(runs[:1]).columns, "status", *TRAIN_METRICS, "error"])
 
 
@@ -56,6 +67,11 @@ def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     summary = summarize(long, [*CELL_COLUMNS, "metric"])
     failed = long.groupby([*CELL_COLUMNS, "metric"], sort=True, dropna=False)["failed"].sum()
     return summary.assign(n_failed=failed.to_numpy().astype(int))
+
+
+def controls_table(runs: list[dict], check_paths: list[str]) -> pd.DataFrame:
+    """Every control of every run (``aedissect.controls``): config columns, then ``check`` and its verdict."""
+    return with_config(runs, [pd.read_csv(path) for path in check_paths])
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:

@@ -848,7 +848,7 @@ def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
     its threshold, and what the failures do to the verdicts."""
     lines = ["## Controls", ""]
     if controls is None:
-        return [*lines, "No control checks were run (the workflow has no `control_tables` rule).", ""]
+        return [*lines, "No control checks were run (the workflow has no `controls_table` rule).", ""]
     status = control_status(controls)
     applicable, failed = status[status["applicable"]], status[status["failed"]]
     n, n_failed = len(applicable), len(failed)

@@ -16,10 +16,15 @@ def _ci(row) -> str:
 
 
 def reconstruction_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Test MSE per cell: mean [95% CI] (n seeds)."""
-    rows = summary[summary["metric"] == "test_mse"].sort_values(["dataset", "kind", "family", "arch", "bottleneck"])
-    out = rows[["dataset", "kind", "family", "arch", "bottleneck"]].copy()
+    """Test MSE per cell: mean [95% CI] (n seeds), beside PCA-z's test MSE at the cell's bottleneck (the
+    ``pca_mse`` rows of the summary; absent from a summary made without the references)."""
+    keys = ["dataset", "kind", "family", "arch", "bottleneck"]
+    rows = summary[summary["metric"] == "test_mse"].sort_values(keys)
+    out = rows[keys].copy()
     out["test MSE [95% CI] (n)"] = [_ci(r) for r in rows.to_dict("records")]
+    pca = summary[summary["metric"] == "pca_mse"].drop_duplicates(keys).set_index(keys)["mean"]
+    if len(pca):
+        out["PCA-z test MSE"] = [pca.get(tuple(r), float("nan")) for r in rows[keys].itertuples(index=False)]
     return out.reset_index(drop=True)
 
 

@@ -108,7 +108,7 @@ FINDINGS_INPUTS = {
     "layer_criticality": ("results/tables/layer_criticality.csv", "intervention_tables"),
     "stitching": ("results/tables/stitching.csv", "intervention_tables"),
     # the control checks: a failed one makes every verdict at its training budget undecided
-    "controls": ("results/tables/controls.csv", "control_tables"),
+    "controls": ("results/tables/controls.csv", "controls_table"),
 }
 
 # Paper tables: (name, source CSV, producer rule, builder in aedissect.analysis.paper)

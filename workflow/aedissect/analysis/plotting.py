@@ -60,7 +60,8 @@ def training_curves(curves: pd.DataFrame):
 
 
 def reconstruction_error(metrics: pd.DataFrame):
-    """Test MSE per architecture: seeds as dots, mean and 95% CI as a bar; AE vs VAE side by side."""
+    """Test MSE per architecture: seeds as dots, mean and 95% CI as a bar; AE vs VAE side by side; PCA-z's test MSE
+    (the table's ``pca_mse``, where it has one) as a dotted line across each data set and bottleneck's panel."""
     style.apply()
     ok = metrics[metrics["status"] == "ok"]
     colours = style.table_arch_colours(ok)
@@ -107,6 +108,9 @@ def reconstruction_error(metrics: pd.DataFrame):
                     zorder=3,
                     marker=style.KIND_MARKERS.get(kind, "o"),
                 )
+        pca = ok[(ok["dataset"] == dataset) & (ok["bottleneck"] == z)].get("pca_mse", pd.Series(dtype=float)).dropna()
+        if len(pca):
+            ax.axhline(float(pca.iloc[0]), **style.REFERENCE_STYLE)
         ax.set_xticks(range(len(archs)), archs, rotation=20, ha="right")
         ax.set_title(f"{dataset}, bottleneck z={z}")
         if j == 0:
@@ -121,6 +125,8 @@ def reconstruction_error(metrics: pd.DataFrame):
         Line2D([], [], color="0.2", lw=0.8, marker="_", markersize=6, label="mean, 95% CI over seeds"),
         Line2D([], [], color="0.1", ls="none", marker="o", markersize=3, label="single seeds"),
     ]
+    if "pca_mse" in ok and ok["pca_mse"].notna().any():
+        key.append(style.reference_handle("PCA-z: top z principal components of train"))
     fig.legend(handles=key, loc="outside lower center", ncol=len(key), frameon=False)
     return fig
 

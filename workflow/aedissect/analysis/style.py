@@ -12,9 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from aedissect.io import atomic_path  # noqa: E402
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies
-FAMILY_COLOURS = {"symmetric": "#0072B2", "encoder-heavy": "#D55E00", "decoder-heavy": "#009E73"}
+FAMILY_COLOURS = {
+    "symmetric": "#0072B2",
+    "encoder-heavy": "#D55E00",
+    "decoder-heavy": "#009E73",
+    "linear": "#CC79A7",
+}
 KIND_MARKERS = {"ae": "o", "vae": "s"}
-EXTRA_COLOURS = ["#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+EXTRA_COLOURS = ["#E69F00", "#56B4E9", "#F0E442", "#000000"]
 COLUMN_WIDTH = 3.35  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 # Snakemake's report scales a figure to the width of its pane and centres it vertically, so a figure taller than
@@ -22,6 +27,8 @@ PAGE_WIDTH = 7.0
 # pixels: a figure no taller than 0.7 of its width fits with a margin.
 MAX_HEIGHT = 0.7 * PAGE_WIDTH
 BOTTLENECK_STYLE = {"color": "0.35", "linestyle": "--", "linewidth": 0.9, "zorder": 0}
+# a closed-form reference drawn beside trained models (PCA-z's test MSE): black, dotted, above the bars
+REFERENCE_STYLE = {"color": "0.0", "linestyle": ":", "linewidth": 1.0, "zorder": 4}
 
 RC = {
     "font.size": 8,
@@ -80,6 +87,13 @@ def bottleneck_handle(label: str = "bottleneck"):
     from matplotlib.lines import Line2D
 
     return Line2D([], [], label=label, **{k: v for k, v in BOTTLENECK_STYLE.items() if k != "zorder"})
+
+
+def reference_handle(label: str):
+    """A legend entry for a closed-form reference line (``REFERENCE_STYLE``)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], label=label, **{k: v for k, v in REFERENCE_STYLE.items() if k != "zorder"})
 
 
 def family_handles(families=None, kinds=None):

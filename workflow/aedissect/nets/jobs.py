@@ -11,6 +11,7 @@ import torch
 
 from aedissect import io
 from aedissect.config import config_hash
+from aedissect.controls import convergence
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import build_model
 from aedissect.nets.training import reconstruction, remove_state, setup_torch
@@ -38,7 +39,8 @@ def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int
             "init_state": to_cpu(result["init_state"]),
             "epoch_states": {int(k): to_cpu(v) for k, v in result["epoch_states"].items()},
         }
-        metrics = result["metrics"]
+        # how settled the run is: the relative change of its test loss over the last 10% of its epochs
+        metrics = result["metrics"] | {"convergence": convergence([h["test_loss"] for h in result["history"]])}
     else:
         payload["error"] = result["error"]
         metrics = {"error": result["error"]}

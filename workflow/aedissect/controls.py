@@ -1,0 +1,266 @@
+"""Controls: every trained network against the closed-form optimum that bounds it (numpy only, float64).
+
+A linear AE trained to its optimum projects onto the top-z principal subspace of its training data (Baldi &
+Hornik 1989); any AE whose decoder is linear reconstructs inside a z-dimensional affine subspace and so cannot
+beat PCA-z on the train split; a linear VAE with a fixed Gaussian likelihood reaches probabilistic PCA with that
+sigma (Tipping & Bishop 1999; Lucas et al. 2019). The optima are ``aedissect.references``; this module decides
+which checks a run gets and writes each as one row:
+
+====================================  ======================================================  =================
+check                                 runs                                                    passes when
+====================================  ======================================================  =================
+``linear_ae_pca_mse``                 AE, activation linear                                   ratio <= 1.02
+``linear_ae_subspace_angle``          AE, activation linear                                   value < 5 degrees
+``linear_decoder_pca_bound``          AE whose decoder is linear (decoder [] or linear)        ratio <= 1.02 and
+                                                                                              train ratio >= 0.999
+``nonlinear_ae_not_worse_than_pca``   every other AE                                          ratio <= 1.02
+``linear_vae_ppca_elbo``              VAE, activation linear                                  ratio <= 1.02
+``linear_vae_subspace_angle``         VAE, activation linear                                  value < 5 degrees
+``vae_vs_ppca_elbo``                  every other VAE                                         ratio <= 1.02
+====================================  ======================================================  =================
+
+Columns (``COLUMNS``): ``value`` what the trained network reaches on the test split (MSE per element, -ELBO
+per sample, or the largest principal angle in degrees); ``reference`` the optimum's value (for the angle
+checks: the eigen gap lambda_k / lambda_{k+1} that decides whether the subspace is well defined); ``ratio``
+value / reference for MSEs, 1 + (value - reference) / |reference| for -ELBOs (which may be negative), empty for
+angles; ``threshold`` what ``ratio`` (or, for angles, ``value``) is compared with; ``passed`` True, False, or
+empty where the check does not apply or could not be measured; ``applies`` False where the check's premise
+fails (an eigen gap under 1.3, a Bernoulli likelihood); ``note`` why, in words. A failed control is a row with
+``passed`` False.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aedissect.references import largest_principal_angle, pca_reference, ppca_negative_elbo
+
+MSE_TOLERANCE = 1.02  # a trained net may be at most 2% worse than its closed-form optimum
+ANGLE_LIMIT = 5.0  # degrees: the largest principal angle to the optimum's subspace
+MIN_EIGEN_GAP = 1.3  # lambda_k / lambda_{k+1} below this: the top-k subspace is ill-defined, the angle no evidence
+IMPOSSIBLE_BELOW = 1.0 - 1e-3  # a linear decoder below PCA-z on the train split by more than this: a bug
+CONVERGENCE_SHARE = 0.1  # convergence: the relative change of the test loss over the last 10% of epochs
+
+COLUMNS = ["check", "value", "reference", "ratio", "threshold", "passed", "applies", "note"]
+CHECKS = (
+    "linear_ae_pca_mse",
+    "linear_ae_subspace_angle",
+    "linear_decoder_pca_bound",
+    "nonlinear_ae_not_worse_than_pca",
+    "linear_vae_ppca_elbo",
+    "linear_vae_subspace_angle",
+    "vae_vs_ppca_elbo",
+)
+# the reference per data set and bottleneck (results/controls/<dataset>/references.csv)
+REFERENCE_COLUMNS = [
+    "dataset",
+    "bottleneck",
+    "pca_mse",
+    "pca_train_mse",
+    "eigen_gap",
+    "ppca_neg_elbo",
+    "ppca_n_active",
+    "ppca_eigen_gap",
+    "sigma",
+    "beta",
+]
+
+
+def convergence(test_losses) -> float:
+    """The relative change of the test loss over the last 10% of epochs (at least one):
+    (loss[E - ceil(0.1 E)] - loss[E]) / |loss[E]|, epochs numbered 1..E. Positive: still falling; near 0:
+    converged; negative: rising (overfitting or noise). NaN with fewer than 2 epochs or a non-finite loss."""
+    losses = np.asarray(list(test_losses), dtype=np.float64)
+    epochs = losses.size
+    back = math.ceil(CONVERGENCE_SHARE * epochs)
+    if epochs - back < 1 or not np.isfinite(losses).all() or losses[-1] == 0:
+        return float("nan")
+    return float((losses[epochs - back - 1] - losses[-1]) / abs(losses[-1]))
+
+
+def is_linear(run: dict) -> bool:
+    """Every hidden layer linear: the net is a product of matrices (the bottleneck and output always are)."""
+    return run["activation"] == "linear"
+
+
+def has_linear_decoder(run: dict) -> bool:
+    """The map from the code to the output is affine: no hidden decoder layer, or no activation at all."""
+    return is_linear(run) or not run["decoder"]
+
+
+def checks_for(run: dict) -> list[str]:
+    if run["kind"] == "ae":
+        if is_linear(run):
+            return ["linear_ae_pca_mse", "linear_ae_subspace_angle", "linear_decoder_pca_bound"]
+        return ["linear_decoder_pca_bound"] if has_linear_decoder(run) else ["nonlinear_ae_not_worse_than_pca"]
+    return ["linear_vae_ppca_elbo", "linear_vae_subspace_angle"] if is_linear(run) else ["vae_vs_ppca_elbo"]
+
+
+def eigen_gap(eigenvalues: np.ndarray, k: int) -> float:
+    """lambda_k / lambda_{k+1} (1-based); inf when lambda_{k+1} = 0 or k = d; NaN for k = 0."""
+    if k < 1:
+        return float("nan")
+    top = eigenvalues[k - 1]
+    nxt = eigenvalues[k] if k < eigenvalues.size else 0.0
+    if nxt > 0:
+        return float(top / nxt)
+    return float("inf") if top > 0 else float("nan")
+
+
+def reference(train, test, z: int, vae: dict | None = None) -> dict:
+    """The optima a run of bottleneck ``z`` is compared with, fitted on ``train`` and scored on ``test``.
+
+    ``vae``: the study's ``vae`` options; with a Gaussian likelihood the pPCA optimum with that sigma and beta
+    is added (``ppca_*``), else those are NaN. ``components`` and ``ppca_subspace`` are the bases the angles are
+    measured against."""
+    d = np.shape(train)[1]
+    if z > d:  # the code can hold the input itself: no rank-z optimum to compare with
+        nan = float("nan")
+        return dict.fromkeys(REFERENCE_COLUMNS[2:], nan) | {"components": None, "ppca_subspace": None, "wide": True}
+    pca = pca_reference(train, test, z)
+    out = {
+        "pca_mse": pca["mse"],
+        # the train MSE of PCA-z is exactly the discarded variance per dimension (1/n eigenvalues)
+        "pca_train_mse": float(pca["eigenvalues"][z:].sum() / d),
+        "eigen_gap": pca["eigen_gap"],
+        "components": pca["components"],
+        "ppca_neg_elbo": float("nan"),
+        "ppca_n_active": float("nan"),
+        "ppca_eigen_gap": float("nan"),
+        "ppca_subspace": None,
+        "sigma": float("nan"),
+        "beta": float("nan"),
+    }
+    if vae is not None and vae["likelihood"] == "gaussian":
+        ppca = ppca_negative_elbo(train, test, z, vae["sigma"], vae["beta"])
+        k = ppca["optimum"]["n_active"]
+        out |= {
+            "ppca_neg_elbo": ppca["loss"],
+            "ppca_n_active": k,
+            "ppca_eigen_gap": eigen_gap(ppca["optimum"]["eigenvalues"], k),
+            "ppca_subspace": ppca["optimum"]["subspace"],
+            "sigma": float(vae["sigma"]),
+            "beta": float(vae["beta"]),
+        }
+    return out
+
+
+def reference_row(dataset: str, z: int, ref: dict) -> dict:
+    """The scalars of ``reference`` as one row of ``REFERENCE_COLUMNS``."""
+    return {"dataset": dataset, "bottleneck": int(z)} | {c: ref[c] for c in REFERENCE_COLUMNS[2:]}
+
+
+def decoder_angle(decoder_weight, components) -> float:
+    """The largest principal angle (degrees) between a linear decoder's column space (d, z) and PCA-z's."""
+    return largest_principal_angle(decoder_weight, components)
+
+
+def posterior_angle(enc_weight, mean_variance, ref: dict) -> float:
+    """The largest principal angle (degrees) between a linear VAE's posterior-mean subspace and pPCA's.
+
+    pPCA's optimum keeps n_active latents (eigenvalues above beta sigma^2) and collapses the others to the prior;
+    the trained VAE's n_active units with the largest variance of the posterior mean over the train split are
+    compared (the rows of its mean map ``enc_weight`` (z, d)), so that a collapsed unit's leftover weights, tiny
+    but not zero, do not count as a direction. NaN when pPCA keeps no latent."""
+    k = ref["ppca_n_active"]
+    if not k >= 1:
+        return float("nan")
+    units = np.argsort(-np.asarray(mean_variance, dtype=np.float64), kind="stable")[: int(k)]
+    return largest_principal_angle(np.asarray(enc_weight, dtype=np.float64)[units].T, ref["ppca_subspace"])
+
+
+def _row(check: str, value, reference, ratio, threshold, passed, applies: bool = True, note: str = "") -> dict:
+    return {
+        "check": check,
+        "value": float(value),
+        "reference": float(reference),
+        "ratio": float(ratio),
+        "threshold": float(threshold),
+        "passed": None if passed is None else bool(passed),
+        "applies": bool(applies),
+        "note": note,
+    }
+
+
+def _mse_row(check: str, value: float, ref: dict, note: str = "") -> dict:
+    ratio = value / ref["pca_mse"]
+    return _row(check, value, ref["pca_mse"], ratio, MSE_TOLERANCE, ratio <= MSE_TOLERANCE, note=note)
+
+
+def _elbo_row(check: str, value: float, ref: dict, note: str) -> dict:
+    reference = ref["ppca_neg_elbo"]
+    ratio = 1.0 + (value - reference) / abs(reference)
+    note = f"{note}; excess over pPCA {100 * (ratio - 1):.3g}%"
+    return _row(check, value, reference, ratio, MSE_TOLERANCE, ratio <= MSE_TOLERANCE, note=note)
+
+
+def _angle_row(check: str, angle: float, gap: float, what: str) -> dict:
+    applies = bool(np.isfinite(angle)) and gap >= MIN_EIGEN_GAP
+    if applies:
+        return _row(check, angle, gap, math.nan, ANGLE_LIMIT, angle < ANGLE_LIMIT, note=f"eigen gap {gap:.3g}")
+    why = f"eigen gap {gap:.3g} < {MIN_EIGEN_GAP}: the {what} is ill-defined, an angle to it is no evidence"
+    if not np.isfinite(angle):
+        why = f"no {what} to compare with"
+    return _row(check, angle, gap, math.nan, ANGLE_LIMIT, None, applies=False, note=why)
+
+
+def _not_measured(check: str, ref: dict, applies: bool, note: str) -> dict:
+    threshold = ANGLE_LIMIT if check.endswith("angle") else MSE_TOLERANCE
+    reference = {
+        "linear_ae_subspace_angle": ref["eigen_gap"],
+        "linear_vae_subspace_angle": ref["ppca_eigen_gap"],
+        "linear_vae_ppca_elbo": ref["ppca_neg_elbo"],
+        "vae_vs_ppca_elbo": ref["ppca_neg_elbo"],
+    }.get(check, ref["pca_mse"])
+    return _row(check, math.nan, reference, math.nan, threshold, None, applies=applies, note=note)
+
+
+def control_rows(run: dict, measured: dict, ref: dict) -> list[dict]:
+    """One row per check of ``run`` (``checks_for``): ``run_id`` and ``COLUMNS``.
+
+    ``measured``: what ``aedissect.nets.controls.measure`` found, or ``{"status": ..., "error": ...}`` for a run
+    that diverged (its rows apply but have no value and no verdict; its training check already fails)."""
+    checks = checks_for(run)
+    rows = []
+    if measured.get("status", "ok") != "ok":
+        note = f"run {measured['status']}: {measured.get('error', 'no weights')}"
+        rows = [_not_measured(check, ref, True, note) for check in checks]
+    elif ref.get("wide"):
+        note = f"bottleneck {run['bottleneck']} wider than the data: no rank-z optimum to compare with"
+        rows = [_not_measured(check, ref, False, note) for check in checks]
+    elif run["kind"] == "vae" and run["vae"]["likelihood"] != "gaussian":
+        note = f"vae.likelihood {run['vae']['likelihood']}: no closed-form optimum (pPCA needs a fixed Gaussian)"
+        rows = [_not_measured(check, ref, False, note) for check in checks]
+    else:
+        for check in checks:
+            rows.append(_measured_row(check, measured, ref))
+    return [{"run_id": run["run_id"], **row} for row in rows]
+
+
+def _measured_row(check: str, m: dict, ref: dict) -> dict:
+    if check == "linear_ae_pca_mse":
+        return _mse_row(check, m["test_mse"], ref, note="linear AE vs PCA-z (Baldi & Hornik 1989)")
+    if check == "linear_ae_subspace_angle":
+        return _angle_row(check, m["decoder_angle"], ref["eigen_gap"], "top-z principal subspace")
+    if check == "linear_decoder_pca_bound":
+        row = _mse_row(check, m["test_mse"], ref)
+        train_ratio = m["train_mse"] / ref["pca_train_mse"]
+        row["note"] = f"train MSE / PCA-z train MSE {train_ratio:.4g}"
+        if train_ratio < IMPOSSIBLE_BELOW:
+            row["passed"] = False
+            row["note"] += (
+                f" < {IMPOSSIBLE_BELOW:g}: impossible for a linear decoder (PCA-z is optimal on the train split), a bug"
+            )
+        return row
+    if check == "nonlinear_ae_not_worse_than_pca":
+        return _mse_row(check, m["test_mse"], ref, note="a nonlinear AE should not be worse than PCA-z")
+    if check == "linear_vae_ppca_elbo":
+        return _elbo_row(check, m["neg_elbo"], ref, "expected test -ELBO in closed form vs pPCA (Lucas et al. 2019)")
+    if check == "linear_vae_subspace_angle":
+        what = f"pPCA subspace ({ref['ppca_n_active']:g} active latents)"
+        return _angle_row(check, m["posterior_angle"], ref["ppca_eigen_gap"], what)
+    if check == "vae_vs_ppca_elbo":
+        return _elbo_row(check, m["neg_elbo"], ref, f"test -ELBO as the mean of {m['elbo_samples']} draws per sample")
+    raise ValueError(f"unknown check {check!r}")

@@ -45,7 +45,7 @@ def model_epochs(study: dict) -> dict[str, int]:
         work["train"][_cell(run)] += run["training"]["epochs"]
         work["criticality"][_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
     for run in plans.freeze_runs(study, runs):
-        variants = {plans.frozen_set(run, s) for s in plans.freeze_specs(run, options["freeze"])}
+        variants = {plans.variant_key(run, s) for s in plans.freeze_specs(run, options["freeze"])}
         work["freeze"][_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)

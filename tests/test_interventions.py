@@ -571,9 +571,10 @@ def test_the_closed_form_optimum_is_a_lower_bound_the_training_approaches(spec):
     "kind,arch,spec,reason",
     [
         ("vae", "enc-heavy", "encoder+code+logvar", "VAE"),
-        ("ae", "sym", "encoder+code", "nonlinear part trains"),
+        ("ae", "sym", "encoder+code", "layers before the output layer train"),
         ("ae", "sym", "both+code+bias", "frozen nonlinear decoder"),
-        ("ae", "enc-heavy", "decoder+bias", "nonlinear part trains"),
+        ("ae", "enc-heavy", "decoder+bias", "layers before the output layer train"),
+        ("ae", "enc-heavy", "prefix-1", "layers before the output layer train"),  # linear but of rank z
     ],
 )
 def test_no_closed_form_where_the_trainable_part_is_not_linear(data, kind, arch, spec, reason):

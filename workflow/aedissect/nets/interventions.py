@@ -151,7 +151,7 @@ def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor,
     trainable = {name for name, _ in model.named_parameters()} - frozen
     code = {"code_map.weight", "code_map.bias"} & trainable
     if trainable - code - {out_w, out_b}:
-        return nan | {"optimum_reason": "a nonlinear part trains"}
+        return nan | {"optimum_reason": "layers before the output layer train: no least-squares closed form"}
     if not trainable:
         return nan | {"optimum_reason": "nothing trains"}
     if code and model.bottleneck_cut != L - 1:

@@ -611,3 +611,36 @@ def test_freeze_cell_stacks_the_mirror_variants_with_the_others_and_records_the_
     assert table.loc["encoder", "optimum_mse"] == metrics["encoder"]["optimum_mse"]
     assert table.loc["encoder", "converged"] == metrics["encoder"]["converged"]
     assert pd.isna(table.loc["prefix-1", "converged"])
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_killed_freeze_cell_with_the_symmetric_design_resumes_bitwise(data, tmp_path, monkeypatch, together):
+    run = make_run("vae", arch="enc-heavy")
+    run["training"] = run["training"] | {"checkpoint_every": 1, "ensemble": together}
+    torch.save(data, tmp_path / "data.pt")
+    specs = {run["run_id"]: ["encoder", "encoder+code+logvar", "decoder+bias", "both+code+logvar+bias"]}
+
+    def freeze_cell(out, state_dir):
+        iv.train_freeze_cell([run], specs, str(tmp_path / "data.pt"), [str(out)], 1, "cpu", state_dir)
+
+    freeze_cell(tmp_path / "reference", None)
+    real_epoch, calls = training.Progress.epoch, {"n": 0}
+
+    def killing_epoch(self, *args, **kwargs):  # epoch 2 of the first training: epoch 1 is checkpointed
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Progress, "epoch", killing_epoch)
+    state = tmp_path / ".s.resume"
+    with pytest.raises(KeyboardInterrupt):
+        freeze_cell(tmp_path / "killed", state)
+    (checkpoint,) = state.glob("*.pt")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(training.Progress, "epoch", real_epoch)
+    freeze_cell(tmp_path / "killed", state)
+    for spec in specs[run["run_id"]]:
+        for name in ("train_metrics.json", "train_log.csv"):
+            reference = (tmp_path / "reference" / spec / name).read_bytes()
+            assert (tmp_path / "killed" / spec / name).read_bytes() == reference, (spec, name)

@@ -253,8 +253,11 @@ def test_every_kind_of_member_equals_its_one_by_one_training(tiny_config, data, 
         models.append(model)
 
     members, starts, names = [], [], []
+    # the symmetric design's mirror specs: a code map (its own stack: one more module) and the VAE's logvar head,
+    # frozen in part (a mask per element)
+    mirror = "+code+logvar" if kind == "vae" else "+code"
     for run in runs:  # the freeze sweep: every seed, every spec
-        for spec in ("encoder", "decoder+bias", "suffix-1"):
+        for spec in ("encoder", "decoder+bias", "suffix-1", f"encoder{mirror}", f"both{mirror}+bias"):
             members.append(iv.freeze_variant(run, spec))
             starts.append(None)
             names.append(f"s{run['seed']}__{spec}")
@@ -281,7 +284,7 @@ def test_every_kind_of_member_equals_its_one_by_one_training(tiny_config, data, 
         module = start if start is not None else build_model(run, 12)
         assert ens["status"] == seq["status"] == "ok", name
         assert_same_training(ens, seq, ensemble.frozen_names(module, run))
-    assert len(together[6]["history"]) == 2  # the short member stopped after its own budget
+    assert len(together[names.index("short")]["history"]) == 2  # the short member stopped after its own budget
     # a stitch trains only its stitch: both networks stay bitwise what they were
     stitch = together[-1]
     networks = [k for k in stitch["state"] if not k.startswith("stitch.")]

@@ -130,17 +130,27 @@ def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
     run = make_run(arch=arch)
     model = build_model(run, 12)
     L, bc = model.n_layers, model.bottleneck_cut
-    specs = plans.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False})
+    options = {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": False, "symmetric": False}
+    specs = plans.freeze_specs(run, options)
     # every spec that reaches the output layer leaves its bias free
     assert specs == (
         ["encoder", "decoder+bias"] + [f"prefix-{k}" for k in range(1, L)] + [f"suffix-{k}+bias" for k in range(1, L)]
     )
-    with_control = plans.freeze_specs(run, {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True})
+    with_control = plans.freeze_specs(run, options | {"frozen_output_bias": True})
     assert with_control == (
         ["encoder", "decoder+bias", "decoder"]
         + [f"prefix-{k}" for k in range(1, L)]
         + [spec for k in range(1, L) for spec in (f"suffix-{k}+bias", f"suffix-{k}")]
     )
+    # the symmetric design (the schema's default): the frozen encoder's mirror and the both-frozen baseline
+    symmetric = plans.freeze_specs(run, options | {"symmetric": True, "code_map": True, "logvar_head": True})
+    assert symmetric[:4] == ["encoder", "encoder+code", "decoder+bias", "both+code+bias"]
+    vae = plans.freeze_specs(make_run("vae", arch=arch), options | {"symmetric": True})
+    assert vae[:4] == ["encoder", "encoder+code+logvar", "decoder+bias", "both+code+logvar+bias"]
+    off = plans.freeze_specs(run, options | {"symmetric": True, "code_map": False})
+    assert off[:3] == ["encoder", "decoder+bias", "both+bias"]  # the mirror is then plain encoder
+    assert plans.variant_key(run, "encoder+code") != plans.variant_key(run, "encoder")
+    assert plans.variant_key(run, "encoder+logvar") == plans.variant_key(run, "encoder")  # the AE has no head
     for spec in with_control:
         layers, bias_frozen = plans.frozen_set(run, spec)
         assert list(layers) == model.frozen_layers(spec)
@@ -370,3 +380,271 @@ def test_a_checkpoint_is_used_only_by_the_training_that_starts_from_the_same_wei
         from_b = iv.fit_stitch(other, b, run_b, data, options, DEVICE, tmp_path)
     assert "unusable" in caplog.text
     assert from_b == iv.fit_stitch(other, b, run_b, data, options, DEVICE)
+
+
+# ---------------------------------------------------------------- the symmetric freezing design (issue 15)
+
+
+def mirror_spec(kind: str, base: str = "encoder") -> str:
+    return base + ("+code+logvar" if kind == "vae" else "+code") + ("+bias" if base == "both" else "")
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("arch", ["sym", "enc-heavy"])
+def test_code_map_at_the_identity_leaves_the_function_unchanged_bitwise(data, kind, arch):
+    run = make_run(kind, arch=arch)
+    plain = build_model(run, 12)
+    mapped = build_model(iv.freeze_variant(run, mirror_spec(kind)), 12)
+    assert "code_map.weight" not in plain.state_dict(), "a normal run has no code map"
+    assert "code_map.weight" in mapped.state_dict()
+    # the layers' seeded init is that of the model without the map
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, mapped.state_dict()[key]), key
+    x = data["x_test"]
+    for a, b in zip(plain.all_cuts(x), mapped.all_cuts(x), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(plain(x), mapped(x))
+    if kind == "vae":
+        assert torch.equal(plain.posterior_stats(x), mapped.posterior_stats(x))
+        eps = torch.randn(x.shape[0], run["bottleneck"], generator=torch.Generator().manual_seed(0))
+        terms = [training.loss_terms(m, x, run, None, eps)["loss"] for m in (plain, mapped)]
+        assert torch.equal(*terms)
+
+
+def test_a_frozen_identity_code_map_trains_exactly_as_without_it(data):
+    """train_freeze_cell gives every variant of a cell a code map (frozen at the identity where its spec does not
+    train one) so that they stack into one ensemble: the textbook variants' training does not change."""
+    run = iv.freeze_variant(make_run("ae", arch="enc-heavy"), "encoder")
+    plain = training.train(run, data, DEVICE)
+    mapped = training.train(run, data, DEVICE, model=build_model(run, 12, code_map=True))
+    for key, value in plain["state"].items():
+        assert torch.equal(value, mapped["state"][key]), key
+    assert torch.equal(mapped["state"]["code_map.weight"], torch.eye(3))
+    assert plain["metrics"] == mapped["metrics"]
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("ensemble_on", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_the_mirror_trains_code_map_and_logvar_head_while_the_encoder_stays_at_init(
+    data, kind, ensemble_on, weight_decay
+):
+    run = iv.freeze_variant(make_run(kind, arch="enc-heavy"), mirror_spec(kind))
+    run["training"] = run["training"] | {"weight_decay": weight_decay}
+    # in an ensemble, stacked with a textbook variant (its map frozen at the identity, its logvar head frozen)
+    other = iv.freeze_variant(run, "encoder")
+    models = [build_model(r, 12, code_map=True) for r in (run, other)]
+    result, textbook = ensemble.train_members([run, other], data, DEVICE, ["m", "t"], models, ensemble=ensemble_on)
+    init, state = result["init_state"], result["state"]
+    model = build_model(run, 12)
+    b, z = model.bottleneck_layer, run["bottleneck"]
+    for key in init:
+        layer = None if key.startswith("code_map.") else int(key.split(".")[1])
+        if layer is not None and layer < b:
+            assert torch.equal(state[key], init[key]), key  # the encoder's hidden layers: bitwise at init
+        elif layer == b:
+            assert torch.equal(state[key][:z], init[key][:z]), key  # the mean head: bitwise at init
+            assert torch.equal(state[key][z:], init[key][z:]) == (kind == "ae"), key  # the logvar head trains
+        else:
+            assert not torch.equal(state[key], init[key]), key  # code map and decoder train
+    # the textbook variant beside it: the whole encoder and its (identity) map stay
+    for key in textbook["init_state"]:
+        if key.startswith("code_map.") or int(key.split(".")[1]) <= b:
+            assert torch.equal(textbook["state"][key], textbook["init_state"][key]), key
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_both_frozen_moves_only_the_affine_pieces(data, kind):
+    run = iv.freeze_variant(make_run(kind, arch="sym"), mirror_spec(kind, "both"))
+    result = training.train(run, data, DEVICE)
+    model = build_model(run, 12)
+    b, z, L = model.bottleneck_layer, run["bottleneck"], model.n_layers
+    moving = {"code_map.weight", "code_map.bias", f"layers.{L - 1}.0.bias"}
+    for key, value in result["state"].items():
+        init = result["init_state"][key]
+        if key in moving:
+            assert not torch.equal(value, init), key
+        elif kind == "vae" and key.startswith(f"layers.{b}."):
+            assert torch.equal(value[:z], init[:z]) and not torch.equal(value[z:], init[z:]), key
+        else:
+            assert torch.equal(value, init), key
+
+
+def shapley_table():
+    """A freeze table of two runs by hand: L_full, the textbook and the symmetric variants, and L_both."""
+    losses = {
+        "a": {"none": 1.0, "encoder": 4.0, "encoder+code": 3.0, "decoder": 2.0, "decoder+bias": 1.5,
+              "both+code+bias": 5.0},
+        "b": {"none": 0.5, "encoder": 0.5, "encoder+code": 0.5, "decoder": 1.5, "decoder+bias": 1.0,
+              "both+code+bias": 0.5},
+    }  # fmt: skip
+    rows = []
+    for rid, by_spec in losses.items():
+        for spec, loss in by_spec.items():
+            rows.append(
+                {"run_id": rid, "freeze": spec, "test_loss": loss, "test_mse": 2 * loss, "dataset": "d"}
+                | {"params_encoder": 30.0, "params_decoder": 10.0}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_encoder_share_gives_the_shapley_share_of_the_symmetric_design_beside_the_textbook_rows():
+    from aedissect.analysis import findings
+
+    share = intervention_tables.encoder_share(shapley_table())
+    key = ["run_id", "metric", "method", "design"]
+    shapley = share[(share["method"] == "shapley") & (share["design"] == "symmetric")].set_index(key)
+    row = shapley.loc["a", "test_loss", "shapley", "symmetric"]
+    # phi_enc = ((L_both - L_dec) + (L_enc - L_full)) / 2 with the symmetric L_enc (encoder+code) and L_dec
+    # (decoder+bias): ((5 - 1.5) + (3 - 1)) / 2 = 2.75; phi_dec = ((5 - 3) + (1.5 - 1)) / 2 = 1.25
+    assert (row["phi_enc"], row["phi_dec"]) == (pytest.approx(2.75), pytest.approx(1.25))
+    assert row["value"] == pytest.approx(2.75 / 4.0) and row["reason"] == ""
+    assert (row["loss_full"], row["loss_enc_frozen"], row["loss_dec_frozen"], row["loss_both_frozen"]) == (
+        1.0, 3.0, 1.5, 5.0,
+    )  # fmt: skip
+    assert (row["spec_enc"], row["spec_dec"], row["spec_both"]) == ("encoder+code", "decoder+bias", "both+code+bias")
+    assert shapley.loc["a", "test_mse", "shapley", "symmetric"]["value"] == pytest.approx(2.75 / 4.0)
+    # L_both = L_full: training removes nothing, so there is no share to divide
+    b = shapley.loc["b", "test_loss", "shapley", "symmetric"]
+    assert pd.isna(b["value"]) and "L_both - L_full <= 0" in b["reason"]
+    # the symmetric design's leave-one-out share: (3 - 1) / ((3 - 1) + (1.5 - 1))
+    loo = share[(share["method"] == "leave_one_out") & (share["design"] == "symmetric")].set_index(key)
+    assert loo.loc["a", "test_loss", "leave_one_out", "symmetric"]["value"] == pytest.approx(2.0 / 2.5)
+    # today's textbook rows: selectable by method and design, or by output_bias alone as findings does
+    textbook = share[(share["method"] == "leave_one_out") & (share["design"] == "textbook")]
+    assert len(textbook) == len(share[share["output_bias"].isin(["trained", "frozen"])]) == 2 * 2 * 2
+    textbook = textbook.set_index(["run_id", "metric", "output_bias"])["value"]
+    assert textbook["a", "test_loss", "trained"] == pytest.approx(3.0 / (3.0 + 0.5))
+    assert textbook["a", "test_loss", "frozen"] == pytest.approx(3.0 / (3.0 + 1.0))
+    per_run = findings.encoder_shares(share)
+    quantities = ["encoder_share", "encoder_share_frozen_output_bias", "encoder_share_shapley"]
+    assert sorted(per_run["quantity"].unique()) == quantities
+    assert len(per_run) == 2 * 3  # one per run and quantity: the symmetric leave-one-out rows stay out
+    shapley = share[(share["method"] == "shapley") & (share["metric"] == "test_loss")].set_index("run_id")["value"]
+    ours = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
+    pd.testing.assert_series_equal(ours.sort_index(), shapley.sort_index(), check_names=False)
+    assert (share["param_fraction_encoder"] == 0.75).all() and (share["param_fraction_decoder"] == 0.25).all()
+
+
+def low_rank_data():
+    """Data on a 3-dimensional subspace plus a little noise: a frozen random encoder of width 3 keeps most of it."""
+    gen = torch.Generator().manual_seed(3)
+    basis, factors = torch.randn(3, 12, generator=gen), torch.randn(200, 3, generator=gen)
+    x = 2 * factors @ basis + 0.1 * torch.randn(200, 12, generator=gen)
+    return {"x_train": x[:150], "x_test": x[150:]}
+
+
+def test_ridge_optimum_marks_an_under_trained_frozen_run_unconverged_and_a_long_trained_one_converged():
+    synthetic = low_rank_data()
+    # the frozen encoder's mirror: only its code map and the (single, linear) decoder layer train
+    run = iv.freeze_variant(make_run("ae", arch="enc-heavy"), "encoder+code")
+    out = {}
+    for name, epochs, lr in (("short", 1, 1e-3), ("long", 200, 0.02)):
+        variant = copy.deepcopy(run)
+        variant["training"] = variant["training"] | {"epochs": epochs, "lr": lr, "keep_epochs": []}
+        result = training.train(variant, synthetic, DEVICE)
+        out[name] = iv.variant_metrics(variant, result, synthetic, DEVICE)
+    for metrics in out.values():
+        assert metrics["optimum_reason"] == "" and metrics["optimum_mse"] > 0
+        assert metrics["train_mse"] >= metrics["optimum_mse"] * (1 - 1e-4)  # the optimum is a lower bound
+    assert out["short"]["optimum_mse"] == out["long"]["optimum_mse"]  # the features are frozen at the same init
+    assert out["short"]["converged"] is False
+    assert out["long"]["converged"] is True, out["long"]
+    assert out["long"]["converged_tolerance"] == plans.CONVERGED_TOLERANCE
+    assert out["long"]["params_encoder"] == (12 * 10 + 10) + (10 * 8 + 8) + (8 * 3 + 3)
+    assert out["long"]["params_decoder"] == 3 * 12 + 12
+
+
+@pytest.mark.parametrize("spec", ["encoder", "encoder+code", "both+code+bias", "both+bias"])
+def test_the_closed_form_optimum_is_a_lower_bound_the_training_approaches(spec):
+    synthetic = low_rank_data()
+    run = iv.freeze_variant(make_run("ae", arch="enc-heavy"), spec)
+    run["training"] = run["training"] | {"epochs": 100, "lr": 0.02, "keep_epochs": []}
+    result = training.train(run, synthetic, DEVICE)
+    metrics = iv.variant_metrics(run, result, synthetic, DEVICE)
+    start = iv.variant_metrics(run | {"training": run["training"]}, result | {"state": result["init_state"]},
+                               synthetic, DEVICE)  # fmt: skip
+    assert metrics["optimum_reason"] == ""
+    assert metrics["optimum_mse"] * (1 - 1e-4) <= metrics["train_mse"]
+    # training closes most of the gap between the init and the optimum
+    gap = (metrics["train_mse"] - metrics["optimum_mse"]) / (start["train_mse"] - metrics["optimum_mse"])
+    assert gap < 0.25, gap
+
+
+@pytest.mark.parametrize(
+    "kind,arch,spec,reason",
+    [
+        ("vae", "enc-heavy", "encoder+code+logvar", "VAE"),
+        ("ae", "sym", "encoder+code", "layers before the output layer train"),
+        ("ae", "sym", "both+code+bias", "frozen nonlinear decoder"),
+        ("ae", "enc-heavy", "decoder+bias", "layers before the output layer train"),
+        ("ae", "enc-heavy", "prefix-1", "layers before the output layer train"),  # linear but of rank z
+    ],
+)
+def test_no_closed_form_where_the_trainable_part_is_not_linear(data, kind, arch, spec, reason):
+    run = iv.freeze_variant(make_run(kind, arch=arch), spec)
+    model = build_model(run, 12)
+    optimum = iv.closed_form_optimum(model, spec, data["x_train"], data["x_test"])
+    assert pd.isna(optimum["optimum_mse"]) and reason in optimum["optimum_reason"]
+
+
+def test_freeze_cell_stacks_the_mirror_variants_with_the_others_and_records_the_optimum(data, tmp_path, monkeypatch):
+    run = make_run("ae", arch="enc-heavy")
+    run["training"] = run["training"] | {"ensemble": True}
+    torch.save(data, tmp_path / "data.pt")
+    stacks = []
+    real = ensemble.train_ensemble
+
+    def counting(runs, *args, **kwargs):
+        stacks.append([r["freeze"] for r in runs])
+        return real(runs, *args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "train_ensemble", counting)
+    specs = ["encoder", "encoder+code", "decoder+bias", "both+code+bias", "prefix-1"]
+    iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
+    assert stacks == [specs], "one ensemble: the textbook variants carry a frozen identity map"
+    metrics = {spec: io.read_json(tmp_path / "s0" / spec / "train_metrics.json") for spec in specs}
+    for spec in ("encoder", "encoder+code", "both+code+bias"):
+        assert metrics[spec]["optimum_reason"] == "" and metrics[spec]["optimum_mse"] > 0, spec
+        assert isinstance(metrics[spec]["converged"], bool)
+    assert metrics["encoder"]["optimum_mse"] == metrics["encoder+code"]["optimum_mse"]  # the same function class
+    assert metrics["prefix-1"]["converged"] is None and metrics["prefix-1"]["optimum_reason"]
+    table = intervention_tables.freeze_table([run], [str(tmp_path)], []).set_index("freeze")
+    assert table.loc["encoder+code", "side"] == "encoder" and table.loc["encoder+code", "code_map"]
+    assert table.loc["both+code+bias", "side"] == "both" and not table.loc["encoder", "code_map"]
+    assert table.loc["encoder", "optimum_mse"] == metrics["encoder"]["optimum_mse"]
+    assert table.loc["encoder", "converged"] == metrics["encoder"]["converged"]
+    assert pd.isna(table.loc["prefix-1", "converged"])
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_killed_freeze_cell_with_the_symmetric_design_resumes_bitwise(data, tmp_path, monkeypatch, together):
+    run = make_run("vae", arch="enc-heavy")
+    run["training"] = run["training"] | {"checkpoint_every": 1, "ensemble": together}
+    torch.save(data, tmp_path / "data.pt")
+    specs = {run["run_id"]: ["encoder", "encoder+code+logvar", "decoder+bias", "both+code+logvar+bias"]}
+
+    def freeze_cell(out, state_dir):
+        iv.train_freeze_cell([run], specs, str(tmp_path / "data.pt"), [str(out)], 1, "cpu", state_dir)
+
+    freeze_cell(tmp_path / "reference", None)
+    real_epoch, calls = training.Progress.epoch, {"n": 0}
+
+    def killing_epoch(self, *args, **kwargs):  # epoch 2 of the first training: epoch 1 is checkpointed
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Progress, "epoch", killing_epoch)
+    state = tmp_path / ".s.resume"
+    with pytest.raises(KeyboardInterrupt):
+        freeze_cell(tmp_path / "killed", state)
+    (checkpoint,) = state.glob("*.pt")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(training.Progress, "epoch", real_epoch)
+    freeze_cell(tmp_path / "killed", state)
+    for spec in specs[run["run_id"]]:
+        for name in ("train_metrics.json", "train_log.csv"):
+            reference = (tmp_path / "reference" / spec / name).read_bytes()
+            assert (tmp_path / "killed" / spec / name).read_bytes() == reference, (spec, name)

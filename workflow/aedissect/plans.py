@@ -13,36 +13,62 @@ import re
 from aedissect.config import ConfigError
 
 OUTPUT_BIAS_SUFFIX = "+bias"
-FREEZE_PATTERN = re.compile(r"(none|encoder|decoder|(prefix|suffix|except)-(\d+))(\+bias)?")
+CODE_MAP_SUFFIX = "+code"
+LOGVAR_SUFFIX = "+logvar"
+# base, then the modifiers in this order: +code (a trainable affine map on the code), +logvar (the VAE's log-variance
+# head trains though its layer is frozen), +bias (the output layer's bias trains though its layer is frozen)
+FREEZE_PATTERN = re.compile(r"(none|encoder|decoder|both|(prefix|suffix|except)-(\d+))(\+code)?(\+logvar)?(\+bias)?")
+# a frozen variant whose trainable part is linear given its frozen features is converged when its training MSE is
+# within this fraction of the closed-form (least-squares) optimum from those features
+CONVERGED_TOLERANCE = 0.02
 CELL_KEYS = {"datasets": "dataset", "model_kinds": "kind", "architectures": "arch", "bottlenecks": "bottleneck"}
+
+
+def parse_spec(spec: str) -> dict:
+    """A freeze spec's parts: ``base`` (none, encoder, decoder, both, prefix-K, suffix-K, except-L), ``side``
+    (the base without its number), ``k`` (the number or None), and whether it trains the code map (``code``),
+    the VAE's log-variance head (``logvar``) and the output bias (``bias``) where their layers are frozen."""
+    match = FREEZE_PATTERN.fullmatch(spec)
+    if match is None:
+        raise ValueError(
+            f"freeze spec {spec!r}: allowed none, encoder, decoder, both, prefix-K, suffix-K, except-L, each "
+            f"optionally followed by {CODE_MAP_SUFFIX}, {LOGVAR_SUFFIX}, {OUTPUT_BIAS_SUFFIX} in this order"
+        )
+    return {
+        "base": match.group(1),
+        "side": match.group(2) or match.group(1),
+        "k": None if match.group(3) is None else int(match.group(3)),
+        "code": match.group(4) is not None,
+        "logvar": match.group(5) is not None,
+        "bias": match.group(6) is not None,
+    }
 
 
 def frozen_layer_set(spec: str, n_layers: int, bottleneck_cut: int) -> tuple[int, ...]:
     """The layers a freeze spec holds fixed: none, encoder (up to and including the bottleneck layer), decoder
-    (the rest), prefix-k (first k layers), suffix-k (last k layers), except-l (every layer but layer l:
-    retraining one layer). A spec may end in ``+bias``: the output layer's bias is then left to train even where
-    its layer is frozen, so that a frozen decoder can still fit the data's mean (see ``interventions``)."""
-    match = FREEZE_PATTERN.fullmatch(spec)
-    if match is None:
-        raise ValueError(
-            f"freeze spec {spec!r}: allowed none, encoder, decoder, prefix-K, suffix-K, except-L, each optionally "
-            f"followed by {OUTPUT_BIAS_SUFFIX}"
-        )
-    base, L = match.group(1), n_layers
+    (the rest), both (every layer), prefix-k (first k layers), suffix-k (last k layers), except-l (every layer but
+    layer l: retraining one layer). Modifiers leave parts of frozen layers to train (``parse_spec``): ``+bias``
+    the output layer's bias, so that a frozen decoder can still fit the data's mean; ``+code`` adds a trainable
+    affine map on the code (z x z and a bias, started at the identity), the frozen encoder's mirror of that bias;
+    ``+logvar`` the VAE's log-variance head (see ``interventions``)."""
+    parts = parse_spec(spec)
+    base, L = parts["base"], n_layers
     if base == "none":
         return ()
     if base == "encoder":
         return tuple(range(bottleneck_cut))
     if base == "decoder":
         return tuple(range(bottleneck_cut, L))
-    k = int(match.group(3))
-    if match.group(2) == "except":
+    if base == "both":
+        return tuple(range(L))
+    k = parts["k"]
+    if parts["side"] == "except":
         if k >= L:
             raise ValueError(f"freeze spec {spec!r}: the model has only layers 0..{L - 1}")
         return tuple(i for i in range(L) if i != k)
     if k > L:
         raise ValueError(f"freeze spec {spec!r}: the model has only {L} layers")
-    return tuple(range(k)) if match.group(2) == "prefix" else tuple(range(L - k, L))
+    return tuple(range(k)) if parts["side"] == "prefix" else tuple(range(L - k, L))
 
 
 def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
@@ -61,22 +87,45 @@ def bottleneck_cut(run: dict) -> int:
     return len(run["encoder"]) + 1
 
 
+def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
+    """The symmetric design's frozen-encoder and both-frozen specs (None when ``freeze.symmetric`` is off).
+
+    The frozen decoder keeps a trainable output bias (``decoder+bias``); its mirror, the frozen encoder, keeps a
+    trainable affine map on its code (``+code``, ``freeze.code_map``) and, for the VAE, its log-variance head
+    (``+logvar``, ``freeze.logvar_head``). With both frozen only those affine pieces train: what random features
+    alone give, the L_both of the Shapley share. E.g. ``encoder+code`` / ``both+code+bias`` for the AE,
+    ``encoder+code+logvar`` / ``both+code+logvar+bias`` for the VAE.
+    """
+    if not freeze_config.get("symmetric", True):
+        return None
+    mirror = CODE_MAP_SUFFIX if freeze_config.get("code_map", True) else ""
+    if run["kind"] == "vae" and freeze_config.get("logvar_head", True):
+        mirror += LOGVAR_SUFFIX
+    return "encoder" + mirror, "both" + mirror + OUTPUT_BIAS_SUFFIX
+
+
 def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
-    """encoder, decoder and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every k in 1..L-1.
+    """encoder, decoder, the symmetric design and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every
+    k in 1..L-1.
 
     A spec that freezes the output layer leaves that layer's bias free (``+bias``): a bias frozen at its random
     init cannot fit the data's mean, so the textbook freeze charges the frozen decoder a loss that is no side's
     work and pushes the encoder share towards 0. With ``freeze.frozen_output_bias`` the textbook variant (the
-    bias frozen too) trains as well, the control that shows how large that charge is.
+    bias frozen too) trains as well, the control that shows how large that charge is. With ``freeze.symmetric``
+    the frozen encoder's mirror and the both-frozen baseline train too (``symmetric_specs``).
     """
     L = n_layers(run)
     ks = freeze_config["k"].get(run["arch"]) or list(range(1, L))
     bad = [k for k in ks if not 1 <= k <= L - 1]
     if bad:
         raise ConfigError(f"config key interventions.freeze.k.{run['arch']}: {bad} outside 1..{L - 1}")
+    symmetric = symmetric_specs(run, freeze_config)
+    mirror = [symmetric[0]] if symmetric and symmetric[0] != "encoder" else []
+    both = [symmetric[1]] if symmetric else []
+    sweep = [f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks)]
     specs = []
-    for spec in ["encoder", "decoder", *(f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks))]:
-        if L - 1 not in frozen_set(run, spec)[0]:
+    for spec in ["encoder", *mirror, "decoder", *both, *sweep]:
+        if spec.endswith(OUTPUT_BIAS_SUFFIX) or L - 1 not in frozen_set(run, spec)[0]:
             specs.append(spec)
             continue
         specs.append(spec + OUTPUT_BIAS_SUFFIX)
@@ -91,6 +140,15 @@ def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
     L = n_layers(run)
     layers = frozen_layer_set(spec, L, bottleneck_cut(run))
     return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
+
+
+def variant_key(run: dict, spec: str) -> tuple:
+    """What makes two specs the same training: the frozen layers, whether the output bias is frozen with them,
+    whether a code map trains and whether the VAE's frozen log-variance head trains."""
+    parts = parse_spec(spec)
+    layers, bias_frozen = frozen_set(run, spec)
+    logvar = parts["logvar"] and run["kind"] == "vae" and bottleneck_cut(run) - 1 in layers
+    return layers, bias_frozen, parts["code"], logvar
 
 
 def output_bias(frozen: bool) -> str:

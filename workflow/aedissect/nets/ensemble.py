@@ -100,6 +100,12 @@ def frozen_names(model: nn.Module, run: dict) -> set[str]:
     return fixed | set(model.frozen_parameters(run.get("freeze", "none")))
 
 
+def partly_trained(model: nn.Module, run: dict) -> dict:
+    """The parameters a member freezes in part, each with its mask of the elements that train."""
+    masks = getattr(model, "trainable_masks", None)
+    return masks(run.get("freeze", "none")) if masks is not None else {}
+
+
 def train_ensemble(
     runs: list[dict],
     data: dict,
@@ -128,6 +134,7 @@ def train_ensemble(
     check_members(runs, members)
     init_states = [clone_state(m) for m in members]
     frozen = [frozen_names(m, run) for m, run in zip(members, runs, strict=True)]
+    partly = [partly_trained(m, run) for m, run in zip(members, runs, strict=True)]
     for m in members:  # stack_module_state needs one requires_grad per name; the masks below say who trains
         m.requires_grad_(True)
     params, buffers = stack_module_state(members)  # {name: [M, ...]}, detached leaves
@@ -135,7 +142,14 @@ def train_ensemble(
     for name, p in params.items():
         trains = torch.tensor([name not in f for f in frozen], device=device)
         p.requires_grad_(bool(trains.any()))
-        if trains.any() and not trains.all():
+        if any(name in part for part in partly):  # frozen in part: one mask per element
+            masks[name] = torch.stack(
+                [
+                    part[name].to(device, p.dtype) if name in part else torch.full_like(p[0], float(t))
+                    for part, t in zip(partly, trains.tolist(), strict=True)
+                ]
+            )
+        elif trains.any() and not trains.all():
             masks[name] = trains.to(p.dtype).view(-1, *[1] * (p.dim() - 1))
     optimizer = adam([p for p in params.values() if p.requires_grad], tr)
     starts = {name: params[name].detach().clone() for name in masks} if tr["weight_decay"] > 0 else {}

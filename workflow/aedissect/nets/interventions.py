@@ -17,6 +17,7 @@ import copy
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ from aedissect import io
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import MLPAutoencoder, build_model, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
-from aedissect.plans import frozen_set, output_bias, stitch_pairs
+from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_pairs, variant_key
+from aedissect.references import ridge_optimum
 from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.nets.interventions")
@@ -54,31 +56,135 @@ def train_freeze_cell(
     Specs that freeze the same layers (``encoder`` and ``prefix-<bottleneck cut>``) are the same training,
     bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``. Each variant keeps
     its resume checkpoint in ``state_dir`` (``training.state_dir``) until the whole cell is written.
+
+    Where some variant trains a code map (``+code``), every variant of the cell is built with one, frozen at the
+    identity where its spec does not train it: it computes exactly the same function, and the cell's variants
+    still stack into one ensemble. Besides the test metrics each variant records ``train_mse`` (its final weights
+    on the training split), the closed-form optimum where its trainable part is linear given its frozen features
+    (``closed_form_optimum``: ``optimum_mse``, ``converged``) and the parameter counts of each side.
     """
     from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    in_dim = data["x_train"].shape[1]
     variants, names, first_spec, plan = [], [], {}, []
     for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
         for spec in specs_by_run[run["run_id"]]:
-            key = (run["run_id"], frozen_set(run, spec))
+            key = (run["run_id"], variant_key(run, spec))
             if key not in first_spec:
                 first_spec[key] = (spec, len(variants))
                 variants.append(freeze_variant(run, spec))
                 names.append(f"s{run['seed']}__{spec}")
             plan.append((run, out_dir, spec, key))
-    results = succeeded(train_members(variants, data, dev, names, ensemble=ensemble_on(runs), state_dir=state_dir))
+    code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
+    models = [build_model(v, in_dim, code_map) for v in variants] if code_map else None
+    results = succeeded(
+        train_members(variants, data, dev, names, models, ensemble=ensemble_on(runs), state_dir=state_dir)
+    )
+    extra = [variant_metrics(v, r, data, dev) for v, r in zip(variants, results, strict=True)]
     for run, out_dir, spec, key in plan:
         first, index = first_spec[key]
         result = results[index]
         metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[1][0]), "status": "ok"}
         metrics["output_bias"] = output_bias(key[1][1])
-        metrics |= result["metrics"] | ({"same_as": first} if first != spec else {})
+        metrics |= result["metrics"] | extra[index] | ({"same_as": first} if first != spec else {})
         io.write_json(metrics, out_dir / spec / "train_metrics.json")
         history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
         io.write_csv(history, out_dir / spec / "train_log.csv")
     remove_state(state_dir)
+
+
+def side_parameters(model: MLPAutoencoder) -> dict:
+    """Parameter counts of the encoder (its layers up to and including the bottleneck layer) and the decoder
+    (the rest) of the architecture; a code map is neither."""
+    counts = [sum(p.numel() for p in layer.parameters()) for layer in model.layers]
+    cut = model.bottleneck_cut
+    return {"params_encoder": sum(counts[:cut]), "params_decoder": sum(counts[cut:])}
+
+
+def variant_metrics(run: dict, result: dict, data: dict, device) -> dict:
+    """What a freeze variant records besides its test metrics: ``train_mse`` of its final weights, the closed-form
+    optimum of its trainable part where it is linear (``closed_form_optimum``) and the sides' parameter counts."""
+    in_dim = data["x_train"].shape[1]
+    x_train, x_test = data["x_train"].to(device), data["x_test"].to(device)
+    has_map = "code_map.weight" in result["state"]
+    final = build_model(run, in_dim, has_map).to(device)
+    final.load_state_dict(result["state"])
+    init = build_model(run, in_dim, has_map).to(device)
+    init.load_state_dict(result["init_state"])
+    train_mse = evaluate(final, x_train, run)["test_mse"]
+    optimum = closed_form_optimum(init, run["freeze"], x_train, x_test)
+    converged = None
+    if optimum["optimum_reason"] == "":
+        converged = bool(train_mse <= optimum["optimum_mse"] * (1 + CONVERGED_TOLERANCE))
+    return (
+        {"train_mse": train_mse}
+        | optimum
+        | {"converged": converged, "converged_tolerance": CONVERGED_TOLERANCE}
+        | side_parameters(init)
+    )
+
+
+@torch.no_grad()
+def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
+    """The least-squares optimum (``references.ridge_optimum``, lam = 0: minimum-norm least squares) of a freeze
+    variant whose trainable part is linear given its frozen features, from ``model`` at its init (a code map at
+    the identity): ``optimum_mse`` on the training split (what training minimises, so a converged run's training
+    MSE comes within ``CONVERGED_TOLERANCE`` of it), ``optimum_test_mse``, and ``optimum_reason`` ("" when
+    computed, else why not). For the AE's MSE objective only. The linear cases:
+
+    - only the output layer (its weights, with or without its bias) and maybe a code map right before it train
+      (frozen encoder with no hidden decoder layer, ``prefix-(L-1)``): least squares from the features at cut L-1
+      (the raw code where a code map trains: W (A z + c) + b is any affine map of z);
+    - only the output bias trains: the mean residual;
+    - only a code map and the output bias train, the frozen output layer W0 right after the code (``both+code+bias``
+      with no hidden decoder layer): W0 A z + (W0 c + b) is least squares from z to the targets' projection on W0's
+      columns (targets X W0 (W0^T W0)^+), plus the free bias.
+    """
+    nan = {"optimum_mse": float("nan"), "optimum_test_mse": float("nan")}
+    if model.kind != "ae":
+        return nan | {"optimum_reason": "VAE: the closed form is for the AE's MSE objective"}
+    L = model.n_layers
+    out_w, out_b = f"layers.{L - 1}.0.weight", f"layers.{L - 1}.0.bias"
+    frozen = set(model.frozen_parameters(spec))
+    trainable = {name for name, _ in model.named_parameters()} - frozen
+    code = {"code_map.weight", "code_map.bias"} & trainable
+    if trainable - code - {out_w, out_b}:
+        return nan | {"optimum_reason": "layers before the output layer train: no least-squares closed form"}
+    if not trainable:
+        return nan | {"optimum_reason": "nothing trains"}
+    if code and model.bottleneck_cut != L - 1:
+        return nan | {"optimum_reason": "a frozen nonlinear decoder lies between the code map and the output"}
+    X, X_test = x_train.double().cpu().numpy(), x_test.double().cpu().numpy()
+    H, H_test = (model.forward_to(x, L - 1).double().cpu().numpy() for x in (x_train, x_test))
+    if out_w in trainable:
+        if out_b in trainable:
+            fit = ridge_optimum(H, X, H_test, X_test, lam=0.0)
+        else:  # the bias stays at init: least squares without an intercept to the targets less it
+            b0 = model.layers[L - 1][0].bias.double().cpu().numpy()
+            fit = ridge_optimum(H, X - b0, H_test, X_test - b0, lam=0.0, fit_intercept=False)
+        return {"optimum_mse": fit["mse_train"], "optimum_test_mse": fit["mse_test"], "optimum_reason": ""}
+    if out_b not in trainable:
+        return nan | {"optimum_reason": "the output bias is frozen with the output layer"}
+    if not code:  # only the output bias: the mean residual of the frozen net
+        out, out_test = (model(x).double().cpu().numpy() for x in (x_train, x_test))
+        shift = (X - out).mean(axis=0)
+        return {
+            "optimum_mse": float(((X - out - shift) ** 2).mean()),
+            "optimum_test_mse": float(((X_test - out_test - shift) ** 2).mean()),
+            "optimum_reason": "",
+        }
+    W0 = model.layers[L - 1][0].weight.double().cpu().numpy()  # (in_dim, z)
+    project = W0 @ np.linalg.pinv(W0.T @ W0)
+    fit = ridge_optimum(H, X @ project, H_test, X_test @ project, lam=0.0)
+    mean_h, mean_x = H.mean(axis=0), X.mean(axis=0)
+    pred, pred_test = ((h - mean_h) @ fit["weights"] @ W0.T + mean_x for h in (H, H_test))
+    return {
+        "optimum_mse": float(((X - pred) ** 2).mean()),
+        "optimum_test_mse": float(((X_test - pred_test) ** 2).mean()),
+        "optimum_reason": "",
+    }
 
 
 def ensemble_on(runs: list[dict]) -> bool:

@@ -5,6 +5,11 @@ the code. ``forward_to(x, k)`` runs layers 0..k-1 and ``forward_from(h, k)`` run
 so ``forward_from(forward_to(x, k), k) == forward(x)`` for every k. Truncation, freezing and
 stitching all go through these two methods. For the VAE the bottleneck layer emits (mu, log var);
 the deterministic path takes mu, training samples z from it (``posterior`` and ``decode``).
+
+A freeze variant whose spec trains a code map (``+code``, the frozen encoder's mirror of the frozen decoder's
+trainable output bias) has one more module, ``code_map``: an affine map z -> A z + c on the code (on mu for the
+VAE), part of the bottleneck layer's output, started at A = I, c = 0, where it computes exactly the function of the
+model without it. Normal runs do not have it (``build_model``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,23 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from aedissect.plans import OUTPUT_BIAS_SUFFIX, frozen_layer_set
+from aedissect.plans import frozen_layer_set, parse_spec
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
+
+
+class CodeMap(nn.Module):
+    """A trainable affine map on the code, z -> weight z + bias, started at the identity (no random draw)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.linear(z, self.weight, self.bias)
 
 
 class MLPAutoencoder(nn.Module):
@@ -28,6 +46,7 @@ class MLPAutoencoder(nn.Module):
         decoder: list[int],
         activation: str = "relu",
         kind: str = "ae",
+        code_map: bool = False,
     ):
         super().__init__()
         if kind not in ("ae", "vae"):
@@ -51,6 +70,8 @@ class MLPAutoencoder(nn.Module):
         self.layer_names = (
             [f"enc{i + 1}" for i in range(n_enc)] + ["bottleneck"] + [f"dec{i + 1}" for i in range(n_dec)] + ["output"]
         )
+        # created after the layers, and drawing nothing, so the layers' seeded init is that of a model without it
+        self.code_map = CodeMap(bottleneck) if code_map else None
 
     @property
     def n_layers(self) -> int:
@@ -66,8 +87,11 @@ class MLPAutoencoder(nn.Module):
 
     def _layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
         h = self.layers[i](h)
-        if self.kind == "vae" and i == self.bottleneck_layer:
-            h = h[:, : self.latent_dim]
+        if i == self.bottleneck_layer:
+            if self.kind == "vae":
+                h = h[:, : self.latent_dim]
+            if self.code_map is not None:
+                h = self.code_map(h)
         return h
 
     def forward_to(self, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -96,8 +120,12 @@ class MLPAutoencoder(nn.Module):
         return cuts
 
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
-        """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE."""
-        return self.layers[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
+        """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE. A code map maps mu."""
+        stats = self.layers[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
+        if self.code_map is None:
+            return stats
+        mu, logvar = stats.chunk(2, dim=-1)
+        return torch.cat([self.code_map(mu), logvar], dim=-1)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log var) of q(z|x); only for the VAE."""
@@ -116,20 +144,56 @@ class MLPAutoencoder(nn.Module):
 
     def frozen_parameters(self, spec: str) -> list[str]:
         """Names of the parameters a freeze spec holds fixed: those of its layers, less the output layer's bias
-        where the spec ends in ``+bias``."""
+        where the spec has ``+bias`` and the bottleneck layer (partly frozen: ``trainable_masks``) where a VAE's
+        spec has ``+logvar``; the code map unless the spec has ``+code``."""
+        parts = parse_spec(spec)
+        if parts["code"] and self.code_map is None:
+            raise ValueError(f"freeze spec {spec!r} trains a code map: build the model with code_map=True")
         layers = frozen_layer_set(spec, self.n_layers, self.bottleneck_cut)
-        names = [name for name, _ in self.named_parameters() if int(name.split(".")[1]) in layers]
+        partly = self.trainable_masks(spec)
+        names = []
+        for name, _ in self.named_parameters():
+            if name.startswith("code_map."):
+                frozen = not parts["code"]
+            else:
+                frozen = int(name.split(".")[1]) in layers and name not in partly
+            if frozen:
+                names.append(name)
         output_bias = f"layers.{self.n_layers - 1}.0.bias"
-        if spec.endswith(OUTPUT_BIAS_SUFFIX) and output_bias in names:
+        if parts["bias"] and output_bias in names:
             names.remove(output_bias)
         return names
 
+    def trainable_masks(self, spec: str) -> dict[str, torch.Tensor]:
+        """Parameters a spec freezes in part, each with a mask of the elements that train (1) or stay (0): with
+        ``+logvar`` and the bottleneck layer frozen, the VAE's log-variance rows of that layer train."""
+        parts = parse_spec(spec)
+        if not parts["logvar"]:
+            return {}
+        if self.kind != "vae":
+            raise ValueError(f"freeze spec {spec!r}: only the VAE has a log-variance head")
+        if self.bottleneck_layer not in frozen_layer_set(spec, self.n_layers, self.bottleneck_cut):
+            return {}
+        layer = self.layers[self.bottleneck_layer][0]
+        masks = {}
+        for name, p in (("weight", layer.weight), ("bias", layer.bias)):
+            mask = torch.zeros_like(p)
+            mask[self.latent_dim :] = 1.0
+            masks[f"layers.{self.bottleneck_layer}.0.{name}"] = mask
+        return masks
 
-def build_model(run: dict, in_dim: int) -> MLPAutoencoder:
-    """The run's model with its seeded initial weights."""
+
+def build_model(run: dict, in_dim: int, code_map: bool | None = None) -> MLPAutoencoder:
+    """The run's model with its seeded initial weights; with a code map (at the identity) where its freeze spec
+    trains one (``code_map`` None) or where ``code_map`` says so (a freeze cell stacks all its variants as one
+    ensemble, the others with their map frozen at the identity)."""
+    if code_map is None:
+        code_map = parse_spec(run.get("freeze", "none"))["code"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run["seed"])
-        return MLPAutoencoder(in_dim, run["encoder"], run["bottleneck"], run["decoder"], run["activation"], run["kind"])
+        return MLPAutoencoder(
+            in_dim, run["encoder"], run["bottleneck"], run["decoder"], run["activation"], run["kind"], code_map
+        )
 
 
 def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
@@ -140,7 +204,7 @@ def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
             f"{path} holds no trained weights: run {payload['config']['run_id']} {payload['status']}: "
             f"{payload['error']}"
         )
-    model = build_model(payload["config"], payload["in_dim"]).to(device)
+    model = build_model(payload["config"], payload["in_dim"], "code_map.weight" in payload["state"]).to(device)
     model.load_state_dict(payload["state"])
     return model, payload
 

@@ -327,10 +327,17 @@ def train(
     model_given = model
     model = build_model(run, x_train.shape[1]).to(device) if model is None else model.to(device)
     init_state = clone_state(model)
-    frozen = set(model.frozen_parameters(run.get("freeze", "none")))
+    spec = run.get("freeze", "none")
+    frozen = set(model.frozen_parameters(spec))
     for name, p in model.named_parameters():
         if name in frozen:
             p.requires_grad_(False)
+    # parameters frozen in part (the VAE's log-variance rows of a frozen bottleneck layer train): their gradient is
+    # masked, so Adam's step on the fixed elements is exactly zero; weight decay would move them, so they are put back
+    partly = getattr(model, "trainable_masks", lambda spec: {})(spec)
+    params = dict(model.named_parameters())
+    partly = {params[name]: mask.to(device) for name, mask in partly.items()}
+    starts = {p: p.detach().clone() for p in partly} if tr["weight_decay"] > 0 else {}
     optimizer = adam([p for p in model.parameters() if p.requires_grad], tr)
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     chash = config_hash(run) if model_given is None else config_hash(run | {"start_weights": state_digest(init_state)})
@@ -356,7 +363,13 @@ def train(
             loss = loss_terms(model, xb, run, generator)["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for p, mask in partly.items():
+                p.grad.mul_(mask)
             optimizer.step()
+            if starts:
+                with torch.no_grad():
+                    for p, initial in starts.items():
+                        p.copy_(torch.where(partly[p].bool(), p, initial))
             if scheduler is not None:
                 scheduler.step()
             total += loss.detach() * xb.shape[0]

@@ -99,6 +99,7 @@ def compression_offsets(profiles: pd.DataFrame, tolerance: float = DEFAULT_TOLER
     Only the hidden cuts 1..L-1 count: the input and the output are the data, not a compression.
     """
     rows = []
+    profiles = profiles[profiles["state"] == "trained"] if "state" in profiles else profiles  # not the init rows
     for run_id, run in profiles.groupby("run_id", sort=False):
         bottleneck = run.loc[run["side"] == "bottleneck", "cut"]
         if bottleneck.empty:

@@ -37,7 +37,7 @@ LOCUS_LABELS = {
     "pr_min": "min participation ratio",
     "cka_bottleneck_max": "max CKA to bottleneck\n(outside it)",
     "factor_r2_95": "factor R² (linear)\nreaches 95% of its max",
-    "factor_r2_max": "max factor R² (linear)",
+    "factor_r2_max": "max factor R²\n(linear)",
 }
 Z_STYLES = ["-", "--", ":", "-."]
 # The main metrics of the per-data-set layer profile, in parts: all of them in one figure would be too tall to see

@@ -92,14 +92,18 @@ def split_indices(n_train: int, n_test: int, options: dict) -> tuple[np.ndarray,
     return probe, test
 
 
-def geometry(h: np.ndarray, options: dict) -> dict:
-    """Width, participation ratio, PCA dimensions and TwoNN dimension with its spread over subsamples."""
+def geometry(h: np.ndarray, options: dict, distances: np.ndarray | None = None) -> dict:
+    """Width, participation ratio, PCA dimensions and TwoNN dimension with its spread over subsamples.
+
+    ``distances``: the points' two nearest distances (``metrics.two_nearest_distances(h)``) when already known.
+    """
+    r = metrics.two_nearest_distances(h) if distances is None else distances
     out = {
         "width": float(h.shape[1]),
         "participation_ratio": metrics.participation_ratio(h),
         "pca_dim_90": float(metrics.pca_dimension(h, 0.9)),
         "pca_dim_99": float(metrics.pca_dimension(h, 0.99)),
-        "twonn": metrics.twonn_dimension(h),
+        "twonn": metrics.twonn_from_distances(r),
     }
     if options["twonn_subsamples"] > 0:
         sub = metrics.twonn_subsamples(h, options["twonn_subsamples"], options["twonn_fraction"], options["seed"])
@@ -135,9 +139,11 @@ def jacobian_metrics(model: MLPAutoencoder, x: torch.Tensor) -> dict[int, dict]:
     return out
 
 
-def twonn_mle(h: np.ndarray) -> dict:
-    """The maximum-likelihood TwoNN dimension and its standard error (``inference.twonn_mle``)."""
-    est = inference.twonn_mle(h)
+def twonn_mle(distances: np.ndarray) -> dict:
+    """The maximum-likelihood TwoNN dimension and its standard error (``inference.twonn_mle``) from the points'
+    two nearest distances (``metrics.two_nearest_distances``: those of the regression TwoNN, computed once)."""
+    keep = distances[:, 0] > 0  # duplicates dropped, as inference.twonn_mle does
+    est = inference.twonn_mle_from_ratios(distances[keep, 1] / distances[keep, 0])
     return {"twonn_mle": est["dimension"], "twonn_mle_se": est["se"]}
 
 
@@ -282,16 +288,17 @@ def cheap_profile(model: MLPAutoencoder, x_fit, x_test, x_jac, targets: dict, op
     TwoNN MLE. Left out, for their cost: the nonlinear probes, the cross-seed CKA, the TwoNN subsamples and the
     label probe (an iterative logistic fit, most of the rest's time)."""
     fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
+    distances = [metrics.two_nearest_distances(h) for h in test_h]
     sim = similarity(test_h, model.bottleneck_cut)
     jac = jacobian_metrics(model, x_jac)
     ridge_targets = {k: v for k, v in targets.items() if not k.startswith("y_")}
     options = options | {"twonn_subsamples": 0}
     return {
-        c: geometry(test_h[c], options)
+        c: geometry(test_h[c], options, distances[c])
         | sim[c]
         | linear_probes(fit_h[c], test_h[c], ridge_targets, options)
         | jac[c]
-        | twonn_mle(test_h[c])
+        | twonn_mle(distances[c])
         for c in range(len(test_h))
     }
 
@@ -315,14 +322,17 @@ def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict,
         fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
         acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h
         sim = similarity(test_h, model.bottleneck_cut)
+        distances = [metrics.two_nearest_distances(h) for h in test_h]
         per_run[run["run_id"]] = {
-            c: geometry(test_h[c], options) | sim[c] | linear_probes(fit_h[c], test_h[c], targets, options)
+            c: geometry(test_h[c], options, distances[c])
+            | sim[c]
+            | linear_probes(fit_h[c], test_h[c], targets, options)
             for c in range(len(test_h))
         }
         log.info("%s: geometry and linear probes in %.1f s", run["run_id"], time.perf_counter() - start)
         start = time.perf_counter()
         jac = jacobian_metrics(model, x_jac)
-        extra[run["run_id"]] = {c: jac[c] | twonn_mle(test_h[c]) for c in range(len(test_h))}
+        extra[run["run_id"]] = {c: jac[c] | twonn_mle(distances[c]) for c in range(len(test_h))}
         log.info("%s: Jacobian and TwoNN MLE in %.1f s", run["run_id"], time.perf_counter() - start)
         if init and init_model is not None:
             start = time.perf_counter()

@@ -358,6 +358,7 @@ def test_findings_are_computed_from_the_tables(tiny_study):
     # the offsets, recomputed here from the truncation table by hand: per run and metric, over the hidden cuts,
     # the cut of the minimum and the first cut within 10% of it, each minus the bottleneck cut
     profiles = pd.read_csv(tiny_study / "results/tables/layer_profiles.csv")
+    profiles = profiles[profiles["state"] == "trained"]  # the models, not their initial weights
     checked = 0
     for (run_id, metric), rows in profiles.groupby(["run_id", "metric"]):
         kind = {"twonn": "twonn", "participation_ratio": "pr"}.get(metric)

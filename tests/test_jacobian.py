@@ -101,6 +101,20 @@ def test_jacobians_equal_central_finite_differences(activation, kind):
                 torch.testing.assert_close(jac[:, :, i], fd, atol=1e-7, rtol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "linear"])
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_chain_rule_jacobians_equal_torch_func_jacfwd(activation, kind):
+    from torch.func import jacfwd, vmap
+
+    torch.manual_seed(1)
+    model = MLPAutoencoder(12, [16, 10], 3, [10, 8], activation, kind)
+    x = points(9, 12)
+    model64 = copy.deepcopy(model).double().eval()
+    reference = vmap(jacfwd(lambda p: tuple(h[0] for h in model64.all_cuts(p[None]))))(x)
+    for jac, ref in zip(cut_jacobians(model, x, chunk_size=4), reference, strict=True):
+        torch.testing.assert_close(jac, ref, atol=1e-12, rtol=1e-10)
+
+
 def test_relu_rank_never_increases_and_matches_numpy():
     model = relu_net()
     x = points(100, 12)

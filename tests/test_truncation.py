@@ -1,4 +1,5 @@
-"""aedissect.nets.probes: activations from one pass, the per-run layer profile, probes, CKA matrices, loci."""
+"""aedissect.nets.probes: activations from one pass, the per-run layer profile, probes, CKA matrices, loci, the
+Jacobian metrics, the profile at init and the reparametrisation check."""
 
 import ast
 import copy
@@ -14,7 +15,7 @@ import yaml
 from aedissect import config as study
 from aedissect import metrics
 from aedissect.analysis import truncation_tables
-from aedissect.nets import probes
+from aedissect.nets import jacobian, probes, reparam
 from aedissect.nets.models import build_model
 from conftest import REPO
 
@@ -58,18 +59,24 @@ def fake_data(labels: bool, n_train=200, n_test=100, dim=10, seed=0):
     return data
 
 
-def saved_cell(tmp_path, kind="ae", arch="sym", dim=10):
-    """The seeds of one cell as model.pt payloads (initial weights: the properties hold for any weights)."""
+def saved_cell(tmp_path, kind="ae", arch="sym", dim=10, activation="relu"):
+    """The seeds of one cell as model.pt payloads: "trained" weights are the model's initial weights (the
+    properties hold for any weights); ``init_state`` is those of another seed's draw."""
     cfg = copy.deepcopy(STUDY)
     study.validate(cfg, SCHEMA)
-    runs = [study.resolve_run(cfg, "digits", kind, arch, 3, "relu", s) for s in cfg["seeds"]]
+    runs = [study.resolve_run(cfg, "digits", kind, arch, 3, activation, s) for s in cfg["seeds"]]
     paths = []
     for run in runs:
         model = build_model(run, dim)
+        init = build_model(run | {"seed": run["seed"] + 100}, dim).state_dict()
         path = tmp_path / f"s{run['seed']}.pt"
-        torch.save({"config": run, "in_dim": dim, "state": model.state_dict()}, path)
+        torch.save({"config": run, "in_dim": dim, "state": model.state_dict(), "init_state": init}, path)
         paths.append(str(path))
     return runs, paths
+
+
+def trained_rows(profile):
+    return profile[profile["state"] == "trained"]
 
 
 def test_cut_activations_are_the_prefixes_in_float64():
@@ -92,6 +99,8 @@ def test_profile_cell_properties(tmp_path, kind):
     assert set(profiles) == {run["run_id"] for run in runs}
     prof = profiles[runs[0]["run_id"]]
     assert list(prof.columns) == truncation_tables.PROFILE_COLUMNS
+    assert set(prof["state"]) == {"trained", "init"}
+    prof = trained_rows(prof)
     model = build_model(runs[0], 10)
     L = model.n_layers
     cuts = prof.drop_duplicates("cut").set_index("cut")
@@ -118,7 +127,7 @@ def test_profile_cell_properties(tmp_path, kind):
 def test_profile_cell_factor_probes(tmp_path):
     runs, paths = saved_cell(tmp_path, arch="dec")
     profiles, _ = probes.profile_cell(runs, paths, fake_data(labels=False), OPTIONS)
-    metrics_present = set(profiles[runs[0]["run_id"]]["metric"])
+    metrics_present = set(trained_rows(profiles[runs[0]["run_id"]])["metric"])
     assert {"factor_r2_linear", "factor_r2_nonlinear", "factor0_r2_linear", "factor1_r2_nonlinear"} <= metrics_present
     assert "label_accuracy" not in metrics_present
 
@@ -154,8 +163,31 @@ def profile_frame(run_id, values_by_metric, bottleneck_cut):
     for metric, values in values_by_metric.items():
         for cut, value in enumerate(values):
             side = "bottleneck" if cut == bottleneck_cut else ("encoder" if cut < bottleneck_cut else "decoder")
-            rows.append((run_id, cut, f"c{cut}", side, cut / L, metric, value))
+            rows.append((run_id, "trained", cut, f"c{cut}", side, cut / L, metric, value))
     return pd.DataFrame(rows, columns=truncation_tables.PROFILE_COLUMNS)
+
+
+def test_factor_locus_is_the_first_cut_reaching_95_percent_of_the_maximum_and_the_maximum():
+    prof = pd.concat(
+        [
+            # bottleneck cut 3, maximum 1.0 at cut 4; 0.95 is reached at cuts 1, 3 and 4: the first is cut 1, not the
+            # cut of the maximum nor the reaching cut nearest the bottleneck (cut 3)
+            profile_frame("a", {"factor_r2_linear": [0.1, 0.96, 0.5, 0.97, 1.0, 0.2]}, bottleneck_cut=3),
+            # a tie of the maximum goes to the cut nearest the bottleneck (cut 2); 95% of 0.8 first reached at cut 1
+            profile_frame("b", {"factor_r2_linear": [0.0, 0.77, 0.8, 0.6, 0.8]}, bottleneck_cut=2),
+            # no cut holds anything: no factor locus
+            profile_frame("c", {"factor_r2_linear": [-0.2, -0.1, -0.3, -0.5, -0.4], "twonn": [5, 4, 3, 4, 5]}, 2),
+        ]
+    )
+    locus = truncation_tables.encoding_locus(prof).set_index(["run_id", "locus"])
+    assert (locus.loc[("a", "factor_r2_95"), "cut"], locus.loc[("a", "factor_r2_95"), "offset"]) == (1, -2)
+    assert locus.loc[("a", "factor_r2_95"), "relative_offset"] == pytest.approx(-2 / 5)
+    assert locus.loc[("a", "factor_r2_95"), "value"] == pytest.approx(0.96)
+    assert (locus.loc[("a", "factor_r2_max"), "cut"], locus.loc[("a", "factor_r2_max"), "offset"]) == (4, 1)
+    assert locus.loc[("a", "factor_r2_max"), "relative_offset"] == pytest.approx(1 / 5)
+    assert locus.loc[("b", "factor_r2_95"), "offset"] == -1 and locus.loc[("b", "factor_r2_max"), "offset"] == 0
+    assert {loc for rid, loc in locus.index if rid == "c"} == {"twonn_min"}
+    assert set(locus["metric"][locus.index.get_level_values("locus").str.startswith("factor")]) == {"factor_r2_linear"}
 
 
 def test_encoding_locus_offsets_signs_ties_and_bottleneck_exclusion():
@@ -206,12 +238,18 @@ def test_tables_join_config_and_summarise_over_seeds(tmp_path):
     cka_path = tmp_path / "cka.csv"
     cka = pd.DataFrame([(0, 1, 0, 0, "c0", "c0", 1.0, 1.0)], columns=probes.CKA_COLUMNS)
     cka.assign(cell=runs[0]["run_id"].rsplit("/", 1)[0]).to_csv(cka_path, index=False)
+    # the same network at init: its own summary rows, never mixed into the trained ones nor the loci
+    init = pd.read_csv(paths[0]).assign(state="init", value=100.0)
+    pd.concat([pd.read_csv(paths[0]), init]).to_csv(paths[0], index=False)
     tables = truncation_tables.tables(runs, paths, [str(cka_path)])
-    assert {"family", "bottleneck", "seed", "config_hash"} <= set(tables["profiles"].columns)
+    assert {"family", "bottleneck", "seed", "config_hash", "state"} <= set(tables["profiles"].columns)
     summary = tables["summary"]
-    row = summary[(summary["metric"] == "twonn") & (summary["cut"] == 1)].iloc[0]
+    row = summary[(summary["metric"] == "twonn") & (summary["cut"] == 1) & (summary["state"] == "trained")].iloc[0]
     assert row["n"] == 2 and row["mean"] == pytest.approx(3.5)
+    at_init = summary[(summary["metric"] == "twonn") & (summary["cut"] == 1) & (summary["state"] == "init")].iloc[0]
+    assert at_init["n"] == 1 and at_init["mean"] == 100
     assert len(tables["locus"]) == 2 * 2  # two runs x (TwoNN, PR); no CKA rows here
+    assert tables["reparam"].empty and tables["reparam_summary"].empty  # no reparametrisation files given
     assert tables["cka"]["run_id"].iloc[0] == runs[0]["run_id"]
 
 
@@ -233,6 +271,12 @@ def test_figures_draw_from_the_tables(tmp_path):
         frame.to_csv(profile_paths[-1], index=False)
     cka.assign(cell=runs[0]["run_id"].rsplit("/", 1)[0]).to_csv(tmp_path / "cka.csv", index=False)
     tables = truncation_tables.tables(runs, profile_paths, [str(tmp_path / "cka.csv")])
+    # the dimension part draws each line's profile at init beside it (thin); the other parts do not
+    for part in plotting_truncation.PROFILE_PARTS:
+        fig = plotting_truncation.layer_profile(tables["profiles"], "digits", part)
+        widths = {line.get_linewidth() for ax in fig.axes for line in ax.get_lines()}
+        assert (plotting_truncation.INIT_STYLE["lw"] in widths) == (part == "dimension"), part
+        style.plt.close(fig)
     for fig in (
         *(
             plotting_truncation.layer_profile(tables["profiles"], "digits", part)
@@ -255,7 +299,7 @@ def test_label_probe_of_a_profile_agrees_with_a_reference_fit(tmp_path):
     data["y_train"], data["y_test"] = data["x_train"][:, :3].argmax(1), data["x_test"][:, :3].argmax(1)
     options = OPTIONS | {"probe_max_iter": 500}
     profiles, _ = probes.profile_cell(runs[:1], paths[:1], data, options)
-    wide = profiles[runs[0]["run_id"]].pivot(index="cut", columns="metric", values="value")
+    wide = trained_rows(profiles[runs[0]["run_id"]]).pivot(index="cut", columns="metric", values="value")
     probe, test = probes.split_indices(200, 100, options)
     y_fit, y_test = data["y_train"][probe].numpy(), data["y_test"][test].numpy()
     model = build_model(runs[0], 10)  # the weights saved_cell stored
@@ -267,3 +311,127 @@ def test_label_probe_of_a_profile_agrees_with_a_reference_fit(tmp_path):
         expected = np.mean(reference.predict((h_test - mean) / scale) == y_test)
         assert wide.loc[cut, "label_accuracy"] == pytest.approx(expected, abs=0.03), cut
     assert wide.loc[0, "label_accuracy"] > 0.6  # far above chance (1/3) on the input itself
+
+
+def test_jacobian_and_twonn_mle_metrics_are_those_of_their_modules(tmp_path):
+    from aedissect import inference
+
+    runs, paths = saved_cell(tmp_path, kind="vae")
+    data = fake_data(labels=True)
+    profiles, _ = probes.profile_cell(runs[:1], paths[:1], data, OPTIONS)
+    wide = trained_rows(profiles[runs[0]["run_id"]]).pivot(index="cut", columns="metric", values="value")
+    model = build_model(runs[0], 10)
+    _, _, x_test, x_jac = probes.probe_data(data, OPTIONS)
+    assert x_jac.shape[0] == min(probes.JACOBIAN_POINTS, x_test.shape[0])
+    expected = jacobian.jacobian_rank_profile(model, x_jac, rel_threshold=probes.JACOBIAN_REL_THRESHOLD)
+    np.testing.assert_array_equal(wide["jacobian_rank"], [p["rank_mean"] for p in expected])
+    np.testing.assert_array_equal(wide["jacobian_pr"], [p["pr_mean"] for p in expected])
+    shares = {r["cut"]: r["share"] for r in jacobian.reduction_shares(expected)}
+    assert list(wide["jacobian_reduction_share"].dropna().index) == list(range(1, model.bottleneck_cut + 1))
+    np.testing.assert_allclose(wide["jacobian_reduction_share"].dropna(), list(shares.values()), rtol=1e-12)
+    assert wide["jacobian_reduction_share"].sum() == pytest.approx(1.0)
+    # on the same points as the regression TwoNN: the scored test points
+    for cut, h in enumerate(probes.cut_activations(model, x_test)):
+        mle = inference.twonn_mle(h)
+        assert (wide.loc[cut, "twonn_mle"], wide.loc[cut, "twonn_mle_se"]) == (mle["dimension"], mle["se"])
+
+
+def test_init_rows_profile_the_initial_weights_and_leave_the_trained_rows_alone(tmp_path):
+    runs, paths = saved_cell(tmp_path)
+    data = fake_data(labels=True)
+    with_init, _ = probes.profile_cell(runs, paths, data, OPTIONS)
+    without, _ = probes.profile_cell(runs, paths, data, OPTIONS, init=False)
+    prof = with_init[runs[0]["run_id"]]
+    pd.testing.assert_frame_equal(trained_rows(prof).reset_index(drop=True), without[runs[0]["run_id"]])
+    assert set(without[runs[0]["run_id"]]["state"]) == {"trained"}
+    init = prof[prof["state"] == "init"]
+    assert list(init.index) == list(range(len(init) and init.index[0], len(prof)))  # after the trained rows
+    # the cheap metrics only: no nonlinear probes, no cross-seed CKA, no label probe, no TwoNN subsamples
+    left_out = set(trained_rows(prof)["metric"]) - set(init["metric"])
+    assert left_out == {
+        "nonlinear_mse",
+        "nonlinear_r2",
+        "cka_seeds",
+        "cka_seeds_debiased",
+        "label_accuracy",
+        "twonn_sub_mean",
+        "twonn_sub_std",
+    }
+    # they are the initial weights' values, which differ from the trained ones
+    payload = torch.load(paths[0], weights_only=True)
+    model = build_model(runs[0], 10)
+    model.load_state_dict(payload["init_state"])
+    targets, x_fit, x_test, x_jac = probes.probe_data(data, OPTIONS)
+    expected = probes.cheap_profile(model, x_fit, x_test, x_jac, targets, OPTIONS)
+    got = init.pivot(index="cut", columns="metric", values="value")
+    for cut, values in expected.items():
+        for metric, value in values.items():
+            assert got.loc[cut, metric] == pytest.approx(value, rel=1e-12, nan_ok=True), (cut, metric)
+    trained = trained_rows(prof).pivot(index="cut", columns="metric", values="value")
+    hidden = [c for c in got.index if 0 < c < got.index.max()]
+    for metric in ("participation_ratio", "jacobian_pr", "linear_r2"):
+        assert not np.allclose(got.loc[hidden, metric], trained.loc[hidden, metric]), metric
+    # a model given as itself has no initial weights: trained rows only
+    direct, _ = probes.profile_cell(runs[:1], [build_model(runs[0], 10)], data, OPTIONS)
+    assert set(direct[runs[0]["run_id"]]["state"]) == {"trained"}
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_reparam_table_keeps_the_function_and_the_rank_and_moves_the_participation_ratio(tmp_path, kind):
+    runs, paths = saved_cell(tmp_path, kind=kind)
+    data = fake_data(labels=True)
+    data_path = tmp_path / "data.pt"
+    torch.save(data, data_path)
+    out = tmp_path / "out"
+    profile_paths = [str(out / f"p{run['seed']}.csv") for run in runs]
+    probes.truncate_cell(
+        runs,
+        paths,
+        str(data_path),
+        OPTIONS | {"device": "cpu"},
+        profile_paths,
+        str(out / "cka.csv"),
+        reparam_path=str(out / "reparam.csv"),
+    )
+    table = pd.read_csv(out / "reparam.csv")
+    assert list(table.columns) == truncation_tables.REPARAM_COLUMNS
+    assert set(table["run_id"]) == {run["run_id"] for run in runs}
+    assert (table["function_gap"] < 1e-5).all()
+    # the twin is the one reparam.reparametrize builds from the run's seed
+    model = build_model(runs[1], 10)
+    _, info = reparam.reparametrize(model, seed=runs[1]["seed"], x=probes.probe_data(data, OPTIONS)[2])
+    gap = table.loc[table["run_id"] == runs[1]["run_id"], "function_gap"].iloc[0]
+    assert gap == pytest.approx(info["function_gap"], rel=1e-9)
+    rank = table[table["metric"] == "jacobian_rank"]
+    assert len(rank) == len(runs) * (model.n_layers + 1) and (rank["abs_change"] == 0).all()
+    pr = table[(table["metric"] == "participation_ratio") & (table["cut"] == model.bottleneck_cut)]
+    assert (pr["rel_change"] > 0.01).all()
+    inputs = table[(table["cut"] == 0) & table["metric"].isin(["participation_ratio", "twonn", "linear_r2"])]
+    assert (inputs["abs_change"] == 0).all()  # the input cut is the same data
+    # (the CSV keeps 10 significant digits of each value)
+    np.testing.assert_allclose(
+        table["abs_change"], (table["value_reparam"] - table["value_original"]).abs(), rtol=1e-8, atol=1e-9
+    )
+    # the original values are the trained rows of the layer profile
+    prof = pd.read_csv(profile_paths[0])
+    prof = prof[prof["state"] == "trained"].set_index(["cut", "metric"])["value"]
+    mine = table[table["run_id"] == runs[0]["run_id"]].set_index(["cut", "metric"])["value_original"]
+    pd.testing.assert_series_equal(mine, prof.loc[mine.index], check_names=False)
+    # gathered into the study table with config columns and summarised per metric
+    tables = truncation_tables.tables(runs, profile_paths, [str(out / "cka.csv")], [str(out / "reparam.csv")])
+    assert {"family", "seed"} <= set(tables["reparam"].columns) and len(tables["reparam"]) == len(table)
+    summary = tables["reparam_summary"].set_index("metric")
+    assert summary.loc["jacobian_rank", "invariant"] and summary.loc["width", "invariant"]
+    assert not summary.loc["participation_ratio", "invariant"]
+    assert summary.loc["participation_ratio", "max_rel_change"] == pytest.approx(
+        table.loc[table["metric"] == "participation_ratio", "rel_change"].max()
+    )
+    assert summary.loc["jacobian_rank", "n_runs"] == len(runs)
+
+
+def test_reparam_table_is_empty_for_activations_without_unit_rescaling(tmp_path):
+    runs, paths = saved_cell(tmp_path, activation="tanh")
+    data = fake_data(labels=True)
+    profiles, _ = probes.profile_cell(runs, paths, data, OPTIONS)
+    table = probes.reparam_cell(runs, paths, data, OPTIONS, profiles)
+    assert table.empty and list(table.columns) == truncation_tables.REPARAM_COLUMNS

@@ -131,7 +131,11 @@ def twonn_dimension(H, discard_fraction: float = 0.1) -> float:
     and the empirical F(mu_(i)) = i / N, the line -log(1 - F) = d log mu is fitted through the origin
     by least squares after discarding the largest ``discard_fraction`` of mu. NaN with fewer than 3 usable points.
     """
-    r = two_nearest_distances(H)
+    return twonn_from_distances(two_nearest_distances(H), discard_fraction)
+
+
+def twonn_from_distances(r: np.ndarray, discard_fraction: float = 0.1) -> float:
+    """``twonn_dimension`` from the points' two nearest distances (``two_nearest_distances``), to share them."""
     keep = r[:, 0] > 0
     mu = np.sort(r[keep, 1] / r[keep, 0])
     n = mu.size

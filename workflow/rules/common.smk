@@ -254,6 +254,7 @@ def get_truncation_outputs(wildcards):
     if not TRUNCATION_RUNS:
         return []
     tables = ["layer_profiles", "layer_profile_summary", "encoding_locus", "encoding_locus_summary", "cka_matrices"]
+    tables += ["reparam", "reparam_summary"]
     figures = [f"layer_profile_{dataset}_{part}" for dataset in TRUNCATION_DATASETS for part in LAYER_PROFILE_PARTS]
     figures += [f"cka_{dataset}" for dataset in TRUNCATION_DATASETS] + ["encoding_locus"]
     return [f"results/tables/{name}.csv" for name in tables] + [

@@ -10,6 +10,7 @@ rule truncate:
     output:
         profiles=cell_outputs("layer_profile.csv"),
         cka=f"results/runs/{CELL}/truncation_cka.csv",
+        reparam=f"results/runs/{CELL}/reparam.csv",
     log:
         f"results/logs/truncate/{CELL}.log",
     benchmark:
@@ -32,12 +33,15 @@ rule truncation_tables:
     input:
         profiles=get_truncation_files("layer_profile.csv"),
         cka=get_truncation_cell_files("truncation_cka.csv"),
+        reparam=get_truncation_cell_files("reparam.csv"),
     output:
         profiles="results/tables/layer_profiles.csv",
         summary="results/tables/layer_profile_summary.csv",
         locus="results/tables/encoding_locus.csv",
         locus_summary="results/tables/encoding_locus_summary.csv",
         cka="results/tables/cka_matrices.csv",
+        reparam="results/tables/reparam.csv",
+        reparam_summary="results/tables/reparam_summary.csv",
     log:
         "results/logs/aggregate/truncation_tables.log",
     params:

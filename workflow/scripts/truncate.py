@@ -1,4 +1,5 @@
-"""Cut every seed of one grid cell at every layer: per-run layer profiles and the cell's CKA matrices."""
+"""Cut every seed of one grid cell at every layer: per-run layer profiles, the cell's CKA matrices and its
+reparametrisation check."""
 
 import logging
 import sys
@@ -18,4 +19,5 @@ with threadpool_limits(limits=snakemake.threads):  # numpy/BLAS may not use more
         options=snakemake.params.options | {"threads": snakemake.threads, "device": snakemake.params.device},
         profile_paths=list(snakemake.output.profiles),
         cka_path=snakemake.output.cka,
+        reparam_path=snakemake.output.reparam,
     )

@@ -1,4 +1,5 @@
-"""Truncation tables: layer profiles of all runs, their summary over seeds, encoding loci and CKA matrices."""
+"""Truncation tables: layer profiles of all runs, their summary over seeds, encoding loci, CKA matrices and the
+reparametrisation check."""
 
 import sys
 
@@ -7,6 +8,8 @@ sys.stderr = open(snakemake.log[0], "w")
 from aedissect import io
 from aedissect.analysis import truncation_tables
 
-tables = truncation_tables.tables(snakemake.params.runs, snakemake.input.profiles, snakemake.input.cka)
+tables = truncation_tables.tables(
+    snakemake.params.runs, snakemake.input.profiles, snakemake.input.cka, snakemake.input.reparam
+)
 for name, table in tables.items():
     io.write_csv(table, snakemake.output[name])

@@ -19,6 +19,10 @@ METRIC_LABELS = {
     "factor_r2_linear": "factor R², linear",
     "factor_r2_nonlinear": "factor R², MLP",
     "twonn": "TwoNN dimension",
+    "twonn_mle": "TwoNN dimension (MLE)",
+    "jacobian_rank": "Jacobian rank",
+    "jacobian_pr": "Jacobian PR",
+    "jacobian_reduction_share": "share of rank reduction",
     "participation_ratio": "participation ratio",
     "pca_dim_90": "PCA dim. (90%)",
     "pca_dim_99": "PCA dim. (99%)",
@@ -32,13 +36,15 @@ LOCUS_LABELS = {
     "twonn_min": "min TwoNN dimension",
     "pr_min": "min participation ratio",
     "cka_bottleneck_max": "max CKA to bottleneck\n(outside it)",
+    "factor_r2_95": "factor R² (linear)\nreaches 95% of its max",
+    "factor_r2_max": "max factor R²\n(linear)",
 }
 Z_STYLES = ["-", "--", ":", "-."]
 # The main metrics of the per-data-set layer profile, in parts: all of them in one figure would be too tall to see
 # whole on a screen
 PROFILE_PARTS = {
     "content": ["linear_r2", "nonlinear_r2", "label_accuracy", "factor_r2_linear", "factor_r2_nonlinear"],
-    "dimension": ["twonn", "participation_ratio", "pca_dim_90"],
+    "dimension": ["twonn", "participation_ratio", "pca_dim_90", "jacobian_rank"],
     "similarity": ["cka_bottleneck", "cka_input", "cka_seeds"],
 }
 
@@ -48,15 +54,22 @@ def _families(table: pd.DataFrame) -> list[str]:
     return [f for f in FAMILIES if f in present]
 
 
-def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | None = None):
+INIT_STYLE = {"lw": 0.6, "ls": (0, (3, 1.5)), "alpha": 0.7}  # the same network at its initial weights
+
+
+def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | None = None, init: bool = False):
     """Each metric against relative depth: rows (data set, metric), columns family x kind.
 
     One line per architecture and bottleneck (colour: architecture, line style: bottleneck), the mean over
-    seeds with its Student-t 95% band; dashed verticals mark each architecture's bottleneck.
+    seeds of the trained models with its Student-t 95% band; dashed verticals mark each architecture's
+    bottleneck. With ``init``, the mean of the same networks at their initial weights (rows with ``state``
+    ``init``) beside each line, thin, dashed, in its colour, without a band.
     """
     style.apply()
     datasets = datasets or sorted(table["dataset"].unique())
     table = table[table["dataset"].isin(datasets) & table["metric"].isin(metrics)]
+    at_init = table[table["state"] == "init"] if init and "state" in table else table.iloc[:0]
+    table = table[table["state"] == "trained"] if "state" in table else table
     rows = [(d, m) for d in datasets for m in metrics if ((table["dataset"] == d) & (table["metric"] == m)).any()]
     if not rows:
         raise ValueError(f"no rows for metrics {metrics} in data sets {datasets}")
@@ -64,7 +77,9 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
     columns = [(f, k) for f in families for k in kinds]
     colours = style.table_arch_colours(table)
     zs = sorted(table["bottleneck"].unique())
-    summary = summarize(table, ["dataset", "metric", "family", "kind", "arch", "bottleneck", "cut", "relative_depth"])
+    by = ["dataset", "metric", "family", "kind", "arch", "bottleneck", "cut", "relative_depth"]
+    summary = summarize(table, by)
+    init_mean = at_init.groupby(by, sort=True)["value"].mean().reset_index()
     bottlenecks = table[table["side"] == "bottleneck"].groupby(["family", "arch"])["relative_depth"].first()
     fig, axes = plt.subplots(
         len(rows),
@@ -83,6 +98,15 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
                 & (summary["family"] == family)
                 & (summary["kind"] == kind)
             ]
+            init_panel = init_mean[
+                (init_mean["dataset"] == dataset)
+                & (init_mean["metric"] == metric)
+                & (init_mean["family"] == family)
+                & (init_mean["kind"] == kind)
+            ]
+            for (arch, _), line in init_panel.groupby(["arch", "bottleneck"]):
+                line = line.sort_values("relative_depth")
+                ax.plot(line["relative_depth"], line["value"], color=colours[arch], **INIT_STYLE)
             for depth in sorted(set(bottlenecks[family].values)) if family in bottlenecks else []:
                 style.mark_bottleneck(ax, depth)
             for (arch, z), line in panel.groupby(["arch", "bottleneck"]):
@@ -120,6 +144,10 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     handles["bottleneck"] = style.bottleneck_handle()
+    if not at_init.empty:
+        from matplotlib.lines import Line2D
+
+        handles["at init (thin)"] = Line2D([], [], color="0.3", **INIT_STYLE)
     fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=5, frameon=False)
     return fig
 
@@ -128,7 +156,8 @@ def layer_profile(table: pd.DataFrame, dataset: str, part: str):
     """One part (PROFILE_PARTS) of the main truncation metrics of one data set against relative depth
     (layer_profiles.csv)."""
     present = set(table.loc[table["dataset"] == dataset, "metric"])
-    return profile_grid(table, [m for m in PROFILE_PARTS[part] if m in present], [dataset])
+    # the dimension part shows the untrained network too: how much of the compression is the architecture's
+    return profile_grid(table, [m for m in PROFILE_PARTS[part] if m in present], [dataset], init=part == "dimension")
 
 
 def geometry_profiles(table: pd.DataFrame):

@@ -35,7 +35,8 @@ def profile(
     device: str = "cpu",
     **options,
 ) -> pd.DataFrame:
-    """The layer profile of a trained model: one row per cut and metric (``truncation_tables.PROFILE_COLUMNS``).
+    """The layer profile of a trained model: one row per cut and metric (``truncation_tables.PROFILE_COLUMNS``,
+    ``state`` always ``trained``: the truncate job's profile of the initial weights is not computed here).
 
     ``model``: an ``MLPAutoencoder`` or the path of a ``model.pt`` written by the pipeline. ``x``: inputs (one
     flattened row per sample, as the model was trained on) to measure the cuts on; ``y``: their integer labels
@@ -52,7 +53,9 @@ def profile(
     data = _split(x, y, factors, x_fit, y_fit, factors_fit, options["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["seed"])  # as the truncate job does
-        profiles, _ = probes.profile_cell([{"run_id": name, "seed": 0}], [model], data, options | {"device": device})
+        profiles, _ = probes.profile_cell(
+            [{"run_id": name, "seed": 0}], [model], data, options | {"device": device}, init=False
+        )
     return profiles[name]
 
 

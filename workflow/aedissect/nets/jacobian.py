@@ -2,11 +2,14 @@
 
 For cut c (numbered as in ``truncation.cut_activations``: 0 the input, ``bottleneck_cut`` the code, the
 VAE's code being the posterior mean, L the output) the prefix x -> h_c is differentiated at each point,
-in float64, with ``torch.func.jacfwd`` vectorised over points by ``torch.func.vmap``. Forward mode because
-one pass of in_dim tangents yields the Jacobians of all cuts at once, where reverse mode (``jacrev``) needs
-one pass per row of every cut (the sum of all widths, several times in_dim): measured 4-5x faster here. A
-ReLU or linear net is piecewise linear, so its Jacobian is exact (not a linearisation) inside the linear
-region of the point.
+in float64, in forward mode: the in_dim tangents of every point are carried through the layers with the
+chain rule, J_c = diag(f'(z_c)) W_c J_{c-1} (each layer is a Linear and an elementwise activation f, whose
+slope f'(z) is one reverse pass of sum f(z); the VAE keeps the mean rows), so one pass yields the Jacobians of
+all cuts at once, where reverse mode needs one pass per row of every cut. ``torch.func.jacfwd`` computes the
+same (the tests compare the two), but its first call imports torch's decompositions (~900 modules, 3-5 s per
+process), more than a whole truncate job of a small cell costs; the chain rule here imports nothing and is as
+fast. A ReLU or linear net is piecewise linear, so its Jacobian is exact (not a linearisation) inside the
+linear region of the point.
 
 Per point: the numerical rank (singular values above ``rel_threshold`` times that point's largest) and the
 participation ratio (sum s^2)^2 / sum s^4 of the squared singular values (as ``metrics.participation_ratio``
@@ -31,7 +34,6 @@ import copy
 import math
 
 import torch
-from torch.func import jacfwd, vmap
 
 from aedissect.nets.models import MLPAutoencoder
 
@@ -46,17 +48,40 @@ def _float64_copy(model: MLPAutoencoder) -> MLPAutoencoder:
     return model64
 
 
+def _slope(activation: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(z), f'(z)) of an elementwise activation: the gradient of sum f(z) is the diagonal of its Jacobian."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_()
+        h = activation(z)
+        (slope,) = torch.autograd.grad(h.sum(), z)
+    return h.detach(), slope
+
+
+def _prefix_jacobians(model64: MLPAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """dh_c/dx of every cut at every point of ``x`` by the chain rule: (n, width_c, in_dim) per cut.
+
+    The layers are those of ``MLPAutoencoder._layer``: Sequential(Linear, elementwise activation), the VAE's
+    bottleneck layer cut to its mean rows (which commutes with its identity activation).
+    """
+    n, d = x.shape
+    h, jac = x, torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
+    out = [jac]
+    for i, (linear, activation) in enumerate(model64.layers):
+        z, jac = linear(h), torch.matmul(linear.weight, jac)
+        if model64.kind == "vae" and i == model64.bottleneck_layer:
+            z, jac = z[:, : model64.latent_dim], jac[:, : model64.latent_dim]
+        h, slope = _slope(activation, z)
+        jac = slope[:, :, None] * jac
+        out.append(jac)
+    return tuple(out)
+
+
 def _chunks(model64: MLPAutoencoder, x: torch.Tensor, chunk_size: int):
     """Jacobians of every cut, one chunk of points at a time: tuples of (chunk, width_c, in_dim) tensors."""
     param = next(model64.parameters())
     x = x.detach().to(device=param.device, dtype=torch.float64)
-
-    def cuts(point):
-        return tuple(h[0] for h in model64.all_cuts(point[None]))
-
-    jac = vmap(jacfwd(cuts))
     for begin in range(0, x.shape[0], chunk_size):
-        yield jac(x[begin : begin + chunk_size])
+        yield _prefix_jacobians(model64, x[begin : begin + chunk_size])
 
 
 def cut_jacobians(model: MLPAutoencoder, x: torch.Tensor, chunk_size: int = CHUNK) -> list[torch.Tensor]:
@@ -102,7 +127,9 @@ def jacobian_rank_profile(
     for jacobians in _chunks(model64, x, chunk_size):
         for c, jac in enumerate(jacobians):
             widths[c] = jac.shape[1]
-            rank, pr = _rank_and_pr(_squared_singular_values(jac), rel_threshold)
+            # the input's Jacobian is the identity: every s^2 is 1, no eigenvalues to compute (the largest Gram)
+            s2 = torch.ones(jac.shape[:2], dtype=jac.dtype) if c == 0 else _squared_singular_values(jac)
+            rank, pr = _rank_and_pr(s2, rel_threshold)
             ranks[c].append(rank)
             prs[c].append(pr)
     names = model64.cut_names()

@@ -3,8 +3,19 @@
 For one grid cell (all seeds) the activations of every cut 0..L are computed once per model, in one
 pass (``MLPAutoencoder.all_cuts``; the VAE's bottleneck cut is mu), on a fixed probe split of the
 training data (to fit probes) and on the test split (to score them; also the geometry and CKA data).
-Per run this gives a tidy layer profile (run_id, cut, layer, side, relative_depth, metric, value); per
+Per run this gives a tidy layer profile (run_id, state, cut, layer, side, relative_depth, metric, value); per
 cell the CKA matrices between all cuts of a model and between the cuts of different seeds.
+
+Beside the probes of the trained model, three checks of what is not true by construction:
+
+- the Jacobian dh_c/dx of every cut (``nets.jacobian``) on at most ``JACOBIAN_POINTS`` of the scored test
+  points: its mean numerical rank and participation ratio per cut, and per encoder layer its share of the
+  input-to-code rank reduction;
+- the same profile of the model's initial weights (``state`` = ``init``; ``init_state`` of model.pt), without
+  the nonlinear probes and the cross-seed CKA: what the architecture alone, untrained, already does;
+- the same profile of a function-preserving twin of every ReLU or linear model (``nets.reparam``), compared
+  metric by metric with the trained one (``reparam_cell``): which metrics a change of parametrisation alone
+  moves.
 
 The nonlinear probes (a fresh MLP decoder h_c -> x, and h_c -> factors) of all seeds and cuts of a
 cell are trained together as one batched ensemble: inputs zero-padded to the widest cut, one weight
@@ -16,21 +27,42 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from aedissect import io, metrics
-from aedissect.analysis.truncation_tables import PROFILE_COLUMNS
+from aedissect import inference, io, metrics
+from aedissect.analysis.truncation_tables import PROFILE_COLUMNS, REPARAM_COLUMNS
 from aedissect.config import run_cell
+from aedissect.nets import jacobian, reparam
 from aedissect.nets.data import load
-from aedissect.nets.models import as_model
+from aedissect.nets.models import MLPAutoencoder, build_model, load_model
 from aedissect.nets.training import setup_torch
 
 log = logging.getLogger("aedissect.nets.probes")
 
 CKA_COLUMNS = ["seed_a", "seed_b", "cut_a", "cut_b", "layer_a", "layer_b", "cka", "cka_debiased"]
+# the Jacobian metrics use at most this many of the scored test points (a seeded subset): its cost grows with
+# points x input dimension x the widths (docs/methods.md): on digits 128 points give the mean rank and PR of all
+# 360 test points within 0.1 (seeds differ by up to 7) at half the time of 256
+JACOBIAN_POINTS = 128
+JACOBIAN_REL_THRESHOLD = 1e-3  # singular values below this fraction of the point's largest do not count
+
+
+def load_with_init(model: MLPAutoencoder | str | Path) -> tuple[MLPAutoencoder, MLPAutoencoder | None]:
+    """The trained model and the same network with its initial weights (None for a model given as itself, or a
+    model.pt without ``init_state``), both on the CPU."""
+    if isinstance(model, nn.Module):
+        return model, None
+    model, payload = load_model(str(model))
+    if "init_state" not in payload:
+        return model, None
+    init = build_model(payload["config"], payload["in_dim"])
+    init.load_state_dict(payload["init_state"])
+    return model, init
 
 
 def cut_activations(model, x) -> list[np.ndarray]:
@@ -61,14 +93,18 @@ def split_indices(n_train: int, n_test: int, options: dict) -> tuple[np.ndarray,
     return probe, test
 
 
-def geometry(h: np.ndarray, options: dict) -> dict:
-    """Width, participation ratio, PCA dimensions and TwoNN dimension with its spread over subsamples."""
+def geometry(h: np.ndarray, options: dict, distances: np.ndarray | None = None) -> dict:
+    """Width, participation ratio, PCA dimensions and TwoNN dimension with its spread over subsamples.
+
+    ``distances``: the points' two nearest distances (``metrics.two_nearest_distances(h)``) when already known.
+    """
+    r = metrics.two_nearest_distances(h) if distances is None else distances
     out = {
         "width": float(h.shape[1]),
         "participation_ratio": metrics.participation_ratio(h),
         "pca_dim_90": float(metrics.pca_dimension(h, 0.9)),
         "pca_dim_99": float(metrics.pca_dimension(h, 0.99)),
-        "twonn": metrics.twonn_dimension(h),
+        "twonn": metrics.twonn_from_distances(r),
     }
     if options["twonn_subsamples"] > 0:
         sub = metrics.twonn_subsamples(h, options["twonn_subsamples"], options["twonn_fraction"], options["seed"])
@@ -91,6 +127,25 @@ def linear_probes(fit: np.ndarray, test: np.ndarray, data: dict, options: dict) 
         out["factor_r2_linear"] = float(np.nanmean(fac["r2_per_target"]))
         out |= {f"factor{k}_r2_linear": float(v) for k, v in enumerate(fac["r2_per_target"])}
     return out
+
+
+def jacobian_metrics(model: MLPAutoencoder, x: torch.Tensor) -> dict[int, dict]:
+    """Per cut: the mean numerical rank and participation ratio of dh_c/dx over the points of ``x``
+    (``jacobian.jacobian_rank_profile``) and, on the cuts 1..bottleneck, the share of the input-to-code drop
+    in mean rank done by the layer producing the cut (``jacobian.reduction_shares``; NaN with no drop)."""
+    profile = jacobian.jacobian_rank_profile(model, x, rel_threshold=JACOBIAN_REL_THRESHOLD)
+    out = {p["cut"]: {"jacobian_rank": p["rank_mean"], "jacobian_pr": p["pr_mean"]} for p in profile}
+    for share in jacobian.reduction_shares(profile):
+        out[share["cut"]]["jacobian_reduction_share"] = share["share"]
+    return out
+
+
+def twonn_mle(distances: np.ndarray) -> dict:
+    """The maximum-likelihood TwoNN dimension and its standard error (``inference.twonn_mle``) from the points'
+    two nearest distances (``metrics.two_nearest_distances``: those of the regression TwoNN, computed once)."""
+    keep = distances[:, 0] > 0  # duplicates dropped, as inference.twonn_mle does
+    est = inference.twonn_mle_from_ratios(distances[keep, 1] / distances[keep, 0])
+    return {"twonn_mle": est["dimension"], "twonn_mle_se": est["se"]}
 
 
 def _standardize(fit: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,21 +258,18 @@ def cka_matrices(acts_by_seed: dict[int, list[np.ndarray]], names: list[str]) ->
     return pd.DataFrame(rows, columns=CKA_COLUMNS)
 
 
-def _long(run_id: str, cuts: pd.DataFrame, per_cut: dict[int, dict]) -> pd.DataFrame:
+def _long(run_id: str, cuts: pd.DataFrame, per_state: dict[str, dict[int, dict]]) -> pd.DataFrame:
     rows = []
-    for c in cuts.itertuples(index=False):
-        for metric, value in per_cut[c.cut].items():
-            rows.append((run_id, c.cut, c.layer, c.side, c.relative_depth, metric, float(value)))
+    for state, per_cut in per_state.items():
+        for c in cuts.itertuples(index=False):
+            for metric, value in per_cut[c.cut].items():
+                rows.append((run_id, state, c.cut, c.layer, c.side, c.relative_depth, metric, float(value)))
     return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
 
 
-def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict):
-    """Layer profiles of every seed of one grid cell and the cell's CKA matrices.
-
-    ``model_paths``: per run its model.pt, or the trained model itself (``aedissect.profile``); ``runs`` need
-    only ``run_id`` and ``seed``. Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
-    """
-
+def probe_data(data: dict, options: dict) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(probe targets, the probe-split inputs, the scored test inputs, the Jacobian's points: a seeded subset of
+    at most ``JACOBIAN_POINTS`` of the scored ones)."""
     probe, test = split_indices(data["x_train"].shape[0], data["x_test"].shape[0], options)
     x_fit, x_test = data["x_train"][probe], data["x_test"][test]
     targets = {"x_fit": x_fit.double().numpy(), "x_test": x_test.double().numpy()}
@@ -226,20 +278,67 @@ def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict)
     if "factors_train" in data:
         targets |= {"f_fit": data["factors_train"][probe].double().numpy()}
         targets |= {"f_test": data["factors_test"][test].double().numpy()}
+    n = x_test.shape[0]
+    jac = np.sort(np.random.default_rng(options["seed"]).permutation(n)[: min(JACOBIAN_POINTS, n)])
+    return targets, x_fit, x_test, x_test[jac]
 
-    per_run, acts_test, acts_fit, cuts = {}, {}, {}, None
+
+def cheap_profile(model: MLPAutoencoder, x_fit, x_test, x_jac, targets: dict, options: dict) -> dict[int, dict]:
+    """Per cut the metrics of the init and reparametrised profiles: geometry without the TwoNN subsamples, CKA to
+    the model's own bottleneck, input and output, the ridge probes (x and factors), the Jacobian metrics and the
+    TwoNN MLE. Left out, for their cost: the nonlinear probes, the cross-seed CKA, the TwoNN subsamples and the
+    label probe (an iterative logistic fit, most of the rest's time)."""
+    fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
+    distances = [metrics.two_nearest_distances(h) for h in test_h]
+    sim = similarity(test_h, model.bottleneck_cut)
+    jac = jacobian_metrics(model, x_jac)
+    ridge_targets = {k: v for k, v in targets.items() if not k.startswith("y_")}
+    options = options | {"twonn_subsamples": 0}
+    return {
+        c: geometry(test_h[c], options, distances[c])
+        | sim[c]
+        | linear_probes(fit_h[c], test_h[c], ridge_targets, options)
+        | jac[c]
+        | twonn_mle(distances[c])
+        for c in range(len(test_h))
+    }
+
+
+def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict, init: bool = True):
+    """Layer profiles of every seed of one grid cell and the cell's CKA matrices.
+
+    ``model_paths``: per run its model.pt, or the trained model itself (``aedissect.profile``); ``runs`` need
+    only ``run_id`` and ``seed``. Returns ({run_id: tidy layer profile}, CKA frame with a seed pair per row block).
+    A profile's rows are those of the trained model (``state`` ``trained``), then, with ``init`` and a model.pt
+    that holds ``init_state``, those of its initial weights (``init``: ``cheap_profile``, no nonlinear probes
+    and no cross-seed CKA). The trained rows do not depend on ``init``.
+    """
+
+    targets, x_fit, x_test, x_jac = probe_data(data, options)
+    per_run, acts_test, acts_fit, cuts, extra, at_init = {}, {}, {}, None, {}, {}
     for run, path in zip(runs, model_paths, strict=True):
         start = time.perf_counter()
-        model = as_model(path)
+        model, init_model = load_with_init(path)
         cuts = cut_frame(model)
         fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
         acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h
         sim = similarity(test_h, model.bottleneck_cut)
+        distances = [metrics.two_nearest_distances(h) for h in test_h]
         per_run[run["run_id"]] = {
-            c: geometry(test_h[c], options) | sim[c] | linear_probes(fit_h[c], test_h[c], targets, options)
+            c: geometry(test_h[c], options, distances[c])
+            | sim[c]
+            | linear_probes(fit_h[c], test_h[c], targets, options)
             for c in range(len(test_h))
         }
         log.info("%s: geometry and linear probes in %.1f s", run["run_id"], time.perf_counter() - start)
+        start = time.perf_counter()
+        jac = jacobian_metrics(model, x_jac)
+        extra[run["run_id"]] = {c: jac[c] | twonn_mle(distances[c]) for c in range(len(test_h))}
+        log.info("%s: Jacobian and TwoNN MLE in %.1f s", run["run_id"], time.perf_counter() - start)
+        if init and init_model is not None:
+            start = time.perf_counter()
+            at_init[run["run_id"]] = cheap_profile(init_model, x_fit, x_test, x_jac, targets, options)
+            log.info("%s: profile at init in %.1f s", run["run_id"], time.perf_counter() - start)
 
     start = time.perf_counter()
     members = [(run, c) for run in runs for c in range(len(acts_fit[run["seed"]]))]
@@ -265,8 +364,60 @@ def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict)
         means = mine.groupby("cut_a")[["cka", "cka_debiased"]].mean()
         for c, row in means.iterrows():
             per_run[run["run_id"]][int(c)] |= {"cka_seeds": row["cka"], "cka_seeds_debiased": row["cka_debiased"]}
-    profiles = {rid: _long(rid, cuts, per_cut) for rid, per_cut in per_run.items()}
+    profiles = {}
+    for rid, per_cut in per_run.items():
+        # the new metrics after the existing ones, cut by cut
+        states = {"trained": {c: values | extra[rid][c] for c, values in per_cut.items()}}
+        if rid in at_init:
+            states["init"] = at_init[rid]
+        profiles[rid] = _long(rid, cuts, states)
     return profiles, cka
+
+
+def reparametrizable(model: MLPAutoencoder) -> bool:
+    """Whether every activation passes a positive rescaling of its units (ReLU, identity: ``reparam.SCALABLE``)."""
+    return all(isinstance(layer[1], reparam.SCALABLE) for layer in model.layers)
+
+
+def reparam_cell(
+    runs: list[dict], model_paths: list, data: dict, options: dict, profiles: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """Every ReLU or linear model of a cell against its function-preserving twin (``reparam.reparametrize``
+    seeded with the run's seed), per cut and metric of ``cheap_profile``: value_original (the trained row of
+    ``profiles``), value_reparam, abs_change, rel_change (abs_change / |value_original|; 0 where both are 0,
+    inf where only the original is) and the twin's function_gap (max |model(x) - twin(x)| on the scored test
+    points). Models with other activations (tanh, GELU: no unit rescaling) have no rows."""
+    targets, x_fit, x_test, x_jac = probe_data(data, options)
+    frames = []
+    for run, path in zip(runs, model_paths, strict=True):
+        start = time.perf_counter()
+        model, _ = load_with_init(path)
+        if not reparametrizable(model):
+            log.info("%s: no reparametrisation (activations other than ReLU or identity)", run["run_id"])
+            continue
+        twin, info = reparam.reparametrize(model, seed=int(run["seed"]), x=x_test)
+        values = cheap_profile(twin, x_fit, x_test, x_jac, targets, options)
+        twin_rows = pd.DataFrame(
+            [(c, metric, float(v)) for c, per_cut in values.items() for metric, v in per_cut.items()],
+            columns=["cut", "metric", "value_reparam"],
+        )
+        original = profiles[run["run_id"]]
+        original = original[original["state"] == "trained"].rename(columns={"value": "value_original"})
+        both = original.drop(columns="state").merge(twin_rows, on=["cut", "metric"], how="inner", validate="1:1")
+        change = (both["value_reparam"] - both["value_original"]).abs()
+        scale = both["value_original"].abs()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(change == 0, 0.0, change / scale)
+        frames.append(both.assign(abs_change=change, rel_change=rel, function_gap=info["function_gap"]))
+        log.info(
+            "%s: reparametrised (function gap %.2g) and profiled in %.1f s",
+            run["run_id"],
+            info["function_gap"],
+            time.perf_counter() - start,
+        )
+    if not frames:
+        return pd.DataFrame(columns=REPARAM_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[REPARAM_COLUMNS]
 
 
 def _pooled_r2(mse: float, x: np.ndarray) -> float:
@@ -275,9 +426,16 @@ def _pooled_r2(mse: float, x: np.ndarray) -> float:
 
 
 def truncate_cell(
-    runs: list[dict], model_paths: list[str], data_path: str, options: dict, profile_paths: list[str], cka_path: str
+    runs: list[dict],
+    model_paths: list[str],
+    data_path: str,
+    options: dict,
+    profile_paths: list[str],
+    cka_path: str,
+    reparam_path: str | None = None,
 ) -> None:
-    """The truncate rule: every seed of a cell, one layer_profile.csv per run and the cell's CKA table."""
+    """The truncate rule: every seed of a cell, one layer_profile.csv per run, the cell's CKA table and, with
+    ``reparam_path``, the cell's reparametrisation table (``reparam_cell``)."""
 
     # the cut activations come from the CPU copy of the model; the nonlinear probes train on the device
     options = options | {"device": str(setup_torch(options["threads"], options["device"]))}
@@ -288,3 +446,5 @@ def truncate_cell(
         io.write_csv(profiles[run["run_id"]], path)
     cell = run_cell(runs[0])
     io.write_csv(cka.assign(cell=cell), cka_path)
+    if reparam_path is not None:
+        io.write_csv(reparam_cell(runs, model_paths, data, options, profiles), reparam_path)

@@ -342,6 +342,14 @@ def test_a_failed_control_makes_every_verdict_at_its_budget_undecided_and_is_sai
     assert (failed["undecided_reason"] == "controls failed: pca_reference").all()
     assert failed["sentence"].str.startswith("Undecided (controls failed: pca_reference): ").all()
     assert (failed["rule_verdict"] == "yes").all()  # what the rules alone say stays in the table
+    # the front page keeps its table short: which controls failed is said once, below it
+    page = findings.front_page_rst(failed, "Intro\n=====\n")
+    assert page.count("controls failed: pca_reference") == 1
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    html = publish_parts(Environment().from_string(page).render(), writer="html")["html_body"]
+    assert "undecided*" in html and "system-message" not in html
     text = findings.markdown(summary, failed, {}, 0.1, 0.66, controls=controls)
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[0] == "## Controls"

@@ -223,5 +223,11 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
     assert set(freeze.loc[freeze["freeze"] == "decoder", "output_bias"]) == {"frozen"}
     assert set(freeze.loc[freeze["freeze"] != "decoder", "output_bias"]) >= {"trained"}
     share = pd.read_csv(tables / "encoder_share.csv")
-    assert set(share["output_bias"]) == {"trained", "frozen"}
-    assert share.groupby(["run_id", "metric"]).size().eq(2).all()
+    textbook = share[share["design"] == "textbook"]
+    assert set(textbook["output_bias"]) == {"trained", "frozen"} and set(textbook["method"]) == {"leave_one_out"}
+    # the symmetric design: a Shapley share beside its leave-one-out one, phi_enc + phi_dec = L_both - L_full
+    shapley = share[(share["design"] == "symmetric") & (share["method"] == "shapley")]
+    assert len(shapley) > 0 and shapley["output_bias"].isna().all()
+    efficiency = shapley["phi_enc"] + shapley["phi_dec"] - (shapley["loss_both_frozen"] - shapley["loss_full"])
+    assert (efficiency.abs() <= 1e-9 * shapley["loss_both_frozen"].abs()).all()
+    assert textbook.groupby(["run_id", "metric"]).size().eq(2).all()

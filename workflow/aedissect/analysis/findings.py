@@ -994,9 +994,11 @@ def markdown(
 
 
 def display_verdict(row: dict) -> str:
-    """A verdict as the front page shows it: ``undecided (controls failed: ...)``, ``yes (fragile)``."""
+    """A verdict as the front page shows it: ``undecided*`` where a control failed, ``yes (fragile)``;
+    which controls failed is said once below the table (``front_page_rst``), in reStructuredText: the table must fit
+    the first screen."""
     if _controls_failed(row):
-        return f"undecided ({row['undecided_reason']})"
+        return r"undecided\*"
     text = str(row["verdict"])
     return f"{text} (fragile)" if row.get("fragile") is True or str(row.get("fragile")) == "True" else text
 
@@ -1024,6 +1026,9 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
         "hidden layers on both sides; **fragile**: another rule setting changes it. Each verdict with its numbers: "
         "**Findings**."
     )
+    failed = list(dict.fromkeys(r["undecided_reason"] for r in verdict_table.to_dict("records") if _controls_failed(r)))
+    if failed:
+        legend = f"\\* {'; '.join(failed)}: verdicts at this training budget are undecided. " + legend
     title = "Is the encoder what encodes?"
     out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
     return "\n".join(out) + "\n"

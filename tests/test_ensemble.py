@@ -157,16 +157,17 @@ def test_a_diverged_seed_is_recorded_and_its_cell_mates_keep_their_outputs(
 
     clean = train_cell(tmp_path / "clean")
 
-    def blown_up(run, in_dim):  # seed 0 starts with weights of 1e20: its first loss overflows
-        model = build_model(run, in_dim)
+    def blown_up(run, in_dim, code_map=None):  # seed 0 starts with weights of 1e20: its first loss overflows
+        model = build_model(run, in_dim, code_map)
         if run["seed"] == 0:
             with torch.no_grad():
                 for p in model.parameters():
                     p.mul_(1e20)
         return model
 
-    monkeypatch.setattr(training, "build_model", blown_up)
-    monkeypatch.setattr(ensemble, "build_model", blown_up)
+    from aedissect.nets import models
+
+    monkeypatch.setattr(models, "build_model", blown_up)  # what models.initial_model builds a run's start from
     dirs = train_cell(tmp_path / "diverged")  # no exception: the job goes on with the other seeds
     bad = dirs[0]
     record = io.read_json(bad / "train_metrics.json")

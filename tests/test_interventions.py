@@ -648,3 +648,41 @@ def test_killed_freeze_cell_with_the_symmetric_design_resumes_bitwise(data, tmp_
         for name in ("train_metrics.json", "train_log.csv"):
             reference = (tmp_path / "reference" / spec / name).read_bytes()
             assert (tmp_path / "killed" / spec / name).read_bytes() == reference, (spec, name)
+
+
+# ---------------------------------------------------------------- training.init: centred
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("with_code_map", [False, True])
+def test_a_centred_freeze_variant_starts_from_its_normal_runs_saved_init_state(
+    data, tmp_path, monkeypatch, kind, with_code_map
+):
+    from aedissect.nets import jobs
+
+    run = make_run(kind, arch="enc-heavy")
+    run["training"] = run["training"] | {"init": "centred", "epochs": 1, "ensemble": True, "checkpoint_every": 1}
+    torch.save(data, tmp_path / "data.pt")
+    jobs.train_runs([run], str(tmp_path / "data.pt"), {"sha256": "x"}, [str(tmp_path / "run")], 1, "cpu", 2)
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["init_state"]
+    default = build_model(run, 12).state_dict()
+    assert not torch.equal(saved["layers.0.0.bias"], default["layers.0.0.bias"]), "the saved init is centred"
+    captured = []
+    real = iv.train_members
+
+    def capturing(variants, *args, **kwargs):
+        results = real(variants, *args, **kwargs)
+        captured.extend(zip(variants, results, strict=True))
+        return results
+
+    monkeypatch.setattr(iv, "train_members", capturing)
+    specs = ["encoder", mirror_spec(kind)] if with_code_map else ["encoder", "prefix-1"]
+    iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "f")], 1, "cpu")
+    assert [v["freeze"] for v, _ in captured] == specs
+    for variant, result in captured:
+        for key, value in saved.items():
+            assert torch.equal(result["init_state"][key], value), (variant["freeze"], key)
+        frozen = [k for k in build_model(variant, 12).frozen_parameters(variant["freeze"]) if k in saved]
+        assert "layers.0.0.weight" in frozen
+        for key in frozen:  # the frozen part of the encoder: bitwise at the normal run's saved (centred) init
+            assert torch.equal(result["state"][key], saved[key]), (variant["freeze"], key)

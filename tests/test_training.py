@@ -352,3 +352,97 @@ def test_scheduled_members_with_other_budgets_do_not_stack(data, device):
     assert ensemble.stack_key(a, None, 8) != ensemble.stack_key(b, None, 8)
     c, d = make_run("ae", epochs=3), make_run("ae", seed=1, epochs=4)
     assert ensemble.stack_key(c, None, 8) == ensemble.stack_key(d, None, 8)
+
+
+# ---------------------------------------------------------------- training.init: the data-centred init
+
+
+def _pre_activations(model, x):
+    """Every Linear's pre-activation over x (the VAE's bottleneck layer: its mean rows) and the output."""
+    pre, h = [], x
+    for i, layer in enumerate(model.layers):
+        p = layer[0](h)
+        if model.kind == "vae" and i == model.bottleneck_layer:
+            p = p[:, : model.latent_dim]
+        pre.append(p)
+        h = model._layer(i, h)
+    return pre, h
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_centred_init_centres_every_pre_activation_and_the_output_mean(kind, data):
+    from aedissect.nets.models import initial_model
+
+    x = data["x_train"]
+    run = make_run(kind, init="centred")
+    default = build_model(run, 8)
+    model = initial_model(run, x)
+    with torch.no_grad():
+        pre, out = _pre_activations(model, x)
+        pre_default, out_default = _pre_activations(default, x)
+    for p, p_default in zip(pre[:-1], pre_default[:-1], strict=True):
+        assert p.mean(0).abs().max() < 1e-5
+        assert p_default.mean(0).abs().max() > 1e-3  # the default init is not centred: the test can fail
+    torch.testing.assert_close(out.mean(0), x.mean(0), rtol=0, atol=1e-5)
+    assert (out_default.mean(0) - x.mean(0)).abs().max() > 1e-2
+    # only biases move; the VAE's log-variance head keeps the default init
+    for key, value in default.state_dict().items():
+        if key.endswith("weight"):
+            assert torch.equal(model.state_dict()[key], value), key
+    if kind == "vae":
+        key = f"layers.{model.bottleneck_layer}.0.bias"
+        assert torch.equal(model.state_dict()[key][3:], default.state_dict()[key][3:])
+        assert not torch.equal(model.state_dict()[key][:3], default.state_dict()[key][:3])
+    # and the training starts from it
+    result = training.train(make_run(kind, init="centred", epochs=1), data, training.setup_torch(1, "cpu"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(result["init_state"][key], value), key
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_a_run_without_init_trains_bitwise_as_before(kind, data, device):
+    from aedissect.nets import ensemble
+
+    run = make_run(kind)
+    assert "init" not in run["training"]
+    before = _loop_without_schedule(run, data, device)
+    seeded = build_model(run, 8).state_dict()
+    alone = training.train(run, data, device)
+    default = training.train(make_run(kind, init="default"), data, device)
+    stacked = ensemble.train_ensemble([run, make_run(kind, seed=1)], data, device)
+    stacked_default = ensemble.train_ensemble(
+        [make_run(kind, init="default"), make_run(kind, seed=1, init="default")], data, device
+    )
+    centred = training.train(make_run(kind, init="centred"), data, device)
+    for key in before:
+        assert torch.equal(alone["init_state"][key], seeded[key]), key
+        assert torch.equal(default["init_state"][key], seeded[key]), key
+        assert torch.equal(stacked[0]["init_state"][key], seeded[key]), key
+        assert torch.equal(alone["state"][key], before[key]), key
+        assert torch.equal(default["state"][key], before[key]), key
+        assert torch.equal(stacked_default[0]["state"][key], stacked[0]["state"][key]), key
+    assert any(not torch.equal(centred["init_state"][k], seeded[k]) for k in seeded)
+    assert config.config_hash(run) != config.config_hash(make_run(kind, init="centred"))
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_centred_init_is_the_same_one_by_one_and_in_an_ensemble(kind, data, device):
+    from aedissect.nets import ensemble
+    from aedissect.nets.models import initial_model
+
+    runs = [make_run(kind, seed=s, init="centred", epochs=1) for s in (0, 1)]
+    stacked = ensemble.train_members(runs, data, device, ["s0", "s1"], ensemble=True)
+    one_by_one = ensemble.train_members(runs, data, device, ["s0", "s1"], ensemble=False)
+    for run, a, b in zip(runs, stacked, one_by_one, strict=True):
+        expected = initial_model(run, data["x_train"]).state_dict()
+        for key, value in expected.items():
+            assert torch.equal(a["init_state"][key], value), key
+            assert torch.equal(b["init_state"][key], value), key
+    assert not torch.equal(stacked[0]["init_state"]["layers.0.0.bias"], stacked[1]["init_state"]["layers.0.0.bias"])
+
+
+def test_an_unknown_init_is_refused(data):
+    from aedissect.nets.models import initial_model
+
+    with pytest.raises(ValueError, match="training.init"):
+        initial_model(make_run("ae", init="lsuv"), data["x_train"])

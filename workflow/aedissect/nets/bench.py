@@ -222,10 +222,11 @@ t0 = float(sys.argv[1])
 import torch
 from aedissect.nets import training
 from aedissect.nets.data import load
+from aedissect.nets.models import build_model
 dev = training.setup_torch(1, sys.argv[3])
 data = load(sys.argv[2])
 run = {run!r}
-model = training.build_model(run, data["x_train"].shape[1]).to(dev)
+model = build_model(run, data["x_train"].shape[1]).to(dev)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 g = torch.Generator(device=dev).manual_seed(0)
 xb = data["x_train"][:64].to(dev)

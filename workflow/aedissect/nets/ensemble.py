@@ -4,8 +4,9 @@ The members' weights are stacked (``torch.func.stack_module_state``) and one los
 same ``training.loss_terms`` on the same module that ``training.train`` uses, is mapped over them
 with ``vmap`` + ``functional_call``. Everything that makes a training a training stays per member:
 
-- its starting weights: ``build_model(run)`` from its own seed, or a given module's weights (a layer
-  re-initialised for retraining, a stitch between two frozen networks);
+- its starting weights: ``initial_model(run)`` from its own seed (centred on the training data where
+  ``training.init`` says so), or a given module's weights (a layer re-initialised for retraining, a stitch
+  between two frozen networks);
 - which parameters train: a member's freeze spec (and the parameters its module holds fixed already)
   is a mask on its slices of the stacked gradients. With a zero gradient Adam's moments stay zero and its
   step is exactly zero, so a frozen slice stays bitwise at its start (with weight decay it is put back);
@@ -37,7 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.nets.models import build_model
+from aedissect.nets.models import build_model, initial_model
 from aedissect.nets.training import (
     EVAL_SEED,
     Progress,
@@ -128,7 +129,7 @@ def train_ensemble(
     batch_size, n_members = tr["batch_size"], len(runs)
     given = models or [None] * n_members
     members = [
-        build_model(run, in_dim).to(device) if m is None else copy.deepcopy(m).to(device)
+        initial_model(run, data["x_train"]).to(device) if m is None else copy.deepcopy(m).to(device)
         for run, m in zip(runs, given, strict=True)
     ]
     check_members(runs, members)

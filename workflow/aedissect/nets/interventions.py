@@ -24,7 +24,7 @@ from torch import nn
 
 from aedissect import io
 from aedissect.nets.ensemble import train_members
-from aedissect.nets.models import MLPAutoencoder, build_model, load_model
+from aedissect.nets.models import MLPAutoencoder, build_model, initial_model, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
 from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_pairs, variant_key
 from aedissect.references import ridge_optimum
@@ -67,7 +67,6 @@ def train_freeze_cell(
 
     dev = setup_torch(threads, device)
     data = load(data_path)
-    in_dim = data["x_train"].shape[1]
     variants, names, first_spec, plan = [], [], {}, []
     for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
         for spec in specs_by_run[run["run_id"]]:
@@ -78,7 +77,8 @@ def train_freeze_cell(
                 names.append(f"s{run['seed']}__{spec}")
             plan.append((run, out_dir, spec, key))
     code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
-    models = [build_model(v, in_dim, code_map) for v in variants] if code_map else None
+    # a variant starts from its normal run's init (``initial_model``: centred where ``training.init`` says so)
+    models = [initial_model(v, data["x_train"], code_map) for v in variants] if code_map else None
     results = succeeded(
         train_members(variants, data, dev, names, models, ensemble=ensemble_on(runs), state_dir=state_dir)
     )
@@ -215,7 +215,10 @@ def with_layer(model: MLPAutoencoder, layer: int, source: dict) -> MLPAutoencode
 
 
 def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder:
-    """A copy with one layer drawn afresh from the init distribution (nn.Linear's own reset), seeded."""
+    """A copy with one layer drawn afresh from the init distribution (nn.Linear's own reset), seeded.
+
+    Always PyTorch's default draw, also for runs with ``training.init: centred``: a fresh draw is not centred
+    (re-initialising a layer from the saved ``init_state`` gives its centred init)."""
     out = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -196,6 +196,59 @@ def build_model(run: dict, in_dim: int, code_map: bool | None = None) -> MLPAuto
         )
 
 
+INITS = ("default", "centred")
+
+
+def init_name(run: dict) -> str:
+    """The run's initialisation; a config without ``training.init`` keeps the default (PyTorch's seeded) init."""
+    return run.get("training", {}).get("init") or "default"
+
+
+@torch.no_grad()
+def centre_init(model: MLPAutoencoder, x_train: torch.Tensor) -> MLPAutoencoder:
+    """Shift the model's biases, in place, so that its pre-activations are centred on the training data.
+
+    Layer by layer with one forward pass of ``x_train`` (each layer sees the already centred previous ones):
+    every Linear before the output gets ``b <- b - mean_data(W h + b)``, so each hidden unit's and each code
+    unit's pre-activation has zero mean over the training data; the output Linear gets
+    ``b <- mean(x_train) - W mean(h)``, so the initial reconstruction's mean is the data mean. For the VAE the
+    bottleneck layer's mean rows are centred like the AE's code layer; its log-variance rows are left as they
+    are (the posterior variance keeps the default init). Weights are untouched (centring only, no scaling); a
+    code map (at the identity at init) is not used. The means are computed in float64 on the CPU from a float64
+    copy of the model, then cast to the model's dtype: deterministic and independent of the device.
+    """
+    x = x_train.detach().to("cpu", torch.float64)
+    h = x
+    last = model.n_layers - 1
+    for i, layer in enumerate(model.layers):
+        linear = layer[0]
+        weight = linear.weight.detach().to("cpu", torch.float64)
+        bias = linear.bias.detach().to("cpu", torch.float64).clone()
+        if i < last:
+            rows = model.latent_dim if model.kind == "vae" and i == model.bottleneck_layer else bias.shape[0]
+            pre = h @ weight.T + bias
+            bias[:rows] -= pre[:, :rows].mean(0)
+        else:
+            bias = x.mean(0) - weight @ h.mean(0)
+        linear.bias.copy_(bias.to(linear.bias.dtype))
+        h = layer[1](h @ weight.T + bias)
+        if model.kind == "vae" and i == model.bottleneck_layer:
+            h = h[:, : model.latent_dim]
+    return model
+
+
+def initial_model(run: dict, x_train: torch.Tensor, code_map: bool | None = None) -> MLPAutoencoder:
+    """The model a run trains from: ``build_model``'s seeded init, centred on the training data
+    (``centre_init``) where the run's ``training.init`` is ``centred``. Used wherever a model is built from a run
+    config to be trained from its init (the train job, one by one or as an ensemble, and the freeze sweep), so
+    a freeze variant starts from exactly its normal run's ``init_state``."""
+    name = init_name(run)
+    if name not in INITS:
+        raise ValueError(f"training.init must be one of {INITS}, not {name!r}")
+    model = build_model(run, x_train.shape[1], code_map)
+    return centre_init(model, x_train) if name == "centred" else model
+
+
 def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
     """A trained model and its saved payload (config, initial weights, kept epochs)."""
     payload = torch.load(path, map_location=device, weights_only=True)

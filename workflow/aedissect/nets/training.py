@@ -19,7 +19,7 @@ import torch
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.nets.models import MLPAutoencoder, build_model
+from aedissect.nets.models import MLPAutoencoder, initial_model
 from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.nets.training")
@@ -325,7 +325,7 @@ def train(
     x_train = data["x_train"].to(device)
     x_test = data["x_test"].to(device)
     model_given = model
-    model = build_model(run, x_train.shape[1]).to(device) if model is None else model.to(device)
+    model = initial_model(run, data["x_train"]).to(device) if model is None else model.to(device)
     init_state = clone_state(model)
     spec = run.get("freeze", "none")
     frozen = set(model.frozen_parameters(spec))

@@ -520,6 +520,14 @@ def share_quantity(summary: pd.DataFrame) -> str:
     return "encoder_share_shapley" if _get(summary, "encoder_share_shapley") is not None else "encoder_share"
 
 
+INTERVAL_KEYS = ["mean", "ci95_low", "ci95_high", "boot95_low", "boot95_high"]
+
+
+def interval_columns(prefix: str, row: dict | None) -> dict:
+    """A summary row's mean with its t-interval and bootstrap interval as ``<prefix>_<key>`` columns (NaN if absent)."""
+    return {f"{prefix}_{key}": (row.get(key, np.nan) if row else np.nan) for key in INTERVAL_KEYS}
+
+
 def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     """Apply R1 and R2 to one group's summary rows; returns the outcomes, the evidence and the verdict sentence."""
     offsets = _get(summary, "twonn_completion_offset")
@@ -562,19 +570,11 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         "compression_p": p,
         "compression_cp_low": k_low,
         "compression_cp_high": k_high,
-        "offset_mean": offsets["mean"] if offsets else np.nan,
-        "offset_ci95_low": offsets["ci95_low"] if offsets else np.nan,
-        "offset_ci95_high": offsets["ci95_high"] if offsets else np.nan,
-        "offset_boot95_low": offsets.get("boot95_low", np.nan) if offsets else np.nan,
-        "offset_boot95_high": offsets.get("boot95_high", np.nan) if offsets else np.nan,
+        **interval_columns("offset", offsets),
         "pr_compression": pr_outcome,
         "work": work,
         "work_quantity": quantity,
-        "share_mean": share["mean"] if share else np.nan,
-        "share_ci95_low": share["ci95_low"] if share else np.nan,
-        "share_ci95_high": share["ci95_high"] if share else np.nan,
-        "share_boot95_low": share.get("boot95_low", np.nan) if share else np.nan,
-        "share_boot95_high": share.get("boot95_high", np.nan) if share else np.nan,
+        **interval_columns("share", share),
         "rule_verdict": result,
         "verdict": result,
         "fixed_by_construction": compression == FIXED,

@@ -131,6 +131,32 @@ BAD = [
         "interventions.freeze.frozen_output_bias",
         "boolean",
     ),
+    ("unknown lr schedule", lambda c: c["training"].update(lr_schedule="step"), "training.lr_schedule", "cosine"),
+    ("unknown init", lambda c: c["training"].update(init="xavier"), "training.init", "centred"),
+    (
+        "unknown architecture activation",
+        lambda c: c["architectures"]["sym"].update(activation="swish"),
+        "architectures.sym.activation",
+        "linear",
+    ),
+    (
+        "symmetric freezing not a boolean",
+        lambda c: c["interventions"]["freeze"].update(symmetric="yes"),
+        "interventions.freeze.symmetric",
+        "boolean",
+    ),
+    (
+        "code map not a boolean",
+        lambda c: c["interventions"]["freeze"].update(code_map=1),
+        "interventions.freeze.code_map",
+        "boolean",
+    ),
+    (
+        "log-variance head not a boolean",
+        lambda c: c["interventions"]["freeze"].update(logvar_head="no"),
+        "interventions.freeze.logvar_head",
+        "boolean",
+    ),
     (
         "unknown freeze side",
         lambda c: c["interventions"]["freeze"].update(sides=["middle"]),

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from aedissect.metrics import two_nearest_distances
 
@@ -21,6 +20,8 @@ def binomial_test(k: int, n: int, p: float = 0.5) -> float:
     Outcomes at most as probable as k count as extreme (scipy.stats.binomtest), e.g. "seeds where the
     encoder carries more of the loss than the decoder" against a coin flip.
     """
+    from scipy import stats  # 0.7 s of import: not at module level, which every torch job loads
+
     return float(stats.binomtest(int(k), int(n), p).pvalue)
 
 
@@ -30,6 +31,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     lo = Beta quantile (1 - level)/2 of Beta(k, n - k + 1), hi = quantile (1 + level)/2 of Beta(k + 1, n - k);
     0 and 1 at k = 0 and k = n. Conservative: coverage is at least ``level`` for every p.
     """
+    from scipy import stats
+
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
     return float(ci.low), float(ci.high)
 
@@ -167,6 +170,8 @@ def twonn_mle_from_ratios(mu, level: float = 0.95) -> dict:
         nan = float("nan")
         return {"dimension": nan, "se": nan, "ci_low": nan, "ci_high": nan, "n": n}
     dimension = (n - 1) / total
+    from scipy import stats
+
     g_lo, g_hi = stats.gamma.ppf([(1 - level) / 2, (1 + level) / 2], n)
     return {
         "dimension": dimension,

@@ -105,7 +105,9 @@ def setup_torch(threads: int, device: str) -> torch.device:
     """Threads, deterministic kernels (no TF32) and the device; ``auto`` picks CUDA when present."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    # torch.use_deterministic_algorithms also sets Inductor's flag, and importing Inductor costs ~2 s of every
+    # job's start-up; nothing here compiles, so set the kernels' flag alone (what that function does besides)
+    torch._C._set_deterministic_algorithms(True)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if device == "auto":

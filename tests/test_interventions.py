@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aedissect import config, io, plans
+from aedissect.plans import parse_spec
 from aedissect.analysis import intervention_tables
 from aedissect.nets import ensemble, training
 from aedissect.nets import interventions as iv
@@ -161,6 +162,19 @@ def test_freeze_specs_cover_the_sweep_and_agree_with_the_model_api(arch):
     with pytest.raises(ConfigError, match="interventions.freeze.k.sym"):
         options = {"sides": ["prefix"], "k": {"sym": [4]}, "frozen_output_bias": True}
         plans.freeze_specs(make_run(arch="sym"), options)
+
+
+def test_the_sweep_trains_on_the_first_seeds_only_and_the_share_specs_on_every_seed():
+    options = {"sides": ["prefix", "suffix"], "k": {}, "frozen_output_bias": True, "symmetric": True}
+    config = {"seeds": [5, 3, 9, 1], "interventions": {"freeze": options | {"sweep_seeds": 2}}}
+    swept = [seed for seed in config["seeds"] if plans.sweeps(make_run(seed=seed), config)]
+    assert swept == [5, 3]  # the first two of `seeds`, in the study's order
+    assert all(plans.sweeps(make_run(seed=s), {**config, "interventions": {"freeze": options}}) for s in (9, 1))
+    run = make_run(seed=9)
+    full, share_only = plans.freeze_specs(run, options), plans.freeze_specs(run, options, sweep=False)
+    assert share_only == ["encoder", "encoder+code", "decoder+bias", "decoder", "both+code+bias"]
+    assert full[: len(share_only)] == share_only
+    assert all(parse_spec(spec)["side"] in ("prefix", "suffix") for spec in full[len(share_only) :])
 
 
 def test_freeze_runs_select_the_configured_cells():
@@ -319,6 +333,18 @@ def test_stitch_pairs():
     assert ("sym", 0, "enc-heavy", 1) not in types
     assert len(pairs) == 4 + 4 + 4  # self, other seed, other arch with the same seed
     assert len(plans.stitch_pairs(runs, ["seed", "arch", "arch-seed"])) == 16
+
+
+def test_seed_pairs_are_a_cycle_over_the_seeds():
+    """n seeds give n seed pairs per architecture, each seed once as A and once as B, whatever the run order."""
+    seeds = [3, 0, 2, 1, 4]
+    runs = [make_run(arch=arch, seed=seed) for seed in seeds for arch in ("sym", "enc-heavy")]
+    pairs = [(runs[i], runs[j]) for i, j, kind in plans.stitch_pairs(runs, ["seed"]) if kind == "seed"]
+    assert len(pairs) == 2 * len(seeds)
+    for arch in ("sym", "enc-heavy"):
+        edges = {(a["seed"], b["seed"]) for a, b in pairs if a["arch"] == arch}
+        assert all(b["arch"] == a["arch"] for a, b in pairs)
+        assert edges == {(0, 1), (1, 2), (2, 3), (3, 4), (4, 0)}
 
 
 def test_least_squares_stitch_of_a_model_to_itself_is_the_identity(trained, data):

@@ -104,9 +104,17 @@ def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
     return "encoder" + mirror, "both" + mirror + OUTPUT_BIAS_SUFFIX
 
 
-def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
-    """encoder, decoder, the symmetric design and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every
-    k in 1..L-1.
+def sweeps(run: dict, config: dict) -> bool:
+    """Whether the run's freeze sweep includes prefix-k / suffix-k: its seed is among the first
+    ``interventions.freeze.sweep_seeds`` of ``seeds``. The sweep is a curve read per family; the encoder share,
+    whose intervals need every seed, uses only encoder, decoder and the symmetric design."""
+    n = config["interventions"]["freeze"].get("sweep_seeds")
+    return n is None or run["seed"] in config["seeds"][:n]
+
+
+def freeze_specs(run: dict, freeze_config: dict, sweep: bool = True) -> list[str]:
+    """encoder, decoder, the symmetric design and, with ``sweep``, the prefix/suffix sweep: k from
+    ``freeze.k[arch]`` or else every k in 1..L-1.
 
     A spec that freezes the output layer leaves that layer's bias free (``+bias``): a bias frozen at its random
     init cannot fit the data's mean, so the textbook freeze charges the frozen decoder a loss that is no side's
@@ -122,9 +130,9 @@ def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
     symmetric = symmetric_specs(run, freeze_config)
     mirror = [symmetric[0]] if symmetric and symmetric[0] != "encoder" else []
     both = [symmetric[1]] if symmetric else []
-    sweep = [f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks)]
+    swept = [f"{side}-{k}" for side in freeze_config["sides"] for k in sorted(ks)] if sweep else []
     specs = []
-    for spec in ["encoder", *mirror, "decoder", *both, *sweep]:
+    for spec in ["encoder", *mirror, "decoder", *both, *swept]:
         if spec.endswith(OUTPUT_BIAS_SUFFIX) or L - 1 not in frozen_set(run, spec)[0]:
             specs.append(spec)
             continue
@@ -157,13 +165,23 @@ def output_bias(frozen: bool) -> str:
 
 
 def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
-    """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, other
-    seed; ``arch``: other architecture, same seed; ``arch-seed``: other architecture and seed."""
+    """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, B the
+    next seed of that architecture (cyclically: each seed is A once and B once, so n seeds give n pairs rather
+    than n(n-1), and the pairs stay independent enough for an interval over them); ``arch``: other architecture,
+    same seed; ``arch-seed``: other architecture and seed."""
+    seeds_of = {}
+    for i, run in enumerate(runs):
+        seeds_of.setdefault(run["arch"], []).append((run["seed"], i))
+    next_seed = {}
+    for members in seeds_of.values():
+        members.sort()
+        for (_, i), (_, j) in zip(members, members[1:] + members[:1]):
+            next_seed[i] = j
     pairs = []
     for i, a in enumerate(runs):
         for j, b in enumerate(runs):
             same_arch, same_seed = a["arch"] == b["arch"], a["seed"] == b["seed"]
             kind = "self" if i == j else "seed" if same_arch else "arch" if same_seed else "arch-seed"
-            if kind == "self" or kind in pair_types:
+            if kind == "self" or (kind in pair_types and (kind != "seed" or next_seed[i] == j)):
                 pairs.append((i, j, kind))
     return pairs

@@ -37,7 +37,7 @@ def model_epochs(study: dict) -> dict[str, int]:
         work["train"][config.run_cell(run)] += run["training"]["epochs"]
         work["criticality"][config.run_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
     for run in plans.freeze_runs(study, runs):
-        variants = {plans.variant_key(run, s) for s in plans.freeze_specs(run, options["freeze"])}
+        variants = {plans.variant_key(run, s) for s in plans.freeze_specs(run, options["freeze"], plans.sweeps(run, study))}
         work["freeze"][config.run_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)

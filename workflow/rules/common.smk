@@ -165,7 +165,9 @@ GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model 
 GROUPS = list(dict.fromkeys(study.run_group(r) for r in RUNS))
 try:
     FREEZE_RUNS = plans.freeze_runs(config, RUNS)
-    FREEZE_SPECS = {r["run_id"]: plans.freeze_specs(r, config["interventions"]["freeze"]) for r in RUNS}
+    FREEZE_SPECS = {
+        r["run_id"]: plans.freeze_specs(r, config["interventions"]["freeze"], plans.sweeps(r, config)) for r in RUNS
+    }
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
 FREEZE_CELLS = list(dict.fromkeys(study.run_cell(r) for r in FREEZE_RUNS))

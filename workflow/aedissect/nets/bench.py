@@ -203,7 +203,7 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
     variants, names = [], []
     for run in runs:
-        for spec in plans.freeze_specs(run, cfg["interventions"]["freeze"]):
+        for spec in plans.freeze_specs(run, cfg["interventions"]["freeze"], plans.sweeps(run, cfg)):
             variants.append(interventions.freeze_variant(run, spec))
             names.append(f"s{run['seed']}__{spec}")
     timings = []

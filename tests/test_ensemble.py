@@ -16,6 +16,8 @@ from aedissect.nets.models import build_model, load_model
 from conftest import SCHEMA
 
 ATOL = 2e-5  # the batched products round differently from the single ones; a few epochs stay this close
+# CUDA where there is one (CI has none; the note of a session with a GPU says what ran there)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def make_config(tiny_config, kind, **training_keys):
@@ -45,14 +47,15 @@ def data():
 def assert_states_close(a: dict, b: dict, atol=ATOL):
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=f"{key}")
+        torch.testing.assert_close(a[key].cpu(), b[key].cpu(), atol=atol, rtol=0, msg=f"{key}")
 
 
+@pytest.mark.parametrize("device_name", DEVICES)
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 @pytest.mark.parametrize("freeze", [None, "encoder"])
-def test_every_member_equals_its_independent_training(tiny_config, data, kind, freeze):
+def test_every_member_equals_its_independent_training(tiny_config, data, kind, freeze, device_name):
     runs = cell_runs(make_config(tiny_config, kind), freeze=freeze)
-    device = training.setup_torch(1, "cpu")
+    device = training.setup_torch(1, device_name)
     sequential = [training.train(run, data, device) for run in runs]
     together = ensemble.train_ensemble(runs, data, device)
     assert len(together) == len(runs)
@@ -75,10 +78,11 @@ def test_every_member_equals_its_independent_training(tiny_config, data, kind, f
     assert not torch.equal(together[0]["state"]["layers.0.0.weight"], together[1]["state"]["layers.0.0.weight"])
 
 
+@pytest.mark.parametrize("device_name", DEVICES)
 @pytest.mark.parametrize("spec", ["encoder", "suffix-2+bias"])
-def test_frozen_parameters_do_not_move(tiny_config, data, spec):
+def test_frozen_parameters_do_not_move(tiny_config, data, spec, device_name):
     runs = cell_runs(make_config(tiny_config, "ae"), freeze=spec)
-    results = ensemble.train_ensemble(runs, data, training.setup_torch(1, "cpu"))
+    results = ensemble.train_ensemble(runs, data, training.setup_torch(1, device_name))
     frozen = build_model(runs[0], 12).frozen_parameters(spec)
     assert frozen
     for res in results:
@@ -87,9 +91,10 @@ def test_frozen_parameters_do_not_move(tiny_config, data, spec):
             assert moved == (key not in frozen), key
 
 
-def test_ensemble_is_bitwise_deterministic_and_order_free(tiny_config, data):
+@pytest.mark.parametrize("device_name", DEVICES)
+def test_ensemble_is_bitwise_deterministic_and_order_free(tiny_config, data, device_name):
     runs = cell_runs(make_config(tiny_config, "vae"))
-    device = training.setup_torch(1, "cpu")
+    device = training.setup_torch(1, device_name)
     first = ensemble.train_ensemble(runs, data, device)
     again = ensemble.train_ensemble(runs, data, device)
     for a, b in zip(first, again, strict=True):

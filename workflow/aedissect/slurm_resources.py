@@ -30,6 +30,12 @@ MINIMUM = 10  # minutes; below this the per-job start-up dominates
 
 def model_epochs(study: dict) -> dict[str, int]:
     """Per training rule: the model-epochs of its largest job."""
+    return {rule: max(jobs.values(), default=0) for rule, jobs in job_epochs(study).items()}
+
+
+def job_epochs(study: dict) -> dict[str, dict[str, int]]:
+    """Per training rule, per job (its grid cell or group id, ``config.cell_id`` / ``run_group``): the
+    model-epochs it trains."""
     runs = config.grid(study)
     options = study["interventions"]
     work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -37,7 +43,9 @@ def model_epochs(study: dict) -> dict[str, int]:
         work["train"][config.run_cell(run)] += run["training"]["epochs"]
         work["criticality"][config.run_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
     for run in plans.freeze_runs(study, runs):
-        variants = {plans.variant_key(run, s) for s in plans.freeze_specs(run, options["freeze"], plans.sweeps(run, study))}
+        variants = {
+            plans.variant_key(run, s) for s in plans.freeze_specs(run, options["freeze"], plans.sweeps(run, study))
+        }
         work["freeze"][config.run_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     groups = defaultdict(list)
@@ -47,7 +55,7 @@ def model_epochs(study: dict) -> dict[str, int]:
         pairs = plans.stitch_pairs(members, stitching["pair_types"])
         fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
         work["stitching"][group] = fitted * stitching["epochs"]
-    return {rule: max(jobs.values(), default=0) for rule, jobs in work.items()}
+    return {rule: dict(jobs) for rule, jobs in work.items()}
 
 
 def runtime_minutes(epochs: int, seconds_per_epoch: float) -> int:

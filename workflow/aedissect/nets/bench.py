@@ -13,8 +13,12 @@ over time. Parts, each timed here and now (nothing is taken from a file):
 - startup_s: a fresh Python process running what a train job runs (imports, setup_torch, loading the
   prepared data, building the model) up to the end of its first batch; light_startup_s: a fresh process
   importing what a job of the torch-free analysis env imports (pandas, matplotlib, the table modules);
+- paper_scale_hours: the paper-scale MNIST study's training work (studies/mnist.yaml: every rule's
+  model-epochs, as slurm_resources counts them) at the measured per-member rate of an ensemble of its
+  seeds of its largest architecture, per model kind, on the benchmark's device (CPU or CUDA);
 - dag_build_s / dag_jobs: `snakemake -n` for the largest study (studies/*.yaml, else config.yaml);
-- default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory, and
+- default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory (and
+  default_study_3_seeds_s: the same with its first 3 seeds), and
   startup_share = (torch jobs x startup_s + analysis jobs x light_startup_s) / (2 cores x wall time), the
   share of the run spent starting jobs rather than working in them; a rule's env (its ``conda:`` file) says
   which kind its jobs are (skip this part with --skip-study).
@@ -26,6 +30,7 @@ These are benchmark numbers, never assertions; docs/benchmark.md states the targ
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import subprocess
@@ -34,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # workflow/aedissect/nets/bench.py
 
 BENCH_KEYS = [
     "gemm_peak_gflops",
@@ -48,6 +53,8 @@ BENCH_KEYS = [
     "dag_build_s",
     "dag_jobs",
     "default_study_s",
+    "default_study_3_seeds_s",
+    "paper_scale_hours",
     "startup_share",
 ]
 MNIST_ARCH = {"family": "symmetric", "encoder": [512, 256], "decoder": [256, 512]}
@@ -216,6 +223,57 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     return timings[0], timings[1], timings[0] / timings[1], len(variants)
 
 
+# The paper-scale study and what its data set holds (torchvision's MNIST: 60,000 training images of 28 x 28):
+# fixed here so that the estimate needs neither the files nor a download.
+PAPER_STUDY = REPO / "studies" / "mnist.yaml"
+PAPER_TRAIN_SAMPLES = 60_000
+PAPER_IN_DIM = 784
+
+
+def member_sample_seconds(kind: str, arch: dict, z: int, batch_size: int, members: int, device, samples: int) -> float:
+    """Seconds per training sample per member of a vmapped ensemble of ``members`` seeds (one timed epoch over
+    ``samples`` MNIST-shaped rows after a one-epoch warm-up), per-epoch test evaluation included."""
+    from aedissect.nets import ensemble
+
+    data = mnist_like(samples, device, seed=1)
+    warm = [make_run(kind, arch, z, batch_size, 1, seed=s) for s in range(members)]
+    ensemble.train_ensemble(warm, {"x_train": data["x_train"][: batch_size * 4], "x_test": data["x_test"]}, device)
+    runs = [make_run(kind, arch, z, batch_size, 1, seed=s) for s in range(members)]
+    sync(device)
+    t = time.perf_counter()
+    ensemble.train_ensemble(runs, data, device)
+    sync(device)
+    return (time.perf_counter() - t) / (members * samples)
+
+
+def paper_scale_hours(device, samples: int) -> tuple[float, dict]:
+    """Estimated hours of training work of the paper-scale MNIST study (``PAPER_STUDY``) on this device, one
+    job at a time: every rule's model-epochs (``slurm_resources.job_epochs``) x the training-set size x the
+    measured seconds per sample and member of its largest architecture's ensemble, per model kind. It errs
+    long: smaller architectures, stitches (only an affine map trains) and retrained single layers cost less."""
+    import yaml
+
+    from aedissect import config
+    from aedissect.slurm_resources import job_epochs
+
+    study = config.validate(
+        yaml.safe_load(PAPER_STUDY.read_text()), REPO / "workflow" / "schemas" / "config.schema.yaml"
+    )
+    arch = max(study["architectures"].values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
+    z = sorted(study["bottlenecks"])[len(study["bottlenecks"]) // 2]
+    batch = study["training"]["batch_size"]
+    rate = {
+        kind: member_sample_seconds(kind, arch, z, batch, len(study["seeds"]), device, samples)
+        for kind in study["model_kinds"]
+    }
+    seconds = 0.0
+    for jobs in job_epochs(study).values():
+        for job, epochs in jobs.items():
+            kind = job.split("/")[1]  # cell and group ids both start dataset/kind/
+            seconds += epochs * PAPER_TRAIN_SAMPLES * rate[kind]
+    return seconds / 3600, rate
+
+
 PROBE = """
 import sys, time
 t0 = float(sys.argv[1])
@@ -333,12 +391,21 @@ def torch_rules() -> set[str]:
     return names
 
 
-def default_study(cores: int, startup_s: float, light_startup_s: float) -> tuple[float, int, int, float]:
-    """Wall seconds of the default study with `cores`, its job counts (all, torch env), the start-up share."""
+def default_study(
+    cores: int, startup_s: float, light_startup_s: float, seeds: int | None = None
+) -> tuple[float, int, int, float]:
+    """Wall seconds of the default study with `cores` (with ``seeds``: its first that many seeds only), its job
+    counts (all, torch env), the start-up share."""
+    import yaml
+
+    overrides = []
+    if seeds is not None:
+        study_seeds = yaml.safe_load((REPO / "config.yaml").read_text())["seeds"]
+        overrides = ["--config", f"seeds={study_seeds[:seeds]}"]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = subprocess.run(
-            snakemake_cmd(tmp, REPO / "config.yaml", "--cores", str(cores)), capture_output=True, text=True
+            snakemake_cmd(tmp, REPO / "config.yaml", "--cores", str(cores), *overrides), capture_output=True, text=True
         )
         wall = time.perf_counter() - t
         if out.returncode != 0:
@@ -367,6 +434,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--samples", type=int, default=16384, help="training samples for the MNIST-shaped runs")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--paper-samples", type=int, default=8192, help="MNIST-shaped rows per timed epoch of the paper-scale estimate"
+    )
     parser.add_argument("--out", default=str(REPO / "results" / "bench.json"))
     args = parser.parse_args(argv)
 
@@ -419,17 +489,32 @@ def main(argv=None) -> int:
     report("startup_s", startup, "{:.2f}", "process start to first batch of a train job")
     light_startup = light_startup_cost()
     report("light_startup_s", light_startup, "{:.2f}", "process start to the end of an analysis job's imports")
-    dag_s, dag_jobs, study = dag_build()
-    report("dag_build_s", dag_s, "{:.1f}", f"snakemake -n, {study}")
-    report("dag_jobs", dag_jobs, "{:d}", f"jobs in {study}")
-    if args.skip_study:
+    hours, rate = paper_scale_hours(device, args.paper_samples)
+    for kind, seconds in rate.items():
+        note = f"{PAPER_STUDY.name}'s largest {kind.upper()}, one ensemble of its seeds, per member"
+        report(f"paper_{kind}_member_samples_per_s", 1 / seconds, "{:.0f}", note)
+    note = f"{PAPER_STUDY.name}: every rule's model-epochs at those rates, one job at a time (errs long)"
+    report("paper_scale_hours", hours, "{:.3g}", f"{note}, on {device.type}")
+    # the default study and the DAG need Snakemake, which a bare GPU machine may lack
+    has_snakemake = importlib.util.find_spec("snakemake") is not None
+    if has_snakemake:
+        dag_s, dag_jobs, study = dag_build()
+        report("dag_build_s", dag_s, "{:.1f}", f"snakemake -n, {study}")
+        report("dag_jobs", dag_jobs, "{:d}", f"jobs in {study}")
+    else:
+        report("dag_build_s", None, note="snakemake is not installed")
+        report("dag_jobs", None)
+    if args.skip_study or not has_snakemake:
         report("default_study_s", None)
+        report("default_study_3_seeds_s", None)
         report("startup_share", None)
     else:
         wall, n_jobs, n_torch, share = default_study(args.cores, startup, light_startup)
         note = f"config.yaml, --cores {args.cores}, {n_jobs} jobs ({n_torch} in the torch env)"
         report("default_study_s", wall, "{:.0f}", note)
         report("startup_share", share, "{:.2f}", "(torch jobs x startup_s + others x light_startup_s) / (cores x wall)")
+        wall, n_jobs, _, _ = default_study(args.cores, startup, light_startup, seeds=3)
+        report("default_study_3_seeds_s", wall, "{:.0f}", f"the same with its first 3 seeds, {n_jobs} jobs")
     missing = [k for k in BENCH_KEYS if k not in res]
     assert not missing, missing
     res["unix_time"] = time.time()

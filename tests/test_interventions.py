@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from aedissect import config, io, plans
-from aedissect.plans import parse_spec
 from aedissect.analysis import intervention_tables
 from aedissect.nets import ensemble, training
 from aedissect.nets import interventions as iv
 from aedissect.nets import models as aemodels
+from aedissect.plans import parse_spec
 
 ConfigError, resolve_run, build_model = config.ConfigError, config.resolve_run, aemodels.build_model
 

@@ -175,7 +175,7 @@ def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int
     next_seed = {}
     for members in seeds_of.values():
         members.sort()
-        for (_, i), (_, j) in zip(members, members[1:] + members[:1]):
+        for (_, i), (_, j) in zip(members, members[1:] + members[:1], strict=True):
             next_seed[i] = j
     pairs = []
     for i, a in enumerate(runs):

@@ -361,6 +361,12 @@ def test_a_failed_control_makes_every_verdict_at_its_budget_undecided_and_is_sai
     assert (elsewhere["verdict"] == "yes").all() and (elsewhere["undecided_reason"] == "").all()
     not_applicable = findings.apply_controls(verdicts, runs, controls_table(applies=False))
     assert (not_applicable["verdict"] == "yes").all()
+    # a control speaks for the same data set and model kind only (where controls.csv names them)
+    for scope in ({"dataset": "other"}, {"kind": "vae"}):
+        other = findings.apply_controls(verdicts, runs, controls_table(**scope))
+        assert (other["verdict"] == "yes").all(), scope
+    same = findings.apply_controls(verdicts, runs, controls_table(dataset="d", kind="ae"))
+    assert (same["verdict"] == "undecided").all()
     passed = findings.markdown(summary, elsewhere, {}, 0.1, 0.66, controls=controls_table(passed=True))
     assert (
         "3 of 3 applicable control checks passed (1 more did not apply)." in passed and "Controls failed" not in passed

@@ -63,8 +63,9 @@ Verdict: ``yes`` (the encoder encodes) if R1 and R2 are both ``encoder``; ``no``
 
 Then (``sensitivity()``, ``mark_fragile()``): the verdict again under every completion tolerance of
 ``SENSITIVITY_TOLERANCES``, majority of ``SENSITIVITY_MAJORITIES`` and with each seed left out; a verdict any of
-these changes is ``fragile``. Last (``apply_controls()``): a verdict whose runs share a training budget
-(``BUDGET``) with an applicable control check that failed is ``undecided`` (``undecided_reason``: the checks).
+these changes is ``fragile``. Last (``apply_controls()``): a verdict whose runs share a data set, model kind
+(``CONTROL_SCOPE``) and training budget (``BUDGET``) with an applicable control check that failed is ``undecided``
+(``undecided_reason``: the checks).
 """
 
 from __future__ import annotations
@@ -82,8 +83,11 @@ from aedissect.inference import binomial_test, clopper_pearson, hierarchical_boo
 
 GROUP = ["dataset", "kind", "family"]
 CELL = ["dataset", "kind", "family", "arch", "bottleneck"]
-# the config columns that make a training budget: a failed control suspends every verdict at its budget
+# the config columns that make a training budget: a failed control suspends every verdict at its budget ...
 BUDGET = ["epochs", "batch_size", "lr"]
+# ... on the same data and objective: whether a budget trains a network to its optimum depends on the data set
+# and the loss (a collapsed factors VAE says nothing about the digits AEs)
+CONTROL_SCOPE = ["dataset", "kind"]
 DEFAULT_TOLERANCE = 0.10
 DEFAULT_MAJORITY = 0.66
 # TwoNN completion with standard errors: within this many combined SEs of the minimum
@@ -787,9 +791,9 @@ def control_status(controls: pd.DataFrame) -> pd.DataFrame:
     return controls.assign(applicable=applicable.astype(bool), failed=failed.astype(bool))
 
 
-def _budget_key(row) -> tuple:
+def _budget_key(row, columns: list[str]) -> tuple:
     out = []
-    for column in BUDGET:
+    for column in columns:
         value = row[column]
         out.append(f"{float(value):.6g}" if _finite(value) else str(value))
     return tuple(out)
@@ -802,8 +806,9 @@ def _has_budget(table: pd.DataFrame) -> bool:
 def failed_checks(controls: pd.DataFrame | None, runs: pd.DataFrame) -> dict:
     """Per group (``GROUP`` key), the sorted names of the failed applicable checks at a training budget of its runs.
 
-    A failure counts for every group whose runs include its budget (``BUDGET``); if controls.csv or the runs lack
-    the budget columns, for every group.
+    A failure counts for every group whose runs include its budget (``BUDGET``) on the same data set and model kind
+    (``CONTROL_SCOPE``, where both tables have the columns); if controls.csv or the runs lack the budget columns,
+    for every group.
     """
     if controls is None or controls.empty:
         return {}
@@ -813,15 +818,16 @@ def failed_checks(controls: pd.DataFrame | None, runs: pd.DataFrame) -> dict:
         return {}
     out = {}
     budgeted = _has_budget(failed) and _has_budget(runs)
+    scope = [c for c in CONTROL_SCOPE if c in failed.columns and c in runs.columns] + BUDGET
     by_budget = {}
     if budgeted:
         for row in failed.to_dict("records"):
-            by_budget.setdefault(_budget_key(row), set()).add(str(row["check"]))
+            by_budget.setdefault(_budget_key(row, scope), set()).add(str(row["check"]))
     for key, group in runs.groupby(GROUP, sort=True):
         if budgeted:
             checks = set()
-            for row in group.drop_duplicates(BUDGET).to_dict("records"):
-                checks |= by_budget.get(_budget_key(row), set())
+            for row in group.drop_duplicates(scope).to_dict("records"):
+                checks |= by_budget.get(_budget_key(row, scope), set())
         else:
             checks = set(failed["check"].astype(str))
         if checks:
@@ -859,8 +865,8 @@ def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
         return [*lines, f"{words}.", ""]
     names = ", ".join(sorted(set(failed["check"].astype(str))))
     lines += [
-        f"**Controls failed** ({names}): {words}. Every verdict computed at the training budget of a failed check "
-        f"({', '.join(BUDGET)}) is reported as undecided.",
+        f"**Controls failed** ({names}): {words}. Every verdict computed on the same data set and model kind at the "
+        f"training budget of a failed check ({', '.join(BUDGET)}) is reported as undecided.",
         "",
     ]
     per_check = []
@@ -902,8 +908,9 @@ Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model ki
   else `undecided`.
 - Fragile: a verdict that changes under completion tolerance {tolerances}, majority {majorities} or with any one
   seed left out (results/paper/verdict_sensitivity.csv).
-- Controls: a verdict whose models share a training budget ({budget}) with a failed control check is
-  `undecided (controls failed: ...)`.
+- Controls: a verdict whose models share the data set, the model kind and the training budget ({budget}) with a
+  failed control check is `undecided (controls failed: ...)`: a control speaks for networks trained on the same
+  data with the same objective.
 """
 
 

@@ -8,7 +8,7 @@ import torch
 
 from aedissect import config, io, plans
 from aedissect.analysis import intervention_tables
-from aedissect.nets import ensemble, training
+from aedissect.nets import ensemble, optim, training
 from aedissect.nets import interventions as iv
 from aedissect.nets import models as aemodels
 from aedissect.plans import parse_spec
@@ -94,19 +94,19 @@ def test_freeze_encoder_keeps_the_encoder_bitwise_at_init_and_trains_the_decoder
 def test_a_frozen_layer_gets_no_optimiser_state(data, monkeypatch):
     made = []
 
-    class Recording(torch.optim.Adam):
+    class Recording(optim.Adam):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(training.torch.optim, "Adam", Recording)
+    monkeypatch.setattr(optim, "Adam", Recording)
     run = iv.freeze_variant(make_run("ae"), "suffix-2")
     training.train(run, data, DEVICE)
     (optimizer,) = made
     model = build_model(run, 12)
     frozen = set(model.frozen_layers("suffix-2"))
     assert frozen == {model.n_layers - 2, model.n_layers - 1}
-    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    in_optimizer = {id(p) for p in optimizer.params}
     assert len(optimizer.state) == len(in_optimizer) > 0  # every trainable parameter has state after training
     n_trainable = sum(len(list(model.layers[i].parameters())) for i in range(model.n_layers) if i not in frozen)
     assert len(in_optimizer) == n_trainable

@@ -255,7 +255,7 @@ def test_a_resumed_training_reports_only_the_epochs_it_runs(data, device, tmp_pa
 def _loop_without_schedule(run, data, device):
     """The training loop as it was before ``training.lr_schedule`` existed: Adam at a constant lr."""
     model = build_model(run, data["x_train"].shape[1]).to(device)
-    optimizer = training.adam(list(model.parameters()), run["training"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=run["training"]["lr"], fused=True)
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     x, n, batch_size = data["x_train"], data["x_train"].shape[0], run["training"]["batch_size"]
     for _ in range(run["training"]["epochs"]):
@@ -285,26 +285,73 @@ def test_a_run_without_lr_schedule_trains_bitwise_as_before(kind, data, device):
         assert torch.equal(alone["state"][key], before[key]), key
         assert torch.equal(constant["state"][key], before[key]), key
         assert torch.equal(stacked_constant[0]["state"][key], stacked[0]["state"][key]), key
-    optimizer = training.adam([torch.zeros(1, requires_grad=True)], run["training"])
-    assert training.lr_scheduler(optimizer, run["training"], 7) is None
+    assert training.adam([torch.zeros(1, requires_grad=True)], run["training"], 7).schedule is None
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear", "onecycle"])
-def test_lr_schedules_span_the_whole_budget(name):
+def test_lr_schedules_are_torchs_schedulers_over_the_whole_budget(name):
+    """Each schedule's rate (and onecycle's beta1) at every step equals the torch.optim.lr_scheduler it names, to
+    float round-off (torch updates the rate recursively), and spans the whole budget."""
     tr = {"epochs": 3, "lr": 0.01, "weight_decay": 0.0, "lr_schedule": name}
-    optimizer = training.adam([torch.zeros(1, requires_grad=True)], tr)
-    scheduler = training.lr_scheduler(optimizer, tr, steps_per_epoch=5)
+    plan = training.adam([torch.zeros(1, requires_grad=True)], tr, steps_per_epoch=5).schedule
+    reference = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = torch.optim.lr_scheduler
+    scheduler = {
+        "cosine": lambda: sched.CosineAnnealingLR(reference, T_max=15, eta_min=0.0),
+        "linear": lambda: sched.LinearLR(reference, start_factor=1.0, end_factor=0.0, total_iters=15),
+        "onecycle": lambda: sched.OneCycleLR(reference, max_lr=0.01, total_steps=15),
+    }[name]()
     lrs = []
-    for _ in range(15):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
+    for t in range(15):
+        lr, beta1 = plan(t)
+        lrs.append(lr)
+        group = reference.param_groups[0]
+        assert lr == pytest.approx(group["lr"], rel=1e-9, abs=1e-15), t
+        assert (beta1 is None) == (name != "onecycle")
+        if beta1 is not None:
+            assert beta1 == pytest.approx(group["betas"][0], rel=1e-12), t
+        reference.step()
         scheduler.step()
     assert max(lrs) == pytest.approx(0.01, rel=0.05)
     assert lrs[-1] < 0.01 * 0.1  # near zero at the last step of the budget
     if name != "onecycle":
         assert lrs[0] == 0.01 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
     with pytest.raises(ValueError, match="lr_schedule"):
-        training.lr_scheduler(optimizer, tr | {"lr_schedule": "step"}, 5)
+        training.adam([torch.zeros(1)], tr | {"lr_schedule": "step"}, 5)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("name", ["constant", "onecycle"])
+def test_adam_steps_bitwise_as_torchs_fused_adam(weight_decay, name):
+    """nets.optim.Adam runs torch's fused kernel on the same state: every step equals torch.optim.Adam(fused=True)
+    bit for bit, with a schedule applied the same way, a parameter without a gradient skipped, and across a
+    state_dict round trip."""
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.randn(5, 3, generator=gen, requires_grad=True), torch.randn(3, generator=gen, requires_grad=True)]
+    theirs = [p.detach().clone().requires_grad_(True) for p in ours]
+    tr = {"epochs": 2, "lr": 0.01, "weight_decay": weight_decay, "lr_schedule": name}
+    optimizer = training.adam(ours, tr, steps_per_epoch=5)
+    reference = torch.optim.Adam(theirs, lr=0.01, weight_decay=weight_decay, fused=True)
+    scheduler = None
+    if name != "constant":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=10)
+    for step in range(10):
+        grads = [torch.randn(p.shape, generator=gen) for p in ours]
+        for p, q, g in zip(ours, theirs, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        if step == 3:  # the bias gets no gradient this step: both leave it and its moments alone
+            ours[1].grad = theirs[1].grad = None
+        if scheduler is not None:  # torch's recursive rate and ours differ by round-off: give torch ours
+            lr, beta1 = optimizer.schedule(step)
+            reference.param_groups[0]["lr"], reference.param_groups[0]["betas"] = lr, (beta1, 0.999)
+        optimizer.step()
+        reference.step()
+        for p, q in zip(ours, theirs, strict=True):
+            assert torch.equal(p, q), step
+        if step == 5:
+            again = training.adam(ours, tr, steps_per_epoch=5)
+            again.load_state_dict(optimizer.state_dict())
+            optimizer = again
 
 
 @pytest.mark.parametrize("ensembled", [False, True])
@@ -335,7 +382,7 @@ def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, devic
         fit(resume)
     monkeypatch.setattr(io, "atomic_path", real_atomic_path)
     assert torch.load(resume, weights_only=True)["epoch"] == 2
-    assert "scheduler" in torch.load(resume, weights_only=True)
+    assert torch.load(resume, weights_only=True)["optimizer"]["steps"] == 2 * math.ceil(data["x_train"].shape[0] / 32)
     resumed = fit(resume)
     for ref, res in zip(reference, resumed, strict=True):
         for key in ref["state"]:

@@ -49,7 +49,6 @@ from aedissect.nets.training import (
     load_resume,
     loss_terms,
     lr_schedule_name,
-    lr_scheduler,
     state_digest,
     train,
 )
@@ -152,11 +151,10 @@ def train_ensemble(
             )
         elif trains.any() and not trains.all():
             masks[name] = trains.to(p.dtype).view(-1, *[1] * (p.dim() - 1))
-    optimizer = adam([p for p in params.values() if p.requires_grad], tr)
+    optimizer = adam([p for p in params.values() if p.requires_grad], tr, math.ceil(n / batch_size))
     starts = {name: params[name].detach().clone() for name in masks} if tr["weight_decay"] > 0 else {}
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
     epochs = [run["training"]["epochs"] for run in runs]
-    scheduler = lr_scheduler(optimizer, tr, math.ceil(n / batch_size))
 
     base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
     prefixed = {f"model.{k}": v for k, v in params.items()}
@@ -199,8 +197,6 @@ def train_ensemble(
         histories, epoch_states, start = resume["histories"], resume["epoch_states"], resume["epoch"] + 1
         final_states = resume["final_states"]
         diverged = {m: TrainingDiverged(msg, histories[m]) for m, msg in resume["diverged"].items()}
-        if scheduler is not None:
-            scheduler.load_state_dict(resume["scheduler"])
     progress = progress or Progress([([run["run_id"] for run in runs], max(epochs))])
     progress.begin(start)
     for epoch in range(start, max(epochs) + 1):
@@ -214,13 +210,11 @@ def train_ensemble(
                 shape = (idx.shape[1], latent)
                 eps = torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
             losses = batched_loss(prefixed, prefixed_buffers, xb, eps)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             losses.sum().backward()
             for name, mask in masks.items():
                 params[name].grad.mul_(mask)
             optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
             if starts:  # weight decay moves a weight without a gradient: put the frozen slices back
                 with torch.no_grad():
                     for name, mask in masks.items():
@@ -255,8 +249,6 @@ def train_ensemble(
                 "final_states": final_states,
                 "diverged": {m: str(err) for m, err in diverged.items()},
             }
-            if scheduler is not None:
-                checkpoint["scheduler"] = scheduler.state_dict()
             with io.atomic_path(resume_path) as tmp:
                 torch.save(checkpoint, tmp)
 

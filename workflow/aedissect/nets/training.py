@@ -19,6 +19,7 @@ import torch
 
 from aedissect import io
 from aedissect.config import config_hash
+from aedissect.nets import optim
 from aedissect.nets.models import MLPAutoencoder, initial_model
 from aedissect.status import TrainingDiverged
 
@@ -265,42 +266,18 @@ def load_resume(path: Path, expected_hash: str):
     return state
 
 
-def adam(params: list[torch.Tensor], tr: dict) -> torch.optim.Adam:
-    """The optimiser of every training. Fused: one kernel per step instead of a dozen per tensor, which is a third
-    of the step time of these small models at batch 128 on a CPU; per element and deterministic like the for-loop
-    implementation (the rounding differs from it, not between runs)."""
-    return torch.optim.Adam(params, lr=tr["lr"], weight_decay=tr["weight_decay"], fused=True)
-
-
-SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+def adam(params: list[torch.Tensor], tr: dict, steps_per_epoch: int) -> optim.Adam:
+    """The optimiser of every training: Adam as torch's fused kernel computes it (one kernel per step instead of a
+    dozen per tensor, a third of the step time of these small models at batch 128 on a CPU; per element and
+    deterministic), with the run's learning-rate schedule over ``epochs`` x ``steps_per_epoch`` steps
+    (``optim.schedule``; none for ``constant``: Adam at ``lr`` throughout)."""
+    plan = optim.schedule(lr_schedule_name(tr), tr["lr"], tr["epochs"] * steps_per_epoch)
+    return optim.Adam(params, lr=tr["lr"], weight_decay=tr["weight_decay"], schedule=plan)
 
 
 def lr_schedule_name(tr: dict) -> str:
     """The run's learning-rate schedule; a config without ``training.lr_schedule`` trains at constant ``lr``."""
     return tr.get("lr_schedule") or "constant"
-
-
-def lr_scheduler(optimizer: torch.optim.Optimizer, tr: dict, steps_per_epoch: int):
-    """The learning-rate schedule over the whole run (``epochs`` x ``steps_per_epoch`` steps), stepped after every
-    optimiser step; None for ``constant`` (the optimiser is left exactly as ``adam`` made it).
-
-    - cosine: ``CosineAnnealingLR(T_max=total_steps, eta_min=0)``, from ``lr`` down to 0;
-    - linear: ``LinearLR(start_factor=1, end_factor=0, total_iters=total_steps)``, a linear warm-down to 0;
-    - onecycle: ``OneCycleLR(max_lr=lr, total_steps=total_steps)`` with PyTorch's defaults (30% warm-up from
-      lr / 25, cosine down to lr / 1e4, Adam's beta1 cycled between 0.95 and 0.85).
-    """
-    name = lr_schedule_name(tr)
-    total = tr["epochs"] * steps_per_epoch
-    sched = torch.optim.lr_scheduler
-    if name == "constant":
-        return None
-    if name == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
-    if name == "linear":
-        return sched.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total)
-    if name == "onecycle":
-        return sched.OneCycleLR(optimizer, max_lr=tr["lr"], total_steps=total)
-    raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {name!r}")
 
 
 def train(
@@ -340,7 +317,8 @@ def train(
     params = dict(model.named_parameters())
     partly = {params[name]: mask.to(device) for name, mask in partly.items()}
     starts = {p: p.detach().clone() for p in partly} if tr["weight_decay"] > 0 else {}
-    optimizer = adam([p for p in model.parameters() if p.requires_grad], tr)
+    n, batch_size = x_train.shape[0], tr["batch_size"]
+    optimizer = adam([p for p in model.parameters() if p.requires_grad], tr, math.ceil(n / batch_size))
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     chash = config_hash(run) if model_given is None else config_hash(run | {"start_weights": state_digest(init_state)})
     history, epoch_states, start = [], {}, 1
@@ -351,10 +329,6 @@ def train(
         generator.set_state(resume["generator"])
         history, epoch_states, start = resume["history"], resume["epoch_states"], resume["epoch"] + 1
 
-    n, batch_size = x_train.shape[0], tr["batch_size"]
-    scheduler = lr_scheduler(optimizer, tr, math.ceil(n / batch_size))
-    if scheduler is not None and resume is not None:
-        scheduler.load_state_dict(resume["scheduler"])
     progress = progress or Progress([([run["run_id"]], tr["epochs"])])
     progress.begin(start)
     for epoch in range(start, tr["epochs"] + 1):
@@ -363,7 +337,7 @@ def train(
         for begin in range(0, n, batch_size):
             xb = x_train[perm[begin : begin + batch_size]]
             loss = loss_terms(model, xb, run, generator)["loss"]
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             for p, mask in partly.items():
                 p.grad.mul_(mask)
@@ -372,8 +346,6 @@ def train(
                 with torch.no_grad():
                     for p, initial in starts.items():
                         p.copy_(torch.where(partly[p].bool(), p, initial))
-            if scheduler is not None:
-                scheduler.step()
             total += loss.detach() * xb.shape[0]
         train_loss = float(total) / n
         if not math.isfinite(train_loss):
@@ -384,7 +356,7 @@ def train(
         if epoch in tr["keep_epochs"]:
             epoch_states[epoch] = clone_state(model)
         if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == tr["epochs"]):
-            save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states, scheduler)
+            save_resume(resume_path, chash, epoch, model, optimizer, generator, history, epoch_states)
     metrics = evaluate(model, x_test, run)
     if not math.isfinite(metrics["test_loss"]):
         raise TrainingDiverged(f"run {run['run_id']}: test loss is {metrics['test_loss']} after training", history)
@@ -428,7 +400,7 @@ def remove_state(folder: Path | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states, scheduler=None) -> None:
+def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_states) -> None:
     state = {
         "config_hash": chash,
         "epoch": epoch,
@@ -438,7 +410,5 @@ def save_resume(path, chash, epoch, model, optimizer, generator, history, epoch_
         "history": history,
         "epoch_states": epoch_states,
     }
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
     with io.atomic_path(path) as tmp:
         torch.save(state, tmp)

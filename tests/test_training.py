@@ -446,6 +446,24 @@ def test_centred_init_centres_every_pre_activation_and_the_output_mean(kind, dat
         assert torch.equal(result["init_state"][key], value), key
 
 
+def test_runs_that_share_their_start_are_centred_once_and_alike(data, monkeypatch):
+    """initial_models centres each distinct start once (a seed's freeze variants share it) and gives every run
+    exactly what initial_model gives it alone."""
+    from aedissect.nets import models
+
+    runs = [make_run("vae", seed=s, init="centred") | {"freeze": f} for s in (0, 1) for f in ("encoder", "decoder")]
+    alone = [models.initial_model(run, data["x_train"], code_map=True) for run in runs]
+    calls = []
+    real = models.centre_init
+    monkeypatch.setattr(models, "centre_init", lambda m, x: calls.append(1) or real(m, x))
+    together = models.initial_models(runs, data["x_train"], code_map=True)
+    assert len(calls) == 2  # one per seed
+    for a, b in zip(alone, together, strict=True):
+        for key, value in a.state_dict().items():
+            assert torch.equal(b.state_dict()[key], value), key
+    assert not torch.equal(together[0].layers[0][0].bias, together[2].layers[0][0].bias)  # the seeds differ
+
+
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_a_run_without_init_trains_bitwise_as_before(kind, data, device):
     from aedissect.nets import ensemble

@@ -38,7 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect import io
 from aedissect.config import config_hash
-from aedissect.nets.models import build_model, initial_model
+from aedissect.nets.models import build_model, initial_models
 from aedissect.nets.training import (
     EVAL_SEED,
     Progress,
@@ -127,10 +127,8 @@ def train_ensemble(
     n, in_dim = x_train.shape
     batch_size, n_members = tr["batch_size"], len(runs)
     given = models or [None] * n_members
-    members = [
-        initial_model(run, data["x_train"]).to(device) if m is None else copy.deepcopy(m).to(device)
-        for run, m in zip(runs, given, strict=True)
-    ]
+    seeded = iter(initial_models([run for run, m in zip(runs, given, strict=True) if m is None], data["x_train"]))
+    members = [(next(seeded) if m is None else copy.deepcopy(m)).to(device) for m in given]
     check_members(runs, members)
     init_states = [clone_state(m) for m in members]
     frozen = [frozen_names(m, run) for m, run in zip(members, runs, strict=True)]

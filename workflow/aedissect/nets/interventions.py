@@ -24,7 +24,7 @@ from torch import nn
 
 from aedissect import io
 from aedissect.nets.ensemble import train_members
-from aedissect.nets.models import MLPAutoencoder, build_model, initial_model, load_model
+from aedissect.nets.models import MLPAutoencoder, build_model, initial_models, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
 from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_pairs, variant_key
 from aedissect.references import ridge_optimum
@@ -77,8 +77,8 @@ def train_freeze_cell(
                 names.append(f"s{run['seed']}__{spec}")
             plan.append((run, out_dir, spec, key))
     code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
-    # a variant starts from its normal run's init (``initial_model``: centred where ``training.init`` says so)
-    models = [initial_model(v, data["x_train"], code_map) for v in variants] if code_map else None
+    # a variant starts from its normal run's init (``initial_models``: centred where ``training.init`` says so)
+    models = initial_models(variants, data["x_train"], code_map) if code_map else None
     results = succeeded(
         train_members(variants, data, dev, names, models, ensemble=ensemble_on(runs), state_dir=state_dir)
     )

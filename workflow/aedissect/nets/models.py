@@ -14,6 +14,7 @@ model without it. Normal runs do not have it (``build_model``).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -242,11 +243,38 @@ def initial_model(run: dict, x_train: torch.Tensor, code_map: bool | None = None
     (``centre_init``) where the run's ``training.init`` is ``centred``. Used wherever a model is built from a run
     config to be trained from its init (the train job, one by one or as an ensemble, and the freeze sweep), so
     a freeze variant starts from exactly its normal run's ``init_state``."""
-    name = init_name(run)
-    if name not in INITS:
-        raise ValueError(f"training.init must be one of {INITS}, not {name!r}")
-    model = build_model(run, x_train.shape[1], code_map)
-    return centre_init(model, x_train) if name == "centred" else model
+    return initial_models([run], x_train, code_map)[0]
+
+
+def initial_models(runs: list[dict], x_train: torch.Tensor, code_map: bool | None = None) -> list[MLPAutoencoder]:
+    """``initial_model`` of each run. Runs that start from the same weights (a seed's freeze variants differ only in
+    what trains) are centred once: the others take the centred biases of the first, which ``centre_init`` would
+    compute again bit for bit (same weights, data and activation)."""
+    models, centred = [], {}
+    for run in runs:
+        name = init_name(run)
+        if name not in INITS:
+            raise ValueError(f"training.init must be one of {INITS}, not {name!r}")
+        model = build_model(run, x_train.shape[1], code_map)
+        if name == "centred":
+            key = (run["kind"], run["activation"], state_digest(model.state_dict()))
+            if key not in centred:
+                centre_init(model, x_train)
+                centred[key] = [layer[0].bias.detach().clone() for layer in model.layers]
+            with torch.no_grad():
+                for layer, bias in zip(model.layers, centred[key], strict=True):
+                    layer[0].bias.copy_(bias)
+        models.append(model)
+    return models
+
+
+def state_digest(state: dict) -> str:
+    """A hash of a state dict's names and exact values."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:

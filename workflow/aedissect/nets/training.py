@@ -7,7 +7,6 @@ state is part of the resume checkpoint, so a killed run continues exactly where 
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 import os
@@ -20,7 +19,7 @@ import torch
 from aedissect import io
 from aedissect.config import config_hash
 from aedissect.nets import optim
-from aedissect.nets.models import MLPAutoencoder, initial_model
+from aedissect.nets.models import MLPAutoencoder, initial_model, state_digest
 from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.nets.training")
@@ -369,15 +368,6 @@ def train(
         "metrics": metrics,
         "in_dim": x_train.shape[1],
     }
-
-
-def state_digest(state: dict) -> str:
-    """A hash of a state dict's names and exact values."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def state_dir(output: str | Path) -> Path:

@@ -16,8 +16,8 @@ over time. Parts, each timed here and now (nothing is taken from a file):
 - dag_build_s / dag_jobs: `snakemake -n` for the largest study (studies/*.yaml, else config.yaml);
 - default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory, and
   startup_share = (torch jobs x startup_s + analysis jobs x light_startup_s) / (2 cores x wall time), the
-  share of the run spent starting jobs rather than working in them; a rule's env (its ``conda:`` file) says
-  which kind its jobs are (skip this part with --skip-study).
+  share of the run spent starting jobs rather than working in them; a rule's env, as Snakemake parsed the
+  workflow (``aedissect.workflow_rules``), says which kind its jobs are (skip this part with --skip-study).
 
 Run it on an otherwise idle machine: the numbers are rates, and other processes take the cores.
 These are benchmark numbers, never assertions; docs/benchmark.md states the targets.
@@ -321,20 +321,10 @@ def dag_build() -> tuple[float, int, str]:
     return seconds, int(match.group(1)) if match else -1, study.name
 
 
-def torch_rules() -> set[str]:
-    """Names of the rules whose jobs run in envs/torch.yaml (rules made in a loop have names set elsewhere and
-    run in the analysis env)."""
-    names = set()
-    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", rules.read_text()):
-            match = re.match(r"rule (\w+):", block)
-            if match and '"../../envs/torch.yaml"' in block:
-                names.add(match.group(1))
-    return names
-
-
 def default_study(cores: int, startup_s: float, light_startup_s: float) -> tuple[float, int, int, float]:
     """Wall seconds of the default study with `cores`, its job counts (all, torch env), the start-up share."""
+    from aedissect import workflow_rules
+
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         out = subprocess.run(
@@ -347,7 +337,7 @@ def default_study(cores: int, startup_s: float, light_startup_s: float) -> tuple
     rules = [
         r for r in re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", out.stderr + out.stdout, re.M) if r != "all"
     ]
-    heavy = torch_rules()
+    heavy = workflow_rules.torch_rules()
     n_torch = sum(rule in heavy for rule in rules)
     starting = n_torch * startup_s + (len(rules) - n_torch) * light_startup_s
     return wall, len(rules), n_torch, starting / (cores * wall)

@@ -45,8 +45,13 @@ SEEDS = config["seeds"]
 # test examples each training records; figures.n_examples picks how many of them to draw, so that
 # changing it redraws the figure and retrains nothing
 RECORDED_EXAMPLES = 16
-# the `gpu` resource of torch jobs: a study with training.device cuda asks the scheduler (SLURM) for one GPU
-TORCH_GPUS = 1 if config["training"]["device"] == "cuda" else 0
+# What every torch job (envs/torch.yaml) names instead of repeating it: its env, the device it trains on, its
+# threads, and its memory and `gpu` resources (a study with training.device cuda asks the scheduler, SLURM, for one
+# GPU per job). The controls job does linear algebra on the CPU: it asks for the memory only.
+TORCH_ENV = "../../envs/torch.yaml"
+TORCH_DEVICE = config["training"]["device"]
+TORCH_THREADS = config["training"]["threads"]
+TORCH_RESOURCES = {"mem_mb": 2000, "gpu": 1 if TORCH_DEVICE == "cuda" else 0}
 CELL = "{dataset}/{kind}/{arch}/z{z}/{act}"
 
 

@@ -18,13 +18,12 @@ rule truncate:
     params:
         runs=get_cell_runs,
         options=get_truncation_options,
-        device=config["training"]["device"],
+        device=TORCH_DEVICE,
     threads: config["truncation"]["threads"]
     resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
+        **TORCH_RESOURCES,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/truncate.py"
 

@@ -1,6 +1,7 @@
 """One intervention on every model of one group (same data set, kind, bottleneck and activation): rule
-criticality re-initialises, re-randomises, rewinds and retrains every layer; rule stitching stitches the
-bottlenecks of every configured pair. The rule's name picks ``interventions.<rule>_group``."""
+criticality re-initialises, re-randomises, rewinds and retrains every layer; rule stitching (the same rule, ``use
+rule criticality as stitching``) stitches the bottlenecks of every configured pair. The rule's name picks the
+intervention."""
 
 import logging
 import sys
@@ -10,7 +11,8 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from aedissect.nets import interventions, training
 
-getattr(interventions, f"{snakemake.rule}_group")(
+interventions.group_job(
+    snakemake.rule,
     snakemake.params.runs,
     list(snakemake.input.models),
     data_path=snakemake.input.data,

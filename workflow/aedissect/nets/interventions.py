@@ -293,30 +293,19 @@ def criticality(
     return rows
 
 
-def criticality_group(
-    runs: list[dict],
-    model_paths: list[str],
-    data_path: str,
-    options: dict,
-    threads: int,
-    device: str,
-    out_path: str,
-    state_dir: Path | None = None,
-) -> None:
-    """Criticality of every layer of every model of one group (all architectures and seeds): one CSV."""
-    from aedissect.nets.data import load
-
-    dev = setup_torch(threads, device)
-    data = load(data_path)
-    loaded = [(run, *load_model(path, str(dev))) for run, path in zip(runs, model_paths, strict=True)]
+def criticality_table(
+    runs: list[dict], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+) -> pd.DataFrame:
+    """Criticality of every layer of every model of one group (all architectures and seeds), ``loaded`` the
+    models and payloads of ``runs`` as ``load_model`` returns them."""
+    loaded = [(run, *item) for run, item in zip(runs, loaded, strict=True)]
     retrained = retrain_layers(loaded, data, options, dev, state_dir) if options["retrain_epochs"] > 0 else None
     frames = []
     for run, model, payload in loaded:
         log.info("criticality of %s", run["run_id"])
         rows = criticality(run, model, payload, data, options, dev, retrained)
         frames.append(pd.DataFrame(rows).assign(run_id=run["run_id"]))
-    io.write_csv(pd.concat(frames, ignore_index=True), out_path)
-    remove_state(state_dir)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------- 4. stitching
@@ -398,24 +387,12 @@ def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, state_dir: 
     return fit_stitches([stitch_start(a, b, b_run, data, options, device)], ["stitch"], data, device, state_dir)[0]
 
 
-def stitching_group(
-    runs: list[dict],
-    model_paths: list[str],
-    data_path: str,
-    options: dict,
-    threads: int,
-    device: str,
-    out_path: str,
-    state_dir: Path | None = None,
-) -> None:
-    """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV. The
-    stitches of like pairs (same architectures) are fitted as one ensemble."""
-    from aedissect.nets.data import load
-
-    dev = setup_torch(threads, device)
-    data = load(data_path)
+def stitching_table(
+    runs: list[dict], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+) -> pd.DataFrame:
+    """Every configured pair of one group (same data set, kind and bottleneck size): one row per stitch with its
+    penalty. The stitches of like pairs (same architectures) are fitted as one ensemble."""
     x_test = data["x_test"].to(dev)
-    loaded = [load_model(path, str(dev)) for path in model_paths]
     models = [m for m, _ in loaded]
     inits = []
     for run, (_, payload) in zip(runs, loaded, strict=True):
@@ -446,5 +423,32 @@ def stitching_group(
                 | {"a_seed": runs[i]["seed"], "pair_type": pair_type, "stitch": stitch}
                 | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}
             )
-    io.write_csv(pd.DataFrame(rows), out_path)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the group jobs (rules criticality, stitching)
+
+GROUP_TABLES = {"criticality": criticality_table, "stitching": stitching_table}
+
+
+def group_job(
+    intervention: str,
+    runs: list[dict],
+    model_paths: list[str],
+    data_path: str,
+    options: dict,
+    threads: int,
+    device: str,
+    out_path: str,
+    state_dir: Path | None = None,
+) -> None:
+    """One intervention (a key of ``GROUP_TABLES``) on every model of one group (same data set, kind, bottleneck
+    and activation; every architecture and seed): one CSV. What it trains keeps its resume checkpoint in
+    ``state_dir`` until the CSV is written."""
+    from aedissect.nets.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    loaded = [load_model(path, str(dev)) for path in model_paths]
+    io.write_csv(GROUP_TABLES[intervention](runs, loaded, data, options, dev, state_dir), out_path)
     remove_state(state_dir)

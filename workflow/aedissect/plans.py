@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from aedissect.config import ConfigError
+from aedissect.config import ConfigError, Run
 
 OUTPUT_BIAS_SUFFIX = "+bias"
 CODE_MAP_SUFFIX = "+code"
@@ -71,7 +71,7 @@ def frozen_layer_set(spec: str, n_layers: int, bottleneck_cut: int) -> tuple[int
     return tuple(range(k)) if parts["side"] == "prefix" else tuple(range(L - k, L))
 
 
-def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
+def freeze_runs(config: dict, runs: list[Run]) -> list[Run]:
     """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all);
     ``config.check_semantics`` has refused values the study does not have."""
     cells = config["interventions"]["cells"]
@@ -79,15 +79,15 @@ def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
     return [run for run in runs if all(run[col] in values for col, values in chosen.items())]
 
 
-def n_layers(run: dict) -> int:
+def n_layers(run: Run) -> int:
     return len(run["encoder"]) + 1 + len(run["decoder"]) + 1
 
 
-def bottleneck_cut(run: dict) -> int:
+def bottleneck_cut(run: Run) -> int:
     return len(run["encoder"]) + 1
 
 
-def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
+def symmetric_specs(run: Run, freeze_config: dict) -> tuple[str, str] | None:
     """The symmetric design's frozen-encoder and both-frozen specs (None when ``freeze.symmetric`` is off).
 
     The frozen decoder keeps a trainable output bias (``decoder+bias``); its mirror, the frozen encoder, keeps a
@@ -104,7 +104,7 @@ def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
     return "encoder" + mirror, "both" + mirror + OUTPUT_BIAS_SUFFIX
 
 
-def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
+def freeze_specs(run: Run, freeze_config: dict) -> list[str]:
     """encoder, decoder, the symmetric design and the prefix/suffix sweep: k from ``freeze.k[arch]`` or else every
     k in 1..L-1.
 
@@ -134,7 +134,7 @@ def freeze_specs(run: dict, freeze_config: dict) -> list[str]:
     return specs
 
 
-def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
+def frozen_set(run: Run, spec: str) -> tuple[tuple[int, ...], bool]:
     """The layers a spec freezes for this run (without building the model), and whether the output layer's bias
     is frozen with them: what makes two specs the same training."""
     L = n_layers(run)
@@ -142,7 +142,7 @@ def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
     return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
 
 
-def variant_key(run: dict, spec: str) -> tuple:
+def variant_key(run: Run, spec: str) -> tuple:
     """What makes two specs the same training: the frozen layers, whether the output bias is frozen with them,
     whether a code map trains and whether the VAE's frozen log-variance head trains."""
     parts = parse_spec(spec)
@@ -156,7 +156,7 @@ def output_bias(frozen: bool) -> str:
     return "frozen" if frozen else "trained"
 
 
-def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
+def stitch_pairs(runs: list[Run], pair_types: list[str]) -> list[tuple[int, int, str]]:
     """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, other
     seed; ``arch``: other architecture, same seed; ``arch-seed``: other architecture and seed."""
     pairs = []

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from aedissect import io
+from aedissect.config import Run
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import MLPAutoencoder, build_model, initial_model, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
@@ -37,13 +38,13 @@ METRICS = ["test_loss", "test_mse"]
 # ---------------------------------------------------------------- 1. freezing at initialisation
 
 
-def freeze_variant(run: dict, spec: str) -> dict:
+def freeze_variant(run: Run, spec: str) -> Run:
     """The run's config with part of the network frozen at its init: same seed, same budget."""
     return copy.deepcopy(run) | {"freeze": spec}
 
 
 def train_freeze_cell(
-    runs: list[dict],
+    runs: list[Run],
     specs_by_run: dict,
     data_path: str,
     out_dirs: list[str],
@@ -103,7 +104,7 @@ def side_parameters(model: MLPAutoencoder) -> dict:
     return {"params_encoder": sum(counts[:cut]), "params_decoder": sum(counts[cut:])}
 
 
-def variant_metrics(run: dict, result: dict, data: dict, device) -> dict:
+def variant_metrics(run: Run, result: dict, data: dict, device) -> dict:
     """What a freeze variant records besides its test metrics: ``train_mse`` of its final weights, the closed-form
     optimum of its trainable part where it is linear (``closed_form_optimum``) and the sides' parameter counts."""
     in_dim = data["x_train"].shape[1]
@@ -187,7 +188,7 @@ def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor,
     }
 
 
-def ensemble_on(runs: list[dict]) -> bool:
+def ensemble_on(runs: list[Run]) -> bool:
     return len(runs) > 0 and runs[0]["training"].get("ensemble", False)
 
 
@@ -226,7 +227,7 @@ def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder
     return out
 
 
-def retrain_run(run: dict, epochs: int) -> dict:
+def retrain_run(run: Run, epochs: int) -> Run:
     out = copy.deepcopy(run)
     out["training"] = out["training"] | {"epochs": epochs, "keep_epochs": []}
     return out
@@ -247,7 +248,7 @@ def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_
 
 
 def criticality(
-    run: dict,
+    run: Run,
     model: MLPAutoencoder,
     payload: dict,
     data: dict,
@@ -294,7 +295,7 @@ def criticality(
 
 
 def criticality_table(
-    runs: list[dict], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
 ) -> pd.DataFrame:
     """Criticality of every layer of every model of one group (all architectures and seeds), ``loaded`` the
     models and payloads of ``runs`` as ``load_model`` returns them."""
@@ -320,7 +321,7 @@ class Stitched(nn.Module):
 
     kind = "ae"
 
-    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: dict):
+    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: Run):
         super().__init__()
         self.a, self.b, self.stitch = a, b, stitch
         self.a.requires_grad_(False)
@@ -359,7 +360,7 @@ def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) 
     return stitch
 
 
-def stitch_start(a, b, b_run: dict, data: dict, options: dict, device) -> tuple[dict, Stitched]:
+def stitch_start(a, b, b_run: Run, data: dict, options: dict, device) -> tuple[Run, Stitched]:
     """A stitch's training run and its start: the least-squares match of the two codes on the training set
     between copies of both (frozen) networks. Trained on B's reconstruction, it reports the reconstruction MSE."""
     start = least_squares_stitch(a, b, data["x_train"].to(device))
@@ -382,13 +383,13 @@ def fit_stitches(starts: list[tuple[dict, Stitched]], names: list[str], data: di
     return [result["metrics"] for result in results]
 
 
-def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
+def fit_stitch(a, b, b_run: Run, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
     """One stitch from A's code into B's decoder, fitted; its test metrics."""
     return fit_stitches([stitch_start(a, b, b_run, data, options, device)], ["stitch"], data, device, state_dir)[0]
 
 
 def stitching_table(
-    runs: list[dict], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
 ) -> pd.DataFrame:
     """Every configured pair of one group (same data set, kind and bottleneck size): one row per stitch with its
     penalty. The stitches of like pairs (same architectures) are fitted as one ensemble."""
@@ -433,7 +434,7 @@ GROUP_TABLES = {"criticality": criticality_table, "stitching": stitching_table}
 
 def group_job(
     intervention: str,
-    runs: list[dict],
+    runs: list[Run],
     model_paths: list[str],
     data_path: str,
     options: dict,

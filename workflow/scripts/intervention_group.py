@@ -1,7 +1,6 @@
 """One intervention on every model of one group (same data set, kind, bottleneck and activation): rule
-criticality re-initialises, re-randomises, rewinds and retrains every layer; rule stitching (the same rule, ``use
-rule criticality as stitching``) stitches the bottlenecks of every configured pair. The rule's name picks the
-intervention."""
+criticality re-initialises, re-randomises, rewinds and retrains every layer; rule stitching stitches the
+bottlenecks of every configured pair. The rule's name picks ``interventions.<rule>_group``."""
 
 import logging
 import sys
@@ -11,8 +10,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from aedissect.nets import interventions, training
 
-interventions.group_job(
-    snakemake.rule,
+getattr(interventions, f"{snakemake.rule}_group")(
     snakemake.params.runs,
     list(snakemake.input.models),
     data_path=snakemake.input.data,

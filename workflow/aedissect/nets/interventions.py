@@ -14,6 +14,7 @@ kinds, so ratios (criticality) and differences across kinds (stitching) use it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from pathlib import Path
 
@@ -453,3 +454,8 @@ def group_job(
     loaded = [load_model(path, str(dev)) for path in model_paths]
     io.write_csv(GROUP_TABLES[intervention](runs, loaded, data, options, dev, state_dir), out_path)
     remove_state(state_dir)
+
+
+# the jobs of rules criticality and stitching (workflow/scripts/intervention_group.py calls ``<rule>_group``)
+criticality_group = functools.partial(group_job, "criticality")
+stitching_group = functools.partial(group_job, "stitching")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 
+from aedissect import workflow_rules
 from conftest import REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
 
 LOCK = REPO / "requirements.txt"
@@ -130,10 +131,20 @@ def test_envs_are_fully_pinned_to_the_locked_versions():
             assert version == expected[name], f"{env.name}: {name}=={version} but requirements.txt has {expected[name]}"
 
 
-def test_every_rule_names_an_existing_env():
-    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
-        for env in re.findall(r'"\.\./\.\./(envs/[^"]+)"', rules.read_text()):
-            assert (REPO / env).exists(), f"{rules.name} uses missing {env}"
+def test_every_rule_that_runs_a_script_names_an_existing_env():
+    rules = workflow_rules.parsed_rules()
+    for name, rule in rules.items():
+        assert (rule.env is None) == (rule.script is None), f"rule {name}: a script needs an env, a target none"
+        assert rule.env is None or (REPO / rule.env).exists(), f"rule {name} uses missing {rule.env}"
+
+
+def test_rules_are_told_apart_by_the_env_snakemake_parsed():
+    """A rule made with ``use rule X as Y with:`` has no ``conda:`` line of its own: its env is X's all the same."""
+    torch = workflow_rules.torch_rules()
+    assert {"prepare_data", "train", "freeze", "criticality", "stitching", "truncate", "controls"} == torch
+    assert "use rule criticality as stitching" in (REPO / "workflow" / "rules" / "interventions.smk").read_text()
+    assert workflow_rules.local_rules() == {"check_training"}
+    assert workflow_rules.torch_rules(TINY_CONFIG) == torch  # the rules do not depend on the study
 
 
 # the heavy packages an env may lack: import name -> pin name
@@ -156,15 +167,10 @@ sys.meta_path.insert(0, Block())
 
 
 def rule_scripts() -> list[tuple[str, str]]:
-    """(env, script) for every rule of the workflow that runs a script (rules made in loops included)."""
-    found = []
-    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=\s*rule\b)", rules.read_text()):
-            env = re.search(r'"\.\./\.\./envs/(\w+)\.yaml"', block)
-            script = re.search(r'script:\s*\n\s*"\.\./scripts/([\w.]+)"', block)
-            if env and script:
-                found.append((env.group(1), script.group(1)))
-    return found
+    """(env, script) for every rule of the workflow that runs a script (rules made in loops or with ``use rule``
+    included), e.g. ("torch", "train.py")."""
+    rules = workflow_rules.parsed_rules().values()
+    return [(Path(rule.env).stem, Path(rule.script).name) for rule in rules if rule.script is not None]
 
 
 def script_imports(script: Path) -> set[str]:

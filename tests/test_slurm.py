@@ -8,9 +8,9 @@ is stopped again by its recorded PID. Needs root and apt-get (or the packages in
 with the reason elsewhere, but on CI (CI set) it must run, so there it fails instead.
 
 Each SLURM job costs ~15 s of scheduling and two Snakemake start-ups, so the torch jobs (prepare_data,
-train and the other rules in envs/torch.yaml) are SLURM jobs of their own, and the tables and
-figures after them are submitted as one group job (`--groups`, `--group-components`), as a user
-would bundle a study's many small jobs on a real cluster.
+train and the other rules whose env, as Snakemake parsed the workflow, is envs/torch.yaml) are SLURM jobs of
+their own, and the tables and figures after them are submitted as one group job (`--groups`,
+`--group-components`), as a user would bundle a study's many small jobs on a real cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from aedissect.workflow_rules import local_rules, torch_rules
 from conftest import REPO, planned_jobs, snakemake
 
 SCRIPT = REPO / "tests" / "slurm_cluster.sh"
@@ -55,26 +56,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def torch_rules() -> set[str]:
-    """Rules whose jobs run torch (conda: envs/torch.yaml): the ones that get their own SLURM job."""
-    names = set()
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", "\n" + smk.read_text()):
-            match = re.match(r"\s*rule (\w+):", block)
-            if match and "envs/torch.yaml" in block:
-                names.add(match.group(1))
-    return names
-
-
-def local_rules() -> set[str]:
-    """Rules named under ``localrules:``: they run on the submitting host, never in a SLURM job or group."""
-    names = set()
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", smk.read_text(), flags=re.M):
-            names.update(re.findall(r"\w+", block))
-    return names
 
 
 def result_tables(workdir: Path) -> dict[str, bytes]:
@@ -121,8 +102,8 @@ def test_study_through_the_slurm_profile_matches_the_local_run(cluster, tmp_path
     snakemake(local, "--cores", "2", configfile=STUDY)
 
     jobs = planned_jobs(remote, configfile=STUDY)
-    own = {rule for rule in jobs if rule in torch_rules()}
-    on_host = {rule for rule in jobs if rule in local_rules()}
+    own = {rule for rule in jobs if rule in torch_rules(STUDY)}
+    on_host = {rule for rule in jobs if rule in local_rules(STUDY)}
     grouped = {rule for rule in jobs if rule not in own | on_host and rule != "all"}
     assert {"prepare_data", "train"} <= own and on_host == {"check_training"} and grouped
     group_args = ["--groups", *(f"{rule}=post" for rule in sorted(grouped)), "--group-components", "post=1000"]

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from aedissect.datasets import REGISTRY
 
@@ -36,16 +37,35 @@ class ConfigError(ValueError):
     """A study config that cannot be run; the message names the key and the allowed values."""
 
 
+class Run(TypedDict):
+    """One run of the study, resolved (``resolve_run``): everything its training depends on, so that the hash of
+    the dict (``config_hash``) identifies its inputs. Jobs receive runs as Snakemake params, as plain dicts."""
+
+    run_id: str  # <dataset>/<kind>/<arch>/z<bottleneck>/<activation>/s<seed>, also its folder under results/runs/
+    dataset: str
+    kind: str  # ae or vae
+    arch: str  # a key of the study's architectures
+    family: str
+    encoder: list[int]  # hidden widths before the bottleneck layer
+    decoder: list[int]  # hidden widths after it
+    bottleneck: int
+    activation: str
+    seed: int
+    training: dict  # the study's training section
+    vae: NotRequired[dict]  # the study's vae section, for a VAE only
+    freeze: NotRequired[str]  # a freeze variant's spec (nets.interventions.freeze_variant); absent: none
+
+
 def cell_id(dataset: str, kind: str, arch: str, bottleneck: int, activation: str) -> str:
     return f"{dataset}/{kind}/{arch}/z{bottleneck}/{activation}"
 
 
-def run_cell(run: Mapping) -> str:
+def run_cell(run: Run) -> str:
     """The grid cell of a run: its id without the seed (every seed of a cell shares one train job)."""
     return cell_id(run["dataset"], run["kind"], run["arch"], run["bottleneck"], run["activation"])
 
 
-def run_group(run: Mapping) -> str:
+def run_group(run: Run) -> str:
     """The intervention group of a run: every architecture and seed of one data set, kind, bottleneck, activation
     (criticality and stitching run one job per group)."""
     return f"{run['dataset']}/{run['kind']}/z{run['bottleneck']}/{run['activation']}"
@@ -118,7 +138,7 @@ def all_activations(config: dict) -> list[str]:
     return list(dict.fromkeys([*config["activations"], *acts]))
 
 
-def grid(config: dict) -> list[dict]:
+def grid(config: dict) -> list[Run]:
     """Every run of the study as its resolved config, in a stable order."""
     runs = []
     for dataset, kind, arch, z in itertools.product(
@@ -129,13 +149,13 @@ def grid(config: dict) -> list[dict]:
     return runs
 
 
-def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> dict:
+def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: int, activation: str, seed: int) -> Run:
     spec = config["architectures"][arch]
     if spec.get("activation") not in (None, activation):
         raise ConfigError(
             f"architectures.{arch} fixes activation {spec['activation']!r}: it has no run with {activation!r}"
         )
-    run = {
+    run: Run = {
         "run_id": run_id(dataset, kind, arch, bottleneck, activation, seed),
         "dataset": dataset,
         "kind": kind,
@@ -179,7 +199,7 @@ def config_hash(run: dict) -> str:
     return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def config_columns(run: dict) -> dict:
+def config_columns(run: Run) -> dict:
     """The flat config columns every tidy table carries for a run."""
     training = run["training"]
     vae = run.get("vae", {})

@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from aedissect.config import Run
 from aedissect.references import largest_principal_angle, pca_reference, ppca_negative_elbo
 
 MSE_TOLERANCE = 1.02  # a trained net may be at most 2% worse than its closed-form optimum
@@ -80,17 +81,17 @@ def convergence(test_losses) -> float:
     return float((losses[epochs - back - 1] - losses[-1]) / abs(losses[-1]))
 
 
-def is_linear(run: dict) -> bool:
+def is_linear(run: Run) -> bool:
     """Every hidden layer linear: the net is a product of matrices (the bottleneck and output always are)."""
     return run["activation"] == "linear"
 
 
-def has_linear_decoder(run: dict) -> bool:
+def has_linear_decoder(run: Run) -> bool:
     """The map from the code to the output is affine: no hidden decoder layer, or no activation at all."""
     return is_linear(run) or not run["decoder"]
 
 
-def checks_for(run: dict) -> list[str]:
+def checks_for(run: Run) -> list[str]:
     if run["kind"] == "ae":
         if is_linear(run):
             return ["linear_ae_pca_mse", "linear_ae_subspace_angle", "linear_decoder_pca_bound"]
@@ -217,7 +218,7 @@ def _not_measured(check: str, ref: dict, applies: bool, note: str) -> dict:
     return _row(check, math.nan, reference, math.nan, threshold, None, applies=applies, note=note)
 
 
-def control_rows(run: dict, measured: dict, ref: dict) -> list[dict]:
+def control_rows(run: Run, measured: dict, ref: dict) -> list[dict]:
     """One row per check of ``run`` (``checks_for``): ``run_id`` and ``COLUMNS``.
 
     ``measured``: what ``aedissect.nets.controls.measure`` found, or ``{"status": ..., "error": ...}`` for a run

@@ -1,7 +1,8 @@
-"""What the intervention jobs train, from the run configs alone: freeze specs, the runs the freeze sweep covers, the
-layers a spec freezes, the stitch pairs.
+"""What each experiment's jobs cover and train, from the study config and the run configs alone: the grid cells,
+intervention groups and data sets runs fall in, the runs a selection (``interventions.cells``, ``truncation.select``)
+picks, freeze specs and the layers a spec freezes, the stitch pairs.
 
-Snakemake reads this when it parses the workflow (common.smk lists every freeze job's specs; the SLURM resource
+Snakemake reads this when it parses the workflow (common.smk asks it for every job's runs; the SLURM resource
 estimate counts stitches), so it imports no torch: the workflow's own process may run where only Snakemake is
 installed (``--sdm conda``). ``nets.models`` applies a spec to a built model, ``nets.interventions`` trains.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from aedissect.config import ConfigError
+from aedissect.config import ConfigError, Run, run_cell, run_group
 
 OUTPUT_BIAS_SUFFIX = "+bias"
 CODE_MAP_SUFFIX = "+code"
@@ -21,7 +22,14 @@ FREEZE_PATTERN = re.compile(r"(none|encoder|decoder|both|(prefix|suffix|except)-
 # a frozen variant whose trainable part is linear given its frozen features is converged when its training MSE is
 # within this fraction of the closed-form (least-squares) optimum from those features
 CONVERGED_TOLERANCE = 0.02
-CELL_KEYS = {"datasets": "dataset", "model_kinds": "kind", "architectures": "arch", "bottlenecks": "bottleneck"}
+# the keys of a selection (interventions.cells, truncation.select) and the run field each filters
+SELECTION_KEYS = {
+    "datasets": "dataset",
+    "model_kinds": "kind",
+    "architectures": "arch",
+    "bottlenecks": "bottleneck",
+    "activations": "activation",
+}
 
 
 def parse_spec(spec: str) -> dict:
@@ -71,23 +79,69 @@ def frozen_layer_set(spec: str, n_layers: int, bottleneck_cut: int) -> tuple[int
     return tuple(range(k)) if parts["side"] == "prefix" else tuple(range(L - k, L))
 
 
-def freeze_runs(config: dict, runs: list[dict]) -> list[dict]:
-    """The runs of the study the freeze sweep covers: ``interventions.cells`` selects values per key (null: all);
+def cells(runs: list[Run]) -> list[str]:
+    """The grid cells of ``runs``, in grid order (a cell: every seed of one configuration, one train job)."""
+    return list(dict.fromkeys(run_cell(run) for run in runs))
+
+
+def groups(runs: list[Run]) -> list[str]:
+    """The intervention groups of ``runs``, in grid order (a group: every architecture and seed of one data set,
+    kind, bottleneck and activation; one criticality and one stitching job)."""
+    return list(dict.fromkeys(run_group(run) for run in runs))
+
+
+def datasets(runs: list[Run]) -> list[str]:
+    return list(dict.fromkeys(run["dataset"] for run in runs))
+
+
+def group_runs(runs: list[Run], group: str) -> list[Run]:
+    """The runs of one intervention group, in grid order."""
+    return [run for run in runs if run_group(run) == group]
+
+
+def dataset_runs(runs: list[Run], dataset: str) -> list[Run]:
+    """The runs of one data set, in grid order (the controls job checks them against one set of optima)."""
+    return [run for run in runs if run["dataset"] == dataset]
+
+
+def selected(runs: list[Run], selection: dict) -> list[Run]:
+    """The runs a selection picks: per key of ``SELECTION_KEYS`` the values allowed (null or absent: any);
     ``config.check_semantics`` has refused values the study does not have."""
-    cells = config["interventions"]["cells"]
-    chosen = {column: set(cells[key]) for key, column in CELL_KEYS.items() if cells.get(key) is not None}
-    return [run for run in runs if all(run[col] in values for col, values in chosen.items())]
+    chosen = {field: selection[key] for key, field in SELECTION_KEYS.items() if selection.get(key) is not None}
+    return [run for run in runs if all(run[field] in values for field, values in chosen.items())]
 
 
-def n_layers(run: dict) -> int:
+def freeze_runs(config: dict, runs: list[Run]) -> list[Run]:
+    """The runs of the study the freeze sweep covers: those ``interventions.cells`` selects."""
+    return selected(runs, config["interventions"]["cells"])
+
+
+def truncation_runs(config: dict, runs: list[Run]) -> list[Run]:
+    """The runs whose layers are profiled: those ``truncation.select`` selects."""
+    return selected(runs, config["truncation"]["select"])
+
+
+def truncation_options(config: dict) -> dict:
+    """The probe settings of the truncate jobs: the truncation section without the selection and the threads, so
+    that selecting more cells or giving the jobs more threads reruns none of them."""
+    return {key: value for key, value in config["truncation"].items() if key not in ("select", "threads")}
+
+
+def freeze_specs_by_run(config: dict, runs: list[Run]) -> dict[str, list[str]]:
+    """Every run's freeze specs (``freeze_specs``), by run id: a bad ``interventions.freeze.k`` fails at parse time
+    for every run, not only for those the sweep covers."""
+    return {run["run_id"]: freeze_specs(run, config["interventions"]["freeze"], sweeps(run, config)) for run in runs}
+
+
+def n_layers(run: Run) -> int:
     return len(run["encoder"]) + 1 + len(run["decoder"]) + 1
 
 
-def bottleneck_cut(run: dict) -> int:
+def bottleneck_cut(run: Run) -> int:
     return len(run["encoder"]) + 1
 
 
-def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
+def symmetric_specs(run: Run, freeze_config: dict) -> tuple[str, str] | None:
     """The symmetric design's frozen-encoder and both-frozen specs (None when ``freeze.symmetric`` is off).
 
     The frozen decoder keeps a trainable output bias (``decoder+bias``); its mirror, the frozen encoder, keeps a
@@ -104,7 +158,7 @@ def symmetric_specs(run: dict, freeze_config: dict) -> tuple[str, str] | None:
     return "encoder" + mirror, "both" + mirror + OUTPUT_BIAS_SUFFIX
 
 
-def sweeps(run: dict, config: dict) -> bool:
+def sweeps(run: Run, config: dict) -> bool:
     """Whether the run's freeze sweep includes prefix-k / suffix-k: its seed is among the first
     ``interventions.freeze.sweep_seeds`` of ``seeds``. The sweep is a curve read per family; the encoder share,
     whose intervals need every seed, uses only encoder, decoder and the symmetric design."""
@@ -112,7 +166,7 @@ def sweeps(run: dict, config: dict) -> bool:
     return n is None or run["seed"] in config["seeds"][:n]
 
 
-def freeze_specs(run: dict, freeze_config: dict, sweep: bool = True) -> list[str]:
+def freeze_specs(run: Run, freeze_config: dict, sweep: bool = True) -> list[str]:
     """encoder, decoder, the symmetric design and, with ``sweep``, the prefix/suffix sweep: k from
     ``freeze.k[arch]`` or else every k in 1..L-1.
 
@@ -142,7 +196,7 @@ def freeze_specs(run: dict, freeze_config: dict, sweep: bool = True) -> list[str
     return specs
 
 
-def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
+def frozen_set(run: Run, spec: str) -> tuple[tuple[int, ...], bool]:
     """The layers a spec freezes for this run (without building the model), and whether the output layer's bias
     is frozen with them: what makes two specs the same training."""
     L = n_layers(run)
@@ -150,7 +204,7 @@ def frozen_set(run: dict, spec: str) -> tuple[tuple[int, ...], bool]:
     return layers, L - 1 in layers and not spec.endswith(OUTPUT_BIAS_SUFFIX)
 
 
-def variant_key(run: dict, spec: str) -> tuple:
+def variant_key(run: Run, spec: str) -> tuple:
     """What makes two specs the same training: the frozen layers, whether the output bias is frozen with them,
     whether a code map trains and whether the VAE's frozen log-variance head trains."""
     parts = parse_spec(spec)
@@ -164,7 +218,7 @@ def output_bias(frozen: bool) -> str:
     return "frozen" if frozen else "trained"
 
 
-def stitch_pairs(runs: list[dict], pair_types: list[str]) -> list[tuple[int, int, str]]:
+def stitch_pairs(runs: list[Run], pair_types: list[str]) -> list[tuple[int, int, str]]:
     """(A, B, type) index pairs: ``self`` always (the identity control); ``seed``: same architecture, B the
     next seed of that architecture (cyclically: each seed is A once and B once, so n seeds give n pairs rather
     than n(n-1), and the pairs stay independent enough for an interval over them); ``arch``: other architecture,

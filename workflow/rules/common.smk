@@ -10,7 +10,7 @@ from snakemake.utils import update_config
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
 from aedissect import config as study  # noqa: E402
-from aedissect import datasets  # noqa: E402
+from aedissect import datasets, plans  # noqa: E402
 
 # values given with --config, typed as a config file would type them (merged last, as Snakemake merged them)
 update_config(config, study.typed_overrides(workflow.config_settings.config))
@@ -40,13 +40,18 @@ onstart:
 
 RUNS = study.grid(config)
 RUN_BY_ID = {run["run_id"]: run for run in RUNS}
-CELLS = list(dict.fromkeys(study.run_cell(run) for run in RUNS))
+CELLS = plans.cells(RUNS)
 SEEDS = config["seeds"]
 # test examples each training records; figures.n_examples picks how many of them to draw, so that
 # changing it redraws the figure and retrains nothing
 RECORDED_EXAMPLES = 16
-# the `gpu` resource of torch jobs: a study with training.device cuda asks the scheduler (SLURM) for one GPU
-TORCH_GPUS = 1 if config["training"]["device"] == "cuda" else 0
+# What every torch job (envs/torch.yaml) names instead of repeating it: its env, the device it trains on, its
+# threads, and its memory and `gpu` resources (a study with training.device cuda asks the scheduler, SLURM, for one
+# GPU per job). The controls job does linear algebra on the CPU: it asks for the memory only.
+TORCH_ENV = "../../envs/torch.yaml"
+TORCH_DEVICE = config["training"]["device"]
+TORCH_THREADS = config["training"]["threads"]
+TORCH_RESOURCES = {"mem_mb": 2000, "gpu": 1 if TORCH_DEVICE == "cuda" else 0}
 CELL = "{dataset}/{kind}/{arch}/z{z}/{act}"
 
 
@@ -120,8 +125,7 @@ def get_final_outputs(wildcards):
 
 # ---- controls (workflow/rules/controls.smk) ----
 def get_dataset_runs(wildcards):
-    """Every run of one data set, in grid order: the controls job checks them all against one set of optima."""
-    return [run for run in RUNS if run["dataset"] == wildcards.dataset]
+    return plans.dataset_runs(RUNS, wildcards.dataset)
 
 
 def get_dataset_models(wildcards):
@@ -159,18 +163,14 @@ def get_paper_outputs(wildcards):
 
 
 # ---- interventions (workflow/rules/interventions.smk) ----
-from aedissect import plans  # noqa: E402
-
 GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
-GROUPS = list(dict.fromkeys(study.run_group(r) for r in RUNS))
+GROUPS = plans.groups(RUNS)
+FREEZE_RUNS = plans.freeze_runs(config, RUNS)
+FREEZE_CELLS = plans.cells(FREEZE_RUNS)
 try:
-    FREEZE_RUNS = plans.freeze_runs(config, RUNS)
-    FREEZE_SPECS = {
-        r["run_id"]: plans.freeze_specs(r, config["interventions"]["freeze"], plans.sweeps(r, config)) for r in RUNS
-    }
+    FREEZE_SPECS = plans.freeze_specs_by_run(config, RUNS)
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
-FREEZE_CELLS = list(dict.fromkeys(study.run_cell(r) for r in FREEZE_RUNS))
 
 
 def get_freeze_specs(wildcards):
@@ -190,8 +190,7 @@ def get_freeze_normal_metrics(wildcards):
 
 
 def get_group_runs(wildcards):
-    group = GROUP.format(dataset=wildcards.dataset, kind=wildcards.kind, z=wildcards.z, act=wildcards.act)
-    return [run for run in RUNS if study.run_group(run) == group]
+    return plans.group_runs(RUNS, GROUP.format(**dict(wildcards.items())))
 
 
 def get_group_models(wildcards):
@@ -199,8 +198,7 @@ def get_group_models(wildcards):
 
 
 def get_group_checks(wildcards):
-    cells = dict.fromkeys(study.run_cell(run) for run in get_group_runs(wildcards))
-    return [f"results/runs/{cell}/training_check.json" for cell in cells]
+    return [f"results/runs/{cell}/training_check.json" for cell in plans.cells(get_group_runs(wildcards))]
 
 
 def get_intervention_outputs(wildcards):
@@ -210,32 +208,16 @@ def get_intervention_outputs(wildcards):
 
 
 # ---- truncation (workflow/rules/truncation.smk) ----
-# truncation.select picks the grid cells that are profiled (null: all); each key filters one run field
-TRUNCATION_SELECT = {
-    "datasets": "dataset",
-    "model_kinds": "kind",
-    "architectures": "arch",
-    "bottlenecks": "bottleneck",
-    "activations": "activation",
-}
-
-
-def _truncation_selected(run):
-    select = config["truncation"]["select"]
-    return all(select.get(key) is None or run[field] in select[key] for key, field in TRUNCATION_SELECT.items())
-
-
+TRUNCATION_RUNS = plans.truncation_runs(config, RUNS)
+TRUNCATION_CELLS = plans.cells(TRUNCATION_RUNS)
+TRUNCATION_DATASETS = plans.datasets(TRUNCATION_RUNS)
 # the parts of each data set's layer profile figure: the keys of plotting_truncation.PROFILE_PARTS (not imported
 # here: matplotlib is no business of the parser)
 LAYER_PROFILE_PARTS = ["content", "dimension", "similarity"]
-TRUNCATION_RUNS = [run for run in RUNS if _truncation_selected(run)]
-TRUNCATION_CELLS = list(dict.fromkeys(study.run_cell(run) for run in TRUNCATION_RUNS))
-TRUNCATION_DATASETS = list(dict.fromkeys(run["dataset"] for run in TRUNCATION_RUNS))
 
 
 def get_truncation_options(wildcards):
-    """The probe settings only (not the selection nor threads), so that selecting more cells reruns nothing."""
-    return {key: value for key, value in config["truncation"].items() if key not in ("select", "threads")}
+    return plans.truncation_options(config)
 
 
 def get_truncation_runs(wildcards):

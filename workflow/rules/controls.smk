@@ -16,11 +16,11 @@ rule controls:
         "results/benchmarks/controls/{dataset}.tsv"
     params:
         runs=get_dataset_runs,
-    threads: config["training"]["threads"]
+    threads: TORCH_THREADS
     resources:
-        mem_mb=2000,
+        mem_mb=TORCH_RESOURCES["mem_mb"],
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/controls.py"
 

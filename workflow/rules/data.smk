@@ -7,6 +7,6 @@ rule prepare_data:
     params:
         options=get_data_options,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/prepare_data.py"

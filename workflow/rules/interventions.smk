@@ -14,13 +14,12 @@ rule freeze:
     params:
         runs=get_cell_runs,
         specs=get_freeze_specs,
-        device=config["training"]["device"],
-    threads: config["training"]["threads"]
+        device=TORCH_DEVICE,
+    threads: TORCH_THREADS
     resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
+        **TORCH_RESOURCES,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/freeze.py"
 
@@ -39,22 +38,18 @@ rule criticality:
     params:
         runs=get_group_runs,
         options=config["interventions"]["criticality"],
-        device=config["training"]["device"],
-    threads: config["training"]["threads"]
+        device=TORCH_DEVICE,
+    threads: TORCH_THREADS
     resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
+        **TORCH_RESOURCES,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/intervention_group.py"
 
 
-rule stitching:
-    input:
-        data="results/data/{dataset}.pt",
-        models=get_group_models,
-        trained=get_group_checks,
+# the same job with the other intervention: the rule's name picks it (workflow/scripts/intervention_group.py)
+use rule criticality as stitching with:
     output:
         f"results/interventions/stitching/{GROUP}.csv",
     log:
@@ -62,17 +57,7 @@ rule stitching:
     benchmark:
         f"results/benchmarks/stitching/{GROUP}.tsv"
     params:
-        runs=get_group_runs,
         options=config["interventions"]["stitching"],
-        device=config["training"]["device"],
-    threads: config["training"]["threads"]
-    resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/intervention_group.py"
 
 
 rule intervention_tables:

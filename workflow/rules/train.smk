@@ -15,14 +15,13 @@ rule train:
         f"results/benchmarks/train/{CELL}.tsv"
     params:
         runs=get_cell_runs,
-        device=config["training"]["device"],
+        device=TORCH_DEVICE,
         n_examples=RECORDED_EXAMPLES,
-    threads: config["training"]["threads"]
+    threads: TORCH_THREADS
     resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
+        **TORCH_RESOURCES,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/train.py"
 

@@ -1,5 +1,6 @@
 # Layer truncation (issue 3): cut every trained network at every layer and measure what each cut holds.
 # One job per grid cell (all seeds): torch starts once, and the cross-seed CKA sees every seed of the cell.
+# Its figures (layer profiles, CKA, encoding locus) are entries of FIGURES in figures.smk.
 
 
 rule truncate:
@@ -18,13 +19,12 @@ rule truncate:
     params:
         runs=get_cell_runs,
         options=get_truncation_options,
-        device=config["training"]["device"],
+        device=TORCH_DEVICE,
     threads: config["truncation"]["threads"]
     resources:
-        mem_mb=2000,
-        gpu=TORCH_GPUS,
+        **TORCH_RESOURCES,
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     script:
         "../scripts/truncate.py"
 
@@ -50,71 +50,3 @@ rule truncation_tables:
         "../../envs/analysis.yaml"
     script:
         "../scripts/truncation_tables.py"
-
-
-rule figure_layer_profile:
-    input:
-        "results/tables/layer_profiles.csv",
-    output:
-        pdf="results/figures/layer_profile_{dataset}_{part}.pdf",
-        png=report(
-            "results/figures/layer_profile_{dataset}_{part}.png",
-            caption="../report/layer_profile.rst",
-            category="Truncation",
-            subcategory="{dataset}",
-            labels={"figure": "layer profile", "metrics": "{part}"},
-        ),
-    log:
-        "results/logs/figures/layer_profile_{dataset}_{part}.log",
-    params:
-        figure="plotting_truncation.layer_profile",
-        dpi=config["figures"]["dpi"],
-    wildcard_constraints:
-        part=_alternatives(LAYER_PROFILE_PARTS),
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_cka:
-    input:
-        "results/tables/cka_matrices.csv",
-    output:
-        pdf="results/figures/cka_{dataset}.pdf",
-        png=report(
-            "results/figures/cka_{dataset}.png",
-            caption="../report/cka.rst",
-            category="Truncation",
-            subcategory="{dataset}",
-        ),
-    log:
-        "results/logs/figures/cka_{dataset}.log",
-    params:
-        figure="plotting_truncation.cka_heatmaps",
-        dpi=config["figures"]["dpi"],
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_encoding_locus:
-    input:
-        "results/tables/encoding_locus.csv",
-    output:
-        pdf="results/figures/encoding_locus.pdf",
-        png=report(
-            "results/figures/encoding_locus.png",
-            caption="../report/encoding_locus.rst",
-            category="Truncation",
-        ),
-    log:
-        "results/logs/figures/encoding_locus.log",
-    params:
-        figure="plotting_truncation.encoding_locus",
-        dpi=config["figures"]["dpi"],
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/figure.py"

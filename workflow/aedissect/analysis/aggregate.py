@@ -6,7 +6,7 @@ import pandas as pd
 
 from aedissect import io
 from aedissect.analysis.stats import summarize
-from aedissect.config import config_columns
+from aedissect.config import Run, config_columns
 from aedissect.formatting import MISSING, is_constant, number
 
 # config columns that identify a grid cell, i.e. what a summary over seeds groups by
@@ -31,17 +31,17 @@ VAE_METRICS = ["neg_elbo", "rate", "distortion", "active_units"]
 TRAIN_METRICS = ["test_loss", "test_mse", "psnr", *VAE_METRICS, "convergence", "pca_mse"]
 
 
-def runs_table(runs: list[dict]) -> pd.DataFrame:
+def runs_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame([config_columns(run) for run in runs])
 
 
-def with_config(runs: list[dict], frames: list[pd.DataFrame]) -> pd.DataFrame:
+def with_config(runs: list[Run], frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate per-run frames (each with a run_id column) and join the runs' config columns."""
     body = pd.concat(frames, ignore_index=True)
     return runs_table(runs).merge(body, on="run_id", how="right", validate="one_to_many")
 
 
-def train_metrics_table(runs: list[dict], metric_paths: list[str], reference_paths: list[str] = ()) -> pd.DataFrame:
+def train_metrics_table(runs: list[Run], metric_paths: list[str], reference_paths: list[str] = ()) -> pd.DataFrame:
     """One row per run: config columns, status, every training metric (missing ones NaN) and the error of a
     run that diverged (status ``diverged``, no metrics).
 
@@ -69,7 +69,7 @@ def train_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(n_failed=failed.to_numpy().astype(int))
 
 
-def controls_table(runs: list[dict], check_paths: list[str]) -> pd.DataFrame:
+def controls_table(runs: list[Run], check_paths: list[str]) -> pd.DataFrame:
     """Every control of every run (``aedissect.controls``): config columns, then ``check`` and its verdict."""
     return with_config(runs, [pd.read_csv(path) for path in check_paths])
 
@@ -94,7 +94,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves_table(runs: list[dict], log_paths: list[str], metrics: pd.DataFrame) -> pd.DataFrame:
+def curves_table(runs: list[Run], log_paths: list[str], metrics: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch losses of every run, long format (split = train / test), with the run's status from
     ``metrics``: a diverged run keeps the epochs before it diverged."""
     frames = [pd.read_csv(path) for path in log_paths]
@@ -105,7 +105,7 @@ def curves_table(runs: list[dict], log_paths: list[str], metrics: pd.DataFrame) 
     return long
 
 
-def reconstructions_table(runs: list[dict], paths: list[str], image_shapes: dict[str, list[int]]) -> pd.DataFrame:
+def reconstructions_table(runs: list[Run], paths: list[str], image_shapes: dict[str, list[int]]) -> pd.DataFrame:
     """Example reconstructions of the first seed of every cell, with the data set's image shape."""
     table = with_config(runs, [pd.read_csv(path) for path in paths])
     table["image_shape"] = table["dataset"].map(lambda d: "x".join(map(str, image_shapes.get(d, []))))

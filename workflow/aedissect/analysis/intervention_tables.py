@@ -13,7 +13,7 @@ import pandas as pd
 from aedissect import io
 from aedissect.analysis.aggregate import with_config as join
 from aedissect.analysis.stats import summarize
-from aedissect.config import config_columns
+from aedissect.config import Run, config_columns
 from aedissect.inference import shapley_shares
 from aedissect.plans import OUTPUT_BIAS_SUFFIX, bottleneck_cut, n_layers, output_bias, parse_spec
 
@@ -28,7 +28,7 @@ VARIANT_COLUMNS = [
 ]  # fmt: skip
 
 
-def freeze_table(runs: list[dict], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
+def freeze_table(runs: list[Run], freeze_dirs: list[str], normal_metric_paths: list[str]) -> pd.DataFrame:
     """One row per run and freeze spec with its test metrics; the normal run is spec ``none`` (k = 0).
 
     ``side`` is the spec's base (encoder, decoder, both, prefix, suffix, none), ``code_map`` whether a trainable
@@ -173,7 +173,7 @@ def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([by_arch, by_family], ignore_index=True)
 
 
-def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:
+def with_config(runs: list[Run], paths: list[str]) -> pd.DataFrame:
     return join(runs, [pd.read_csv(p) for p in paths])
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from aedissect.analysis import stats
 from aedissect.analysis.aggregate import CELL_COLUMNS, with_config
-from aedissect.config import run_cell
+from aedissect.config import Run, run_cell
 
 # the per-run layer profile the truncate job writes (long format: one row per state, cut and metric); state:
 # "trained" (the model) or "init" (the same network at its initial weights, fewer metrics)
@@ -144,7 +144,7 @@ def reparam_summary(reparam: pd.DataFrame) -> pd.DataFrame:
 
 
 def tables(
-    runs: list[dict], profile_paths: list[str], cka_paths: list[str], reparam_paths: list[str] = ()
+    runs: list[Run], profile_paths: list[str], cka_paths: list[str], reparam_paths: list[str] = ()
 ) -> dict[str, pd.DataFrame]:
     """Every truncation table from the per-run profiles and per-cell CKA and reparametrisation files (no torch
     needed).

@@ -20,8 +20,8 @@ over time. Parts, each timed here and now (nothing is taken from a file):
 - default_study_s: the default study (config.yaml) run with --cores 2 in a scratch directory (and
   default_study_3_seeds_s: the same with its first 3 seeds), and
   startup_share = (torch jobs x startup_s + analysis jobs x light_startup_s) / (2 cores x wall time), the
-  share of the run spent starting jobs rather than working in them; a rule's env (its ``conda:`` file) says
-  which kind its jobs are (skip this part with --skip-study).
+  share of the run spent starting jobs rather than working in them; a rule's env, as Snakemake parsed the
+  workflow (``aedissect.workflow_rules``), says which kind its jobs are (skip this part with --skip-study).
 
 Run it on an otherwise idle machine: the numbers are rates, and other processes take the cores.
 These are benchmark numbers, never assertions; docs/benchmark.md states the targets.
@@ -379,24 +379,14 @@ def dag_build() -> tuple[float, int, str]:
     return seconds, int(match.group(1)) if match else -1, study.name
 
 
-def torch_rules() -> set[str]:
-    """Names of the rules whose jobs run in envs/torch.yaml (rules made in a loop have names set elsewhere and
-    run in the analysis env)."""
-    names = set()
-    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", rules.read_text()):
-            match = re.match(r"rule (\w+):", block)
-            if match and '"../../envs/torch.yaml"' in block:
-                names.add(match.group(1))
-    return names
-
-
 def default_study(
     cores: int, startup_s: float, light_startup_s: float, seeds: int | None = None
 ) -> tuple[float, int, int, float]:
     """Wall seconds of the default study with `cores` (with ``seeds``: its first that many seeds only), its job
     counts (all, torch env), the start-up share."""
     import yaml
+
+    from aedissect import workflow_rules
 
     overrides = []
     if seeds is not None:
@@ -414,7 +404,7 @@ def default_study(
     rules = [
         r for r in re.findall(r"^Finished jobid: \d+ \(Rule: (\w+)\)", out.stderr + out.stdout, re.M) if r != "all"
     ]
-    heavy = torch_rules()
+    heavy = workflow_rules.torch_rules()
     n_torch = sum(rule in heavy for rule in rules)
     starting = n_torch * startup_s + (len(rules) - n_torch) * light_startup_s
     return wall, len(rules), n_torch, starting / (cores * wall)

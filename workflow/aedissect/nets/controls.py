@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from aedissect import controls, io
+from aedissect.config import Run
 from aedissect.nets.models import MLPAutoencoder, build_model
 from aedissect.nets.training import EVAL_SEED, loss_terms, reconstruction, setup_torch
 from aedissect.references import linear_vae_negative_elbo
@@ -36,7 +37,7 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def expected_negative_elbo(model: MLPAutoencoder, x: torch.Tensor, run: dict, n_samples: int) -> float:
+def expected_negative_elbo(model: MLPAutoencoder, x: torch.Tensor, run: Run, n_samples: int) -> float:
     """The test loss of the training loop (``loss_terms``: -ELBO per sample, beta-weighted rate) averaged over
     ``n_samples`` posterior draws per sample, from the loop's evaluation seed."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
@@ -44,7 +45,7 @@ def expected_negative_elbo(model: MLPAutoencoder, x: torch.Tensor, run: dict, n_
 
 
 @torch.no_grad()
-def measure(model: MLPAutoencoder, run: dict, x_train: torch.Tensor, x_test: torch.Tensor, ref: dict) -> dict:
+def measure(model: MLPAutoencoder, run: Run, x_train: torch.Tensor, x_test: torch.Tensor, ref: dict) -> dict:
     """What the run's checks compare with ``ref`` (``aedissect.controls.reference`` of its bottleneck)."""
     model = copy.deepcopy(model).double().eval()
     x_train, x_test = x_train.double(), x_test.double()
@@ -70,7 +71,7 @@ def measure(model: MLPAutoencoder, run: dict, x_train: torch.Tensor, x_test: tor
 
 
 @torch.no_grad()
-def linear_vae_terms(model: MLPAutoencoder, run: dict, x: torch.Tensor) -> dict:
+def linear_vae_terms(model: MLPAutoencoder, run: Run, x: torch.Tensor) -> dict:
     """A linear VAE's expected -ELBO per sample on ``x`` in closed form (``references.linear_vae_negative_elbo``):
     its mean map and decoder read off the weights, its posterior variances (affine in x through log var) per
     sample."""
@@ -95,7 +96,7 @@ def load_trained(path: str) -> tuple[MLPAutoencoder | None, dict]:
 
 
 def controls_dataset(
-    runs: list[dict], model_paths: list[str], data_path: str, checks_path: str, references_path: str, threads: int
+    runs: list[Run], model_paths: list[str], data_path: str, checks_path: str, references_path: str, threads: int
 ) -> None:
     """Every run of one data set checked against its optima: ``checks_path`` (run_id and ``controls.COLUMNS``,
     one row per run and check) and ``references_path`` (``controls.REFERENCE_COLUMNS``, one row per bottleneck)."""

@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from aedissect import io
-from aedissect.config import config_hash
+from aedissect.config import Run, config_hash
 from aedissect.nets.models import build_model, initial_models
 from aedissect.nets.training import (
     EVAL_SEED,
@@ -62,7 +62,7 @@ PER_MEMBER_KEYS = ("run_id", "seed", "freeze", "epochs", "keep_epochs")
 class _Loss(nn.Module):
     """``loss_terms`` as a module's forward, so that ``functional_call`` can swap in a member's weights."""
 
-    def __init__(self, model: nn.Module, run: dict):
+    def __init__(self, model: nn.Module, run: Run):
         super().__init__()
         self.model = model
         self.run = run
@@ -71,7 +71,7 @@ class _Loss(nn.Module):
         return loss_terms(self.model, x, self.run, None, eps)["loss"]
 
 
-def shared_part(run: dict) -> dict:
+def shared_part(run: Run) -> dict:
     """The part of a run that all members of one ensemble must have in common."""
     shared = {k: v for k, v in run.items() if k not in PER_MEMBER_KEYS}
     # a learning-rate schedule runs over the whole budget, so members with a schedule share their epochs too
@@ -82,7 +82,7 @@ def shared_part(run: dict) -> dict:
     return shared
 
 
-def check_members(runs: list[dict], models: list[nn.Module]) -> None:
+def check_members(runs: list[Run], models: list[nn.Module]) -> None:
     """The members must share their model's shapes, loss and optimiser settings."""
     first = shared_part(runs[0])
     shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in models]
@@ -94,20 +94,20 @@ def check_members(runs: list[dict], models: list[nn.Module]) -> None:
             )
 
 
-def frozen_names(model: nn.Module, run: dict) -> set[str]:
+def frozen_names(model: nn.Module, run: Run) -> set[str]:
     """The parameters a member holds fixed: its freeze spec's and those its module has frozen already."""
     fixed = {name for name, p in model.named_parameters() if not p.requires_grad}
     return fixed | set(model.frozen_parameters(run.get("freeze", "none")))
 
 
-def partly_trained(model: nn.Module, run: dict) -> dict:
+def partly_trained(model: nn.Module, run: Run) -> dict:
     """The parameters a member freezes in part, each with its mask of the elements that train."""
     masks = getattr(model, "trainable_masks", None)
     return masks(run.get("freeze", "none")) if masks is not None else {}
 
 
 def train_ensemble(
-    runs: list[dict],
+    runs: list[Run],
     data: dict,
     device: torch.device,
     resume_path: Path | None = None,
@@ -280,7 +280,7 @@ def member_state(params: dict, buffers: dict, m: int) -> dict:
     return {k: v[m].detach().clone() for k, v in {**params, **buffers}.items()}
 
 
-def stack_key(run: dict, model: nn.Module | None, in_dim: int) -> str:
+def stack_key(run: Run, model: nn.Module | None, in_dim: int) -> str:
     """Members with the same key can share one ensemble."""
     model = model if model is not None else build_model(run, in_dim)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -288,7 +288,7 @@ def stack_key(run: dict, model: nn.Module | None, in_dim: int) -> str:
 
 
 def train_members(
-    runs: list[dict],
+    runs: list[Run],
     data: dict,
     device: torch.device,
     names: list[str],

@@ -14,6 +14,7 @@ kinds, so ratios (criticality) and differences across kinds (stitching) use it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from aedissect import io
+from aedissect.config import Run
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import MLPAutoencoder, build_model, initial_models, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
@@ -37,13 +39,13 @@ METRICS = ["test_loss", "test_mse"]
 # ---------------------------------------------------------------- 1. freezing at initialisation
 
 
-def freeze_variant(run: dict, spec: str) -> dict:
+def freeze_variant(run: Run, spec: str) -> Run:
     """The run's config with part of the network frozen at its init: same seed, same budget."""
     return copy.deepcopy(run) | {"freeze": spec}
 
 
 def train_freeze_cell(
-    runs: list[dict],
+    runs: list[Run],
     specs_by_run: dict,
     data_path: str,
     out_dirs: list[str],
@@ -103,7 +105,7 @@ def side_parameters(model: MLPAutoencoder) -> dict:
     return {"params_encoder": sum(counts[:cut]), "params_decoder": sum(counts[cut:])}
 
 
-def variant_metrics(run: dict, result: dict, data: dict, device) -> dict:
+def variant_metrics(run: Run, result: dict, data: dict, device) -> dict:
     """What a freeze variant records besides its test metrics: ``train_mse`` of its final weights, the closed-form
     optimum of its trainable part where it is linear (``closed_form_optimum``) and the sides' parameter counts."""
     in_dim = data["x_train"].shape[1]
@@ -187,7 +189,7 @@ def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor,
     }
 
 
-def ensemble_on(runs: list[dict]) -> bool:
+def ensemble_on(runs: list[Run]) -> bool:
     return len(runs) > 0 and runs[0]["training"].get("ensemble", False)
 
 
@@ -226,7 +228,7 @@ def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder
     return out
 
 
-def retrain_run(run: dict, epochs: int) -> dict:
+def retrain_run(run: Run, epochs: int) -> Run:
     out = copy.deepcopy(run)
     out["training"] = out["training"] | {"epochs": epochs, "keep_epochs": []}
     return out
@@ -247,7 +249,7 @@ def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_
 
 
 def criticality(
-    run: dict,
+    run: Run,
     model: MLPAutoencoder,
     payload: dict,
     data: dict,
@@ -293,30 +295,19 @@ def criticality(
     return rows
 
 
-def criticality_group(
-    runs: list[dict],
-    model_paths: list[str],
-    data_path: str,
-    options: dict,
-    threads: int,
-    device: str,
-    out_path: str,
-    state_dir: Path | None = None,
-) -> None:
-    """Criticality of every layer of every model of one group (all architectures and seeds): one CSV."""
-    from aedissect.nets.data import load
-
-    dev = setup_torch(threads, device)
-    data = load(data_path)
-    loaded = [(run, *load_model(path, str(dev))) for run, path in zip(runs, model_paths, strict=True)]
+def criticality_table(
+    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+) -> pd.DataFrame:
+    """Criticality of every layer of every model of one group (all architectures and seeds), ``loaded`` the
+    models and payloads of ``runs`` as ``load_model`` returns them."""
+    loaded = [(run, *item) for run, item in zip(runs, loaded, strict=True)]
     retrained = retrain_layers(loaded, data, options, dev, state_dir) if options["retrain_epochs"] > 0 else None
     frames = []
     for run, model, payload in loaded:
         log.info("criticality of %s", run["run_id"])
         rows = criticality(run, model, payload, data, options, dev, retrained)
         frames.append(pd.DataFrame(rows).assign(run_id=run["run_id"]))
-    io.write_csv(pd.concat(frames, ignore_index=True), out_path)
-    remove_state(state_dir)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------- 4. stitching
@@ -331,7 +322,7 @@ class Stitched(nn.Module):
 
     kind = "ae"
 
-    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: dict):
+    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: Run):
         super().__init__()
         self.a, self.b, self.stitch = a, b, stitch
         self.a.requires_grad_(False)
@@ -370,7 +361,7 @@ def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) 
     return stitch
 
 
-def stitch_start(a, b, b_run: dict, data: dict, options: dict, device) -> tuple[dict, Stitched]:
+def stitch_start(a, b, b_run: Run, data: dict, options: dict, device) -> tuple[Run, Stitched]:
     """A stitch's training run and its start: the least-squares match of the two codes on the training set
     between copies of both (frozen) networks. Trained on B's reconstruction, it reports the reconstruction MSE."""
     start = least_squares_stitch(a, b, data["x_train"].to(device))
@@ -393,29 +384,17 @@ def fit_stitches(starts: list[tuple[dict, Stitched]], names: list[str], data: di
     return [result["metrics"] for result in results]
 
 
-def fit_stitch(a, b, b_run: dict, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
+def fit_stitch(a, b, b_run: Run, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
     """One stitch from A's code into B's decoder, fitted; its test metrics."""
     return fit_stitches([stitch_start(a, b, b_run, data, options, device)], ["stitch"], data, device, state_dir)[0]
 
 
-def stitching_group(
-    runs: list[dict],
-    model_paths: list[str],
-    data_path: str,
-    options: dict,
-    threads: int,
-    device: str,
-    out_path: str,
-    state_dir: Path | None = None,
-) -> None:
-    """Every configured pair of one group (same data set, kind and bottleneck size): penalties in one CSV. The
-    stitches of like pairs (same architectures) are fitted as one ensemble."""
-    from aedissect.nets.data import load
-
-    dev = setup_torch(threads, device)
-    data = load(data_path)
+def stitching_table(
+    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+) -> pd.DataFrame:
+    """Every configured pair of one group (same data set, kind and bottleneck size): one row per stitch with its
+    penalty. The stitches of like pairs (same architectures) are fitted as one ensemble."""
     x_test = data["x_test"].to(dev)
-    loaded = [load_model(path, str(dev)) for path in model_paths]
     models = [m for m, _ in loaded]
     inits = []
     for run, (_, payload) in zip(runs, loaded, strict=True):
@@ -446,5 +425,37 @@ def stitching_group(
                 | {"a_seed": runs[i]["seed"], "pair_type": pair_type, "stitch": stitch}
                 | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}
             )
-    io.write_csv(pd.DataFrame(rows), out_path)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the group jobs (rules criticality, stitching)
+
+GROUP_TABLES = {"criticality": criticality_table, "stitching": stitching_table}
+
+
+def group_job(
+    intervention: str,
+    runs: list[Run],
+    model_paths: list[str],
+    data_path: str,
+    options: dict,
+    threads: int,
+    device: str,
+    out_path: str,
+    state_dir: Path | None = None,
+) -> None:
+    """One intervention (a key of ``GROUP_TABLES``) on every model of one group (same data set, kind, bottleneck
+    and activation; every architecture and seed): one CSV. What it trains keeps its resume checkpoint in
+    ``state_dir`` until the CSV is written."""
+    from aedissect.nets.data import load
+
+    dev = setup_torch(threads, device)
+    data = load(data_path)
+    loaded = [load_model(path, str(dev)) for path in model_paths]
+    io.write_csv(GROUP_TABLES[intervention](runs, loaded, data, options, dev, state_dir), out_path)
     remove_state(state_dir)
+
+
+# the jobs of rules criticality and stitching (workflow/scripts/intervention_group.py calls ``<rule>_group``)
+criticality_group = functools.partial(group_job, "criticality")
+stitching_group = functools.partial(group_job, "stitching")

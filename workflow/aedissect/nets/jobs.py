@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from aedissect import io
-from aedissect.config import config_hash
+from aedissect.config import Run, config_hash
 from aedissect.controls import convergence
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import build_model
@@ -23,7 +23,7 @@ def to_cpu(state: dict) -> dict:
     return {k: v.cpu() for k, v in state.items()}
 
 
-def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int, provenance: dict) -> None:
+def save_run(run: Run, result: dict, data: dict, run_dir: Path, n_examples: int, provenance: dict) -> None:
     """Every per-run output: model.pt, config.json, train_log.csv, train_metrics.json, reconstructions.csv.
 
     A diverged run gets them too, so that the cell's other seeds keep their outputs and the tables can mark it:
@@ -74,7 +74,7 @@ def save_run(run: dict, result: dict, data: dict, run_dir: Path, n_examples: int
 
 
 def train_runs(
-    runs: list[dict], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
+    runs: list[Run], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
 ) -> None:
     """Train the runs of one grid cell, with ``training.ensemble`` all at once as one vmapped model, and save each.
 

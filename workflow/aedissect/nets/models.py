@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aedissect.config import Run
 from aedissect.plans import frozen_layer_set, parse_spec
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
@@ -184,7 +185,7 @@ class MLPAutoencoder(nn.Module):
         return masks
 
 
-def build_model(run: dict, in_dim: int, code_map: bool | None = None) -> MLPAutoencoder:
+def build_model(run: Run, in_dim: int, code_map: bool | None = None) -> MLPAutoencoder:
     """The run's model with its seeded initial weights; with a code map (at the identity) where its freeze spec
     trains one (``code_map`` None) or where ``code_map`` says so (a freeze cell stacks all its variants as one
     ensemble, the others with their map frozen at the identity)."""
@@ -200,7 +201,7 @@ def build_model(run: dict, in_dim: int, code_map: bool | None = None) -> MLPAuto
 INITS = ("default", "centred")
 
 
-def init_name(run: dict) -> str:
+def init_name(run: Run) -> str:
     """The run's initialisation; a config without ``training.init`` keeps the default (PyTorch's seeded) init."""
     return run.get("training", {}).get("init") or "default"
 
@@ -238,7 +239,7 @@ def centre_init(model: MLPAutoencoder, x_train: torch.Tensor) -> MLPAutoencoder:
     return model
 
 
-def initial_model(run: dict, x_train: torch.Tensor, code_map: bool | None = None) -> MLPAutoencoder:
+def initial_model(run: Run, x_train: torch.Tensor, code_map: bool | None = None) -> MLPAutoencoder:
     """The model a run trains from: ``build_model``'s seeded init, centred on the training data
     (``centre_init``) where the run's ``training.init`` is ``centred``. Used wherever a model is built from a run
     config to be trained from its init (the train job, one by one or as an ensemble, and the freeze sweep), so

@@ -36,7 +36,7 @@ from torch import nn
 
 from aedissect import inference, io, metrics
 from aedissect.analysis.truncation_tables import PROFILE_COLUMNS, REPARAM_COLUMNS
-from aedissect.config import run_cell
+from aedissect.config import Run, run_cell
 from aedissect.nets import jacobian, reparam
 from aedissect.nets.data import load
 from aedissect.nets.models import MLPAutoencoder, build_model, load_model
@@ -304,7 +304,7 @@ def cheap_profile(model: MLPAutoencoder, x_fit, x_test, x_jac, targets: dict, op
     }
 
 
-def profile_cell(runs: list[dict], model_paths: list, data: dict, options: dict, init: bool = True):
+def profile_cell(runs: list[Run], model_paths: list, data: dict, options: dict, init: bool = True):
     """Layer profiles of every seed of one grid cell and the cell's CKA matrices.
 
     ``model_paths``: per run its model.pt, or the trained model itself (``aedissect.profile``); ``runs`` need
@@ -380,7 +380,7 @@ def reparametrizable(model: MLPAutoencoder) -> bool:
 
 
 def reparam_cell(
-    runs: list[dict], model_paths: list, data: dict, options: dict, profiles: dict[str, pd.DataFrame]
+    runs: list[Run], model_paths: list, data: dict, options: dict, profiles: dict[str, pd.DataFrame]
 ) -> pd.DataFrame:
     """Every ReLU or linear model of a cell against its function-preserving twin (``reparam.reparametrize``
     seeded with the run's seed), per cut and metric of ``cheap_profile``: value_original (the trained row of
@@ -426,7 +426,7 @@ def _pooled_r2(mse: float, x: np.ndarray) -> float:
 
 
 def truncate_cell(
-    runs: list[dict],
+    runs: list[Run],
     model_paths: list[str],
     data_path: str,
     options: dict,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from aedissect import io
-from aedissect.config import config_hash
+from aedissect.config import Run, config_hash
 from aedissect.nets import optim
 from aedissect.nets.models import MLPAutoencoder, initial_model, state_digest
 from aedissect.status import TrainingDiverged
@@ -120,7 +120,7 @@ def setup_torch(threads: int, device: str) -> torch.device:
 def loss_terms(
     model: MLPAutoencoder,
     x: torch.Tensor,
-    run: dict,
+    run: Run,
     generator: torch.Generator | None,
     eps: torch.Tensor | None = None,
 ) -> dict:
@@ -212,7 +212,7 @@ def negative_log_likelihood(out: torch.Tensor, x: torch.Tensor, vae: dict) -> to
     return 0.5 * ((x - out) / sigma).pow(2).sum(dim=1) + d * math.log(sigma) + 0.5 * d * math.log(2 * math.pi)
 
 
-def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: dict) -> torch.Tensor:
+def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> torch.Tensor:
     """The mean reconstruction from the deterministic path (the VAE decodes mu)."""
     out = model(x)
     if model.kind == "vae" and run["vae"]["likelihood"] == "bernoulli":
@@ -221,7 +221,7 @@ def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: dict) -> torch.T
 
 
 @torch.no_grad()
-def evaluate(model: MLPAutoencoder, x: torch.Tensor, run: dict) -> dict:
+def evaluate(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> dict:
     """Test metrics: MSE per element, PSNR (data range 1); for the VAE the ELBO terms and active units."""
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(EVAL_SEED)
@@ -280,7 +280,7 @@ def lr_schedule_name(tr: dict) -> str:
 
 
 def train(
-    run: dict,
+    run: Run,
     data: dict,
     device: torch.device,
     resume_path: Path | None = None,

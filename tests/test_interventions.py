@@ -178,7 +178,7 @@ def test_the_sweep_trains_on_the_first_seeds_only_and_the_share_specs_on_every_s
 
 
 def test_freeze_runs_select_the_configured_cells():
-    runs = plans.freeze_runs(STUDY, config.grid(STUDY))
+    runs = plans.intervention_runs(STUDY, config.grid(STUDY))
     assert runs and {(r["dataset"], r["bottleneck"]) for r in runs} == {("digits", 4)}
     assert len(runs) == 2 * 2 * 2  # kinds x architectures x seeds
 

@@ -55,7 +55,7 @@ def test_the_freeze_sweep_and_the_truncation_read_their_own_selection(study):
     runs = config.grid(study)
     study["interventions"]["cells"] = {"model_kinds": ["vae"], "architectures": ["sym"]}
     study["truncation"]["select"] = {"datasets": ["digits"], "architectures": ["enc-heavy"]}
-    assert ids(plans.freeze_runs(study, runs)) == [f"{d}/vae/sym/z3/relu/s{s}" for d in ("digits", "factors")
+    assert ids(plans.intervention_runs(study, runs)) == [f"{d}/vae/sym/z3/relu/s{s}" for d in ("digits", "factors")
                                                    for s in (0, 1)]  # fmt: skip
     truncated = plans.truncation_runs(study, runs)
     assert ids(truncated) == [f"digits/{k}/enc-heavy/z3/relu/s{s}" for k in ("ae", "vae") for s in (0, 1)]

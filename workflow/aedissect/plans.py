@@ -111,8 +111,9 @@ def selected(runs: list[Run], selection: dict) -> list[Run]:
     return [run for run in runs if all(run[field] in values for field, values in chosen.items())]
 
 
-def freeze_runs(config: dict, runs: list[Run]) -> list[Run]:
-    """The runs of the study the freeze sweep covers: those ``interventions.cells`` selects."""
+def intervention_runs(config: dict, runs: list[Run]) -> list[Run]:
+    """The runs every intervention covers (the freeze sweep, re-initialisation and retraining, stitching): those
+    ``interventions.cells`` selects."""
     return selected(runs, config["interventions"]["cells"])
 
 

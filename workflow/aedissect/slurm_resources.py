@@ -41,14 +41,16 @@ def job_epochs(study: dict) -> dict[str, dict[str, int]]:
     work: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for run in runs:
         work["train"][config.run_cell(run)] += run["training"]["epochs"]
+    covered = plans.intervention_runs(study, runs)
+    for run in covered:
         work["criticality"][config.run_group(run)] += plans.n_layers(run) * options["criticality"]["retrain_epochs"]
     specs = plans.freeze_specs_by_run(study, runs)
-    for run in plans.freeze_runs(study, runs):
+    for run in covered:
         variants = {plans.variant_key(run, s) for s in specs[run["run_id"]]}
         work["freeze"][config.run_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
-    for group in plans.groups(runs):
-        pairs = plans.stitch_pairs(plans.group_runs(runs, group), stitching["pair_types"])
+    for group in plans.groups(covered):
+        pairs = plans.stitch_pairs(plans.group_runs(covered, group), stitching["pair_types"])
         fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
         work["stitching"][group] = fitted * stitching["epochs"]
     return {rule: dict(jobs) for rule, jobs in work.items()}

@@ -164,9 +164,9 @@ def get_paper_outputs(wildcards):
 
 # ---- interventions (workflow/rules/interventions.smk) ----
 GROUP = "{dataset}/{kind}/z{z}/{act}"  # stitching and criticality: every model of one group in one job
-GROUPS = plans.groups(RUNS)
-FREEZE_RUNS = plans.freeze_runs(config, RUNS)
+FREEZE_RUNS = plans.intervention_runs(config, RUNS)  # interventions.cells: the runs every intervention covers
 FREEZE_CELLS = plans.cells(FREEZE_RUNS)
+GROUPS = plans.groups(FREEZE_RUNS)
 try:
     FREEZE_SPECS = plans.freeze_specs_by_run(config, RUNS)
 except study.ConfigError as err:
@@ -190,7 +190,7 @@ def get_freeze_normal_metrics(wildcards):
 
 
 def get_group_runs(wildcards):
-    return plans.group_runs(RUNS, GROUP.format(**dict(wildcards.items())))
+    return plans.group_runs(FREEZE_RUNS, GROUP.format(**dict(wildcards.items())))
 
 
 def get_group_models(wildcards):

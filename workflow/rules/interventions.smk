@@ -1,5 +1,5 @@
-# Interventions (docs/methods.md, "Interventions"): freezing at init on a subset of cells, re-initialisation,
-# retraining one layer and stitching on every model; tables (their figures are paper figures, paper.smk).
+# Interventions (docs/methods.md, "Interventions"): freezing at init, re-initialisation, retraining one layer and
+# stitching on the cells of interventions.cells; tables (their figures are paper figures, paper.smk).
 
 
 rule freeze:

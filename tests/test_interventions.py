@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -277,6 +278,51 @@ def test_criticality_rows(data, trained, kind):
     for row in rows[rows["intervention"] == "retrain"].itertuples():
         if reinit[row.layer] > mse:
             assert row.recovered == pytest.approx((reinit[row.layer] - row.test_mse) / (reinit[row.layer] - mse))
+    # the mean predictor's test MSE from the data; three epochs on uniform noise hardly beat it (the AE does not:
+    # its damage has no scale, NaN; test_normalised_damage_... checks it on a model that learnt something)
+    mean_mse = float(((data["x_test"].double() - data["x_train"].double().mean(0)) ** 2).mean())
+    assert np.allclose(rows["mean_predictor_test_mse"], mean_mse, rtol=1e-12)
+    if mse < mean_mse:
+        assert rows["damage"].to_numpy() == pytest.approx(((rows["test_mse"] - mse) / (mean_mse - mse)).to_numpy())
+        assert (own["damage"] == 0.0).all()
+    else:
+        assert rows["damage"].isna().all()
+    assert rows.groupby("layer")["params"].first().tolist() == iv.layer_parameters(model)
+    assert rows.groupby("layer")["params"].first().sum() == sum(p.numel() for p in model.parameters())
+
+
+def test_normalised_damage_is_0_for_the_trained_weights_and_1_for_the_mean_predictor():
+    data = low_rank_data()
+    run = make_run("ae")
+    run["training"] = run["training"] | {"epochs": 30, "keep_epochs": []}
+    result = training.train(run, data, DEVICE)
+    model = build_model(run, 12)
+    model.load_state_dict(result["state"])
+    mse = training.evaluate(model, data["x_test"], run)["test_mse"]
+    mean_mse = iv.mean_predictor_mse(data["x_train"], data["x_test"])
+    assert mse < 0.5 * mean_mse  # trained: better than predicting the training mean
+    payload = {"state": result["state"], "init_state": result["init_state"], "epoch_states": {}}
+    options = {"factor": 2.0, "rerandom_seed": 1000, "retrain_epochs": 0}
+    rows = pd.DataFrame(iv.criticality(run, model, payload, data, options, DEVICE))
+    assert (rows.loc[rows["intervention"] == "trained", "damage"] == 0.0).all()
+    reinit = rows[rows["intervention"] == "reinit"]
+    assert reinit["damage"].to_numpy() == pytest.approx(((reinit["test_mse"] - mse) / (mean_mse - mse)).to_numpy())
+    assert (reinit["damage"] > 0).all()
+    # the mean predictor as a network: the output layer's weights zero, its bias the training mean (a Bernoulli
+    # VAE's logits: the mean's logit), so every test sample is reconstructed as the training mean
+    mean = copy.deepcopy(model)
+    out = mean.layers[-1][0]
+    x_mean = data["x_train"].mean(0)
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(x_mean)
+    predicted = training.evaluate(mean, data["x_test"], run)["test_mse"]
+    assert predicted == pytest.approx(mean_mse, rel=1e-5)
+    assert iv.normalised_damage(mse, mse, mean_mse) == 0.0
+    assert iv.normalised_damage(predicted, mse, mean_mse) == pytest.approx(1.0, rel=1e-4)
+    # twice the mean predictor's gap is 2; a model no better than the mean predictor has no scale: NaN
+    assert iv.normalised_damage(mse + 2 * (mean_mse - mse), mse, mean_mse) == pytest.approx(2.0)
+    assert np.isnan(iv.normalised_damage(1.0, mean_mse, mean_mse))
 
 
 def test_retraining_one_layer_changes_only_that_layer(data, trained):

@@ -129,13 +129,45 @@ def test_critical_encoder_fraction_and_text():
             "critical": [True, False, True, False, False, True],
         }
     )
-    out = findings.critical_layers(crit).set_index("run_id")["value"]
-    assert out["a/s0"] == 0.5 and out["a/s1"] == 0.0
+    out = findings.critical_layers(findings.criticality_rows(crit.assign(intervention="reinit")))
+    out = out.set_index(["run_id", "quantity"])["value"]
+    assert out["a/s0", "critical_encoder_fraction"] == 0.5 and out["a/s1", "critical_encoder_fraction"] == 0.0
+    assert out["a/s0", "critical_bottleneck_fraction"] == 0.0
+    assert np.isnan(out["a/s0", "critical_encoder_param_fraction"])  # an old table: no parameter counts
     runs = pd.DataFrame(
         {"run_id": ["a/s0", "a/s1"], "dataset": "d", "kind": "ae", "family": "symmetric", "arch": "x", "bottleneck": 3}
     )
     text = findings.critical_layer_text(crit, runs, majority=0.66)[("d", "ae", "symmetric")]
     assert text == "x: output (2/2)"  # enc1 is critical in 1 of 2 seeds only
+
+
+def test_critical_layers_read_the_normalised_damage_per_layer_and_per_parameter_bottleneck_apart():
+    # damage = (MSE_reinit - MSE) / (MSE_mean_predictor - MSE); critical at >= 0.5
+    table = pd.DataFrame(
+        {
+            "run_id": ["r"] * 4 + ["q"] * 4 + ["p"] * 4,
+            "intervention": "reinit",
+            "layer_name": ["enc1", "enc2", "bottleneck", "output"] * 3,
+            "side": ["encoder", "encoder", "bottleneck", "decoder"] * 3,
+            "params": [100, 50, 30, 20] * 3,
+            "damage": [0.9, 0.2, 0.5, 1.4] + [0.1, 0.0, 0.3, 0.4] + [np.nan] * 4,
+            "critical": False,  # the ratio rule's flag: not read where there is a damage
+        }
+    )
+    rows = findings.criticality_rows(pd.concat([table, table.assign(intervention="trained", damage=0.0)]))
+    assert rows["critical"].tolist()[:4] == [1.0, 0.0, 1.0, 1.0]
+    out = findings.critical_layers(rows).set_index(["run_id", "quantity"])["value"]
+    # r: enc1, the bottleneck layer and the output layer are critical
+    assert out["r", "critical_encoder_fraction"] == pytest.approx(1 / 3)
+    assert out["r", "critical_bottleneck_fraction"] == pytest.approx(1 / 3)
+    assert out["r", "critical_encoder_param_fraction"] == pytest.approx(100 / 150)
+    assert out["r", "critical_bottleneck_param_fraction"] == pytest.approx(30 / 150)
+    # q: nothing is critical; p: the model is no better than the mean predictor, the damage has no scale
+    assert out["q"].isna().all() and out["p"].isna().all() and len(out) == 3 * 4
+    runs = pd.DataFrame({"run_id": ["r", "q", "p"], "dataset": "d", "kind": "ae", "family": "f", "arch": "x"})
+    runs = runs.assign(bottleneck=3)
+    text = findings.critical_layer_text(rows, runs, majority=0.3)[("d", "ae", "f")]
+    assert text == "x: enc1 (1/3), bottleneck (1/3), output (1/3)"
 
 
 # ---------------------------------------------------------------- summaries and verdict rules

@@ -32,8 +32,12 @@ Per-run quantities (``quantities()``, one row per run and quantity):
 ``encoder_share_frozen_output_bias``
     The same with the output bias frozen too (spec ``decoder``, the textbook freeze): the control. A bias frozen
     at its random init cannot fit the data's mean, which charges the frozen decoder a loss that is no side's work.
-``critical_encoder_fraction``
-    Of the layers found critical (re-initialisation), the fraction that sit in the encoder.
+``critical_encoder_fraction`` / ``critical_bottleneck_fraction``
+    Of the layers found critical (re-initialisation undoes at least ``CRITICAL_DAMAGE`` of what training gained over
+    the mean predictor: normalised damage (MSE_reinit - MSE) / (MSE_mean_predictor - MSE)), the fraction before the
+    bottleneck layer, and the fraction that is the bottleneck layer itself (counted on its own).
+``critical_encoder_param_fraction`` / ``critical_bottleneck_param_fraction``
+    The same, each critical layer weighted by its parameter count.
 ``stitch_penalty``
     Mean stitching penalty at the bottleneck of the run as B, over its partners A of the same
     architecture and bottleneck (other seeds).
@@ -109,7 +113,10 @@ QUANTITY_LABELS = {
     "encoder_share_shapley": "encoder share of the work (Shapley)",
     "encoder_share": "encoder share of the work (leave-one-out)",
     "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",
-    "critical_encoder_fraction": "critical layers in the encoder (fraction)",
+    "critical_encoder_fraction": "critical layers before the bottleneck layer (fraction of critical layers)",
+    "critical_bottleneck_fraction": "critical layers that are the bottleneck layer (fraction of critical layers)",
+    "critical_encoder_param_fraction": "critical parameters before the bottleneck layer (fraction)",
+    "critical_bottleneck_param_fraction": "critical parameters in the bottleneck layer (fraction)",
     "stitch_penalty": "stitching penalty at the bottleneck",
     "test_mse": "test MSE per element",
 }
@@ -203,15 +210,31 @@ def compression_offsets(
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
+# a layer is critical when re-initialising it undoes at least this share of what training gained over the mean
+# predictor (normalised damage, ``nets.interventions.normalised_damage``)
+CRITICAL_DAMAGE = 0.5
+
+
 def criticality_rows(table: pd.DataFrame, intervention: str = "reinit") -> pd.DataFrame:
-    """layer_criticality.csv -> ``run_id, layer, side, critical`` for one intervention (layer = its name)."""
+    """layer_criticality.csv -> ``run_id, layer, side, critical, params, damage`` for one intervention (layer = its
+    name). ``critical``: 1.0 where the normalised damage is at least ``CRITICAL_DAMAGE``, 0.0 below, NaN where it has
+    no scale (the trained model no better than the mean predictor); a table without ``damage`` keeps its ratio-based
+    ``critical`` column. ``params``: the layer's parameter count (NaN where the table has none)."""
     rows = table[table["intervention"] == intervention]
+    if "damage" in rows:
+        damage = pd.to_numeric(rows["damage"], errors="coerce")
+        critical = (damage >= CRITICAL_DAMAGE).astype(float).where(damage.notna())
+    else:
+        damage = pd.Series(np.nan, index=rows.index)
+        critical = rows["critical"].astype(str).str.lower().isin(["true", "1", "1.0"]).astype(float)
     return pd.DataFrame(
         {
             "run_id": rows["run_id"],
             "layer": rows["layer_name"] if "layer_name" in rows else rows["layer"],
             "side": rows["side"],
-            "critical": rows["critical"].astype(str).str.lower().isin(["true", "1"]),
+            "critical": critical,
+            "params": pd.to_numeric(rows["params"], errors="coerce") if "params" in rows else np.nan,
+            "damage": damage,
         }
     )
 
@@ -283,23 +306,37 @@ def encoder_shares(share: pd.DataFrame, metric: str = "test_loss") -> pd.DataFra
     return pd.concat(parts, ignore_index=True)
 
 
-def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the fraction of critical layers in the encoder (layers up to and including the bottleneck).
+# per-run criticality quantities: of the critical layers (or of their parameters), the share before the bottleneck
+# layer and the share that is the bottleneck layer itself (the rest sits in the decoder)
+CRITICAL_QUANTITIES = {
+    ("layers", "encoder"): "critical_encoder_fraction",
+    ("layers", "bottleneck"): "critical_bottleneck_fraction",
+    ("params", "encoder"): "critical_encoder_param_fraction",
+    ("params", "bottleneck"): "critical_bottleneck_param_fraction",
+}
 
-    Expects ``run_id, layer, side, critical`` rows of one intervention (re-initialisation); a run with no
-    critical layer gets NaN.
+
+def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
+    """Per run, where its critical layers sit: of the critical layers, the fraction in the encoder (the layers
+    before the bottleneck layer) and the fraction that is the bottleneck layer, counted per layer and weighted by
+    the layers' parameter counts (``CRITICAL_QUANTITIES``); the decoder has the rest.
+
+    Expects ``criticality_rows`` of one intervention (re-initialisation). NaN where the run has no critical layer,
+    where a layer's criticality is unknown (NaN), and, per parameter, where the table has no parameter counts.
     """
     rows = []
     for run_id, run in criticality.groupby("run_id", sort=False):
-        critical = run[run["critical"].astype(bool)]
-        encoder = critical["side"].isin(["encoder", "bottleneck"]).sum()
-        rows.append(
-            {
-                "run_id": run_id,
-                "quantity": "critical_encoder_fraction",
-                "value": encoder / len(critical) if len(critical) else np.nan,
-            }
-        )
+        flags = pd.to_numeric(run["critical"], errors="coerce")
+        critical = run[flags == 1]
+        known = flags.notna().all() and len(critical)
+        params = pd.to_numeric(critical["params"], errors="coerce") if "params" in critical else None
+        for (unit, side), quantity in CRITICAL_QUANTITIES.items():
+            value = np.nan
+            if known and unit == "layers":
+                value = (critical["side"] == side).sum() / len(critical)
+            elif known and params is not None and params.notna().all() and params.sum() > 0:
+                value = params[critical["side"] == side].sum() / params.sum()
+            rows.append({"run_id": run_id, "quantity": quantity, "value": value})
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
@@ -311,7 +348,8 @@ def critical_layer_text(criticality: pd.DataFrame, runs: pd.DataFrame, majority:
         parts = []
         for arch, per_arch in group.groupby("arch", sort=True):
             n = per_arch["run_id"].nunique()
-            counts = per_arch[per_arch["critical"].astype(bool)].groupby("layer", sort=False)["run_id"].nunique()
+            flags = pd.to_numeric(per_arch["critical"], errors="coerce")
+            counts = per_arch[flags == 1].groupby("layer", sort=False)["run_id"].nunique()
             names = [f"{layer} ({k}/{n})" for layer, k in counts.items() if k >= majority * n]
             parts.append(f"{arch}: {', '.join(names) if names else 'none'}")
         out[key] = "; ".join(parts)
@@ -941,7 +979,7 @@ def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[s
         if quantity in OFFSET_QUANTITIES:
             extra = f"; models before / at / after the bottleneck: {q['n_below']} / {q['n_at']} / {q['n_above']}"
         value = fmt_ci(q)
-        if quantity == "critical_encoder_fraction" and not q["n"]:
+        if quantity in CRITICAL_QUANTITIES.values() and not q["n"]:
             value = "n/a (no layer is critical in any model)"
         lines.append(f"- {label}: {value}{fmt_boot(q)}{extra}")
     if key in critical:

@@ -186,11 +186,17 @@ def freeze_summary(freeze: pd.DataFrame) -> pd.DataFrame:
 
 
 def criticality_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ratio (test MSE over the trained model's) with CI over seeds, and how many seeds call it critical."""
+    """Mean ratio (test MSE over the trained model's) with CI over seeds, and how many seeds call it critical;
+    where the table has the normalised ``damage``, its mean with CI over seeds (``damage_*``) too."""
     by = [*GROUP, "family", "arch", "layer", "layer_name", "side", "intervention"]
     summary = summarize(table, by, value="ratio")
     critical = table.groupby(by, dropna=False)["critical"].mean().rename("critical_share").reset_index()
-    return summary.merge(critical, on=by, how="left")
+    summary = summary.merge(critical, on=by, how="left")
+    if "damage" in table.columns:
+        damage = summarize(table, by, value="damage")
+        damage = damage.rename(columns={c: f"damage_{c}" for c in ("mean", "std", "n", "ci95_low", "ci95_high")})
+        summary = summary.merge(damage, on=by, how="left")
+    return summary
 
 
 def stitching_summary(table: pd.DataFrame) -> pd.DataFrame:

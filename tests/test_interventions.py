@@ -590,12 +590,51 @@ def test_encoder_share_gives_the_shapley_share_of_the_symmetric_design_beside_th
     assert textbook["a", "test_loss", "frozen"] == pytest.approx(3.0 / (3.0 + 1.0))
     per_run = findings.encoder_shares(share)
     quantities = ["encoder_share", "encoder_share_frozen_output_bias", "encoder_share_shapley"]
-    assert sorted(per_run["quantity"].unique()) == quantities
-    assert len(per_run) == 2 * 3  # one per run and quantity: the symmetric leave-one-out rows stay out
+    indicators = ["shapley_excluded", "shapley_unchecked"]  # whether the run's frozen variants converged
+    assert sorted(per_run["quantity"].unique()) == quantities + indicators
+    assert len(per_run) == 2 * 5  # one per run and quantity: the symmetric leave-one-out rows stay out
     shapley = share[(share["method"] == "shapley") & (share["metric"] == "test_loss")].set_index("run_id")["value"]
     ours = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
     pd.testing.assert_series_equal(ours.sort_index(), shapley.sort_index(), check_names=False)
     assert (share["param_fraction_encoder"] == 0.75).all() and (share["param_fraction_decoder"] == 0.25).all()
+
+
+def test_each_share_says_whether_the_frozen_variants_it_uses_converged():
+    freeze = shapley_table()
+    # run a: the frozen encoder with its code map stopped short of its optimum, the both-frozen one reached it,
+    # the frozen decoder has no closed form; run b: only the both-frozen variant could be checked, and converged
+    flags = {("a", "encoder+code"): False, ("a", "both+code+bias"): True, ("a", "encoder"): True,
+             ("b", "both+code+bias"): True}  # fmt: skip
+    keys = zip(freeze["run_id"], freeze["freeze"], strict=True)
+    freeze["converged"] = [flags.get(key, float("nan")) for key in keys]
+    share = intervention_tables.encoder_share(freeze)
+
+    def row(run_id, method, design, output_bias=None):
+        chosen = share[(share["run_id"] == run_id) & (share["metric"] == "test_loss") & (share["method"] == method)]
+        chosen = chosen[chosen["design"] == design]
+        if output_bias is not None:
+            chosen = chosen[chosen["output_bias"] == output_bias]
+        assert len(chosen) == 1
+        return chosen.iloc[0]
+
+    a = row("a", "shapley", "symmetric")
+    assert a["converged"] is False and a["unconverged_specs"] == "encoder+code"
+    assert a["unchecked_specs"] == "decoder+bias"
+    b = row("b", "shapley", "symmetric")
+    assert b["converged"] is True and b["unconverged_specs"] == ""
+    assert b["unchecked_specs"] == "encoder+code; decoder+bias"
+    # the textbook rows of run a use encoder (converged) and decoder+bias (unchecked); of run b nothing is checked
+    textbook = row("a", "leave_one_out", "textbook", "trained")
+    assert textbook["converged"] is True and textbook["unchecked_specs"] == "decoder+bias"
+    assert pd.isna(row("b", "leave_one_out", "textbook", "trained")["converged"])
+    # the summary carries each side's parameter fraction and how many runs had an unconverged variant
+    summary = intervention_tables.share_summaries(
+        share.assign(kind="ae", bottleneck=3, activation="relu", family="f", arch="x", seed=[0, 1] * (len(share) // 2))
+    )
+    assert {"param_fraction_encoder", "param_fraction_decoder", "n_unconverged"} <= set(summary.columns)
+    assert (summary["param_fraction_encoder"] == 0.75).all()
+    shapley = summary[(summary["method"] == "shapley") & (summary["metric"] == "test_loss")]
+    assert shapley["n_unconverged"].tolist() == [1, 1]  # per architecture and per family
 
 
 def low_rank_data():

@@ -491,7 +491,8 @@ def test_r2_reads_the_shapley_share_where_the_table_has_it():
         assert by["encoder_share"] == pytest.approx(0.31) and by["encoder_share_frozen_output_bias"] == pytest.approx(
             0.1
         )
-        assert len(shares) == (9 if shapley else 6)
+        # with the Shapley share, per run: the share and whether the run was left out of it or could not be checked
+        assert len(shares) == (6 + 3 * 3 if shapley else 6)
         summary = findings.summarize_groups(findings.quantities(runs, [shares]), n_boot=0)
         result = findings.verdict(summary)
         if shapley:
@@ -501,6 +502,43 @@ def test_r2_reads_the_shapley_share_where_the_table_has_it():
             assert "its leave-one-out share 0.310" in result["sentence"]
         else:
             assert (result["work"], result["work_quantity"]) == ("decoder", "encoder_share")
+
+
+def test_r2_leaves_out_runs_whose_frozen_variants_did_not_converge_and_says_how_many():
+    runs = runs_of("symmetric", {"sym": ("16", "16"), "wide": ("32", "32")})
+    ids = runs["run_id"].tolist()  # sym s0..s2, wide s0..s2
+    values = [0.62, 0.64, 0.63, 0.61, 0.65, 0.05]  # wide s2: its frozen encoder stopped far from its optimum
+    converged = [True, "", True, True, True, False]  # "": no closed form for that run's variants, kept
+    shapley = share_rows(ids, values, output_bias=np.nan, method="shapley", design="symmetric")
+    loo = share_rows(ids, 0.3, output_bias="trained", method="leave_one_out", design="textbook")
+
+    def verdict_of(table):
+        per_run = findings.quantities(runs, [findings.encoder_shares(table)])
+        return findings.verdict(findings.summarize_groups(per_run, n_boot=0)), per_run
+
+    everything, _ = verdict_of(pd.concat([loo, shapley]))  # a table without `converged`: every run counts
+    assert everything["work_excluded"] == 0 and everything["work_unchecked"] == 6
+    result, per_run = verdict_of(pd.concat([loo, shapley.assign(converged=converged)]))
+    shares = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
+    assert np.isnan(shares[ids[5]]) and shares.notna().sum() == 5
+    # the unconverged run moved the share (seed 2's mean: (0.63 + 0.05) / 2) and the verdict; without it R2 is encoder
+    assert everything["share_mean"] == pytest.approx(np.mean([0.615, 0.645, 0.34]))
+    assert result["share_mean"] == pytest.approx(np.mean([0.615, 0.645, 0.63]))
+    assert (everything["work"], result["work"]) == ("even", "encoder")
+    assert (result["work_runs"], result["work_excluded"], result["work_unchecked"]) == (6, 1, 1)
+    assert "1 of 6 models left out of it because a frozen variant did not come within 2%" in result["sentence"]
+    assert "1 of 6 could not be checked (no closed form) and count" in result["sentence"]
+    assert "its leave-one-out share all seeds: 0.300" in result["sentence"]  # reported beside it, every run
+    assert result["work_reason"] == ""
+    # too few left: one seed per architecture converged -> no data, and why
+    few = shapley.assign(converged=[True, False, False, True, False, False])
+    result, _ = verdict_of(pd.concat([loo, few]))
+    assert result["work"] == "no data" and result["work_quantity"] == "encoder_share_shapley"
+    reason = "fewer than 2 seeds with a Shapley share (4 of 6 models left out: a frozen variant did not converge)"
+    assert result["work_reason"] == reason
+    assert f"R2 has no data: {result['work_reason']}" in result["sentence"]
+    table = findings.verdicts(findings.summarize_groups(findings.quantities(runs, [findings.encoder_shares(few)])))
+    assert table.loc[0, "work_excluded"] == 4 and "R2 has no data" in table.loc[0, "sentence"]
 
 
 # ---------------------------------------------------------------- tables and figure numbering

@@ -60,8 +60,10 @@ R1 compression: k = runs whose TwoNN completion offset is <= 0 (compression done
    ``encoder`` if k >= majority * N; ``decoder`` if N - k >= majority * N; else ``mixed``; ``no data``;
    ``fixed by construction`` (N = 0, the group has runs). With it, the exact binomial test of k against 1/2.
 R2 work: the 95% CI over seeds of the Shapley share where there is one, else of the leave-one-out share.
+   The Shapley share counts only runs whose frozen variants converged (``converged_shapley``; the verdict row
+   says how many runs were left out, ``work_excluded``, and how many could not be checked, ``work_unchecked``).
    ``encoder`` if its lower end > 0.5; ``decoder`` if its upper end < 0.5; ``even`` if it contains 0.5;
-   ``no data`` if there is no CI (fewer than 2 seeds).
+   ``no data`` if there is no CI (fewer than 2 seeds; ``work_reason`` says why).
 Verdict: ``yes`` (the encoder encodes) if R1 and R2 are both ``encoder``; ``no`` if either is ``decoder``;
    ``partly`` if exactly one is ``encoder`` and the other ``even``/``mixed``/``no data``; else ``undecided``.
 
@@ -84,6 +86,7 @@ from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
 from aedissect.formatting import estimate, is_constant, number
 from aedissect.inference import binomial_test, clopper_pearson, hierarchical_bootstrap_ci
+from aedissect.plans import CONVERGED_TOLERANCE
 
 GROUP = ["dataset", "kind", "family"]
 CELL = ["dataset", "kind", "family", "arch", "bottleneck"]
@@ -290,16 +293,7 @@ def encoder_shares(share: pd.DataFrame, metric: str = "test_loss") -> pd.DataFra
             shapley = shapley[shapley["design"].astype(str) == designs[0]] if designs else shapley.iloc[:0]
         if "output_bias" in shapley.columns and (shapley["output_bias"].astype(str) == "trained").any():
             shapley = shapley[shapley["output_bias"].astype(str) == "trained"]
-        shapley = shapley.drop_duplicates("run_id")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "run_id": shapley["run_id"].to_numpy(),
-                    "quantity": "encoder_share_shapley",
-                    "value": shapley["value"].to_numpy(dtype=float),
-                }
-            )
-        )
+        parts.append(converged_shapley(shapley.drop_duplicates("run_id")))
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=["run_id", "quantity", "value"])
@@ -314,6 +308,30 @@ CRITICAL_QUANTITIES = {
     ("params", "encoder"): "critical_encoder_param_fraction",
     ("params", "bottleneck"): "critical_bottleneck_param_fraction",
 }
+
+
+# per-run indicators (1 or 0) beside the Shapley share: the run is left out of it because a frozen variant it uses
+# did not converge; none of those variants could be checked (no closed form)
+EXCLUDED, UNCHECKED = "shapley_excluded", "shapley_unchecked"
+
+
+def converged_shapley(shapley: pd.DataFrame) -> pd.DataFrame:
+    """The Shapley rows of encoder_share.csv (one per run) -> ``run_id, quantity, value``: ``encoder_share_shapley``,
+    NaN for a run whose frozen variants (those its share uses) did not all converge (``converged`` False: a variant's
+    training MSE not within ``plans.CONVERGED_TOLERANCE`` of the closed-form optimum of its trainable part), so that
+    R2 reads converged runs only; and the indicators ``EXCLUDED`` (1: left out for that) and ``UNCHECKED`` (1: no
+    variant could be checked, ``converged`` empty: kept). A table without ``converged`` keeps every run, unchecked."""
+    flags = _truth(shapley["converged"]).tolist() if "converged" in shapley else [None] * len(shapley)
+    excluded = np.array([f is False for f in flags], dtype=bool)
+    unchecked = np.array([f is None for f in flags], dtype=float)
+    ids = shapley["run_id"].to_numpy()
+    values = {
+        "encoder_share_shapley": np.where(excluded, np.nan, shapley["value"].to_numpy(dtype=float)),
+        EXCLUDED: excluded.astype(float),
+        UNCHECKED: unchecked,
+    }
+    frames = [pd.DataFrame({"run_id": ids, "quantity": q, "value": v}) for q, v in values.items()]
+    return pd.concat(frames, ignore_index=True)
 
 
 def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
@@ -562,6 +580,51 @@ def share_quantity(summary: pd.DataFrame) -> str:
     return "encoder_share_shapley" if _get(summary, "encoder_share_shapley") is not None else "encoder_share"
 
 
+# R2 on converged runs only: how many runs its share had (``work_runs``), left out (``work_excluded``: a frozen
+# variant did not converge), could not check (``work_unchecked``: no closed form; kept), and why R2 has no data
+EXCLUSION_COLUMNS = ["work_runs", "work_excluded", "work_unchecked", "work_reason"]
+
+
+def share_exclusions(summary: pd.DataFrame, quantity: str, work: str) -> dict:
+    """The ``EXCLUSION_COLUMNS`` of a group's verdict: R2's Shapley share counts only runs whose frozen variants
+    converged (``converged_shapley``); the counts come from the indicators ``EXCLUDED`` and ``UNCHECKED`` (their
+    ``n_above``: runs with indicator 1). ``work_reason`` says why R2 is ``no data``: fewer than 2 seeds left, with
+    how many runs were left out; "" otherwise."""
+    share, left_out, unchecked = (_get(summary, q) for q in (quantity, EXCLUDED, UNCHECKED))
+    shapley = quantity == "encoder_share_shapley"
+    runs = int(left_out["n_runs"]) if shapley and left_out else int(share["n_runs"]) if share else 0
+    k = int(left_out["n_above"]) if shapley and left_out else 0
+    m = int(unchecked["n_above"]) if shapley and unchecked else 0
+    reason = ""
+    if work == "no data":
+        what = "Shapley" if shapley else "leave-one-out"
+        reason = f"fewer than 2 seeds with a {what} share" if runs else "no freezing runs"
+        if k:
+            reason += f" ({k} of {runs} models left out: a frozen variant did not converge)"
+    return {"work_runs": runs, "work_excluded": k, "work_unchecked": m, "work_reason": reason}
+
+
+def exclusion_clauses(excluded: dict) -> list[str]:
+    """The verdict sentence's words on R2's converged runs: how many models it left out, how many it could not
+    check; why it has no data."""
+    runs, k, m = excluded["work_runs"], excluded["work_excluded"], excluded["work_unchecked"]
+    if not runs:
+        return [f"R2 has no data: {excluded['work_reason']}"] if excluded["work_reason"] else []
+    tolerance = f"{CONVERGED_TOLERANCE:.0%}"
+    text = (
+        f"{k} of {runs} models left out of it because a frozen variant did not come within {tolerance} of its "
+        f"closed-form optimum"
+        if k
+        else f"no model left out for a frozen variant that did not converge (within {tolerance} of its optimum)"
+    )
+    if m:
+        text += f"; {m} of {runs} could not be checked (no closed form) and count"
+    clauses = [text]
+    if excluded["work_reason"]:
+        clauses.append(f"R2 has no data: {excluded['work_reason']}")
+    return clauses
+
+
 INTERVAL_KEYS = ["mean", "ci95_low", "ci95_high", "boot95_low", "boot95_high"]
 
 
@@ -581,6 +644,7 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     quantity = share_quantity(summary)
     share = _get(summary, quantity)
     work = rule_work(share)
+    excluded = share_exclusions(summary, quantity, work)
     result = FIXED if compression == FIXED else combine(compression, work)
     clauses = []
     if n:
@@ -598,6 +662,7 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     loo = _get(summary, "encoder_share")
     if quantity == "encoder_share_shapley":
         clauses.append(f"the encoder's Shapley share of the work is {fmt_ci(share)} (R2: {work})")
+        clauses += exclusion_clauses(excluded)
         if loo is not None:
             clauses.append(f"its leave-one-out share {fmt_ci(loo)}")
     elif share is not None:
@@ -616,6 +681,7 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         "pr_compression": pr_outcome,
         "work": work,
         "work_quantity": quantity,
+        **excluded,
         **interval_columns("share", share),
         "rule_verdict": result,
         "verdict": result,
@@ -661,6 +727,7 @@ VERDICT_COLUMNS = [
     "pr_compression",
     "work",
     "work_quantity",
+    *EXCLUSION_COLUMNS,
     "share_mean",
     "share_ci95_low",
     "share_ci95_high",
@@ -939,9 +1006,13 @@ Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model ki
   `encoder` if k >= {maj:.2f} N, `decoder` if N - k >= {maj:.2f} N, else `mixed`; the exact binomial test of k
   against N/2 is given beside it.
 - R2 work: the 95% t-interval over seeds of the encoder's Shapley share of the loss where the freezing runs give
-  one, else of its leave-one-out share (L_enc_frozen - L) / ((L_enc_frozen - L) + (L_dec_frozen - L)).
-  `encoder` if it lies above 0.5, `decoder` if below, `even` if it contains 0.5. The hierarchical bootstrap
-  interval (architectures, then seeds within them, resampled) is reported beside it.
+  one (the symmetric design), else of its leave-one-out share (L_enc_frozen - L) / ((L_enc_frozen - L) +
+  (L_dec_frozen - L)). The Shapley share counts only models whose frozen variants converged: a model with a
+  variant whose training MSE is not within {converged:.0%} of the closed-form optimum of its trainable part is
+  left out, and how many were is said beside the share (variants without a closed form cannot be checked and
+  count). `encoder` if the interval lies above 0.5, `decoder` if below, `even` if it contains 0.5, `no data` if
+  fewer than 2 seeds are left (the reason is given). The hierarchical bootstrap interval (architectures, then
+  seeds within them, resampled) and the leave-one-out share of every model are reported beside it.
 - Verdict: `yes` if R1 and R2 are both `encoder`; `no` if either is `decoder`; `partly` if one is `encoder`;
   else `undecided`.
 - Fragile: a verdict that changes under completion tolerance {tolerances}, majority {majorities} or with any one
@@ -966,7 +1037,34 @@ def rules_text(tolerance: float, majority: float, completion: str = "tolerance")
         tolerances=", ".join(f"{t:.0%}" for t in SENSITIVITY_TOLERANCES),
         majorities=", ".join(f"{m:g}" for m in SENSITIVITY_MAJORITIES),
         budget=", ".join(BUDGET),
+        converged=CONVERGED_TOLERANCE,
     )
+
+
+# each rule in one sentence for a reader outside the field (findings.md, "The rules in plain words")
+PLAIN_RULES = {
+    "R1 (compression)": (
+        "An autoencoder squeezes each input through a narrow middle layer (the bottleneck) and rebuilds it from "
+        "there; R1 says the first half, the encoder, did the squeezing if in most trained networks the data stops "
+        "getting simpler (its measured number of dimensions stops falling) at or before that middle layer."
+    ),
+    "R2 (work)": (
+        "We retrain each network with its first half, its second half, or both left at their random starting "
+        "values, credit each half with its average contribution to what training achieves (its Shapley value, "
+        "the standard fair split of a joint gain), and R2 says the encoder does the work if its credit is, with "
+        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining had "
+        "not finished."
+    ),
+    "Verdict": (
+        "The answer is yes only if both rules point to the encoder, no if either points to the second half "
+        "(the decoder), and partly if one rule points to the encoder and the other is undecided."
+    ),
+}
+
+
+def plain_rules_markdown() -> list[str]:
+    """The section of findings.md that says each rule in one sentence a reader outside the field understands."""
+    return ["## The rules in plain words", "", *(f"- **{rule}**: {text}" for rule, text in PLAIN_RULES.items()), ""]
 
 
 def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[str]:
@@ -1034,6 +1132,7 @@ def markdown(
             ]
             lines += [f"**{dataset}, {kind.upper()}, {row.family}**: {row.sentence}", ""]
             lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+    lines += plain_rules_markdown()
     lines += ["## How the verdicts are chosen", "", rules_text(tolerance, majority, completion)]
     return "\n".join(lines)
 

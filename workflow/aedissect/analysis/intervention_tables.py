@@ -80,6 +80,7 @@ SHARE_COLUMNS = [
     "metric", "method", "design", "output_bias", "spec_enc", "spec_dec", "spec_both",
     "loss_full", "loss_enc_frozen", "loss_dec_frozen", "loss_both_frozen", "phi_enc", "phi_dec", "value", "reason",
     "params_encoder", "params_decoder", "param_fraction_encoder", "param_fraction_decoder",
+    "converged", "unconverged_specs", "unchecked_specs",
 ]  # fmt: skip
 
 
@@ -155,7 +156,41 @@ def encoder_share(freeze: pd.DataFrame) -> pd.DataFrame:
                     | {"value": shares["share"], "reason": shares["share_reason"]}
                 )  # fmt: skip
     columns = ["run_id", *[c for c in _CONFIG_COLUMNS if c in config.columns], *SHARE_COLUMNS]
-    return pd.DataFrame(rows, columns=columns)
+    return with_convergence(pd.DataFrame(rows, columns=columns), freeze)
+
+
+def _truth(value) -> bool | None:
+    """A ``converged`` cell (bool, 1/0, "True"/"False"; NaN or empty for not known) as True, False or None."""
+    words = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+    return words.get(str(value).strip().lower())
+
+
+def with_convergence(share: pd.DataFrame, freeze: pd.DataFrame) -> pd.DataFrame:
+    """The share rows with whether the frozen variants each share uses (``spec_enc``, ``spec_dec`` and, where it
+    has one, ``spec_both``) converged (``freeze.csv``'s ``converged``: within ``CONVERGED_TOLERANCE`` of the
+    closed-form optimum of their trainable part):
+
+    - ``converged``: False where any of them did not, True where every one that could be checked did, NaN where
+      none could be checked (no closed form: the VAE, a trainable part that is not linear);
+    - ``unconverged_specs`` / ``unchecked_specs``: those specs, "; "-separated.
+    """
+    known = {}
+    if "converged" in freeze.columns:
+        columns = (freeze["run_id"], freeze["freeze"], freeze["converged"])
+        known = {(r, f): _truth(c) for r, f, c in zip(*columns, strict=True)}
+    converged, unconverged, unchecked = [], [], []
+    for row in share.to_dict("records"):
+        specs = [row[c] for c in ("spec_enc", "spec_dec", "spec_both") if isinstance(row.get(c), str) and row[c]]
+        flags = {spec: known.get((row["run_id"], spec)) for spec in specs}
+        bad = [spec for spec, flag in flags.items() if flag is False]
+        unconverged.append("; ".join(bad))
+        unchecked.append("; ".join(spec for spec, flag in flags.items() if flag is None))
+        converged.append(False if bad else True if any(f is True for f in flags.values()) else np.nan)
+    return share.assign(
+        converged=pd.Series(converged, index=share.index, dtype=object),
+        unconverged_specs=unconverged,
+        unchecked_specs=unchecked,
+    )
 
 
 _CONFIG_COLUMNS = [
@@ -166,11 +201,21 @@ GROUP = ["dataset", "kind", "bottleneck", "activation"]
 
 
 def share_summaries(share: pd.DataFrame) -> pd.DataFrame:
-    """Encoder share with a 95% CI over seeds, per architecture and per family (``level`` says which)."""
+    """Encoder share with a 95% CI over seeds, per architecture and per family (``level`` says which), beside each
+    side's mean share of the parameters (``param_fraction_encoder``, ``param_fraction_decoder``: the architecture's
+    own, or the mean over the family's runs) and how many runs had a frozen variant that did not converge
+    (``n_unconverged``)."""
     by = ["metric", "method", "design", "output_bias"]
-    by_arch = summarize(share, [*GROUP, "family", "arch", *by]).assign(level="arch")
-    by_family = summarize(share, [*GROUP, "family", *by]).assign(level="family", arch="all")
-    return pd.concat([by_arch, by_family], ignore_index=True)
+    parts = []
+    for level, keys in (("arch", [*GROUP, "family", "arch", *by]), ("family", [*GROUP, "family", *by])):
+        summary = summarize(share, keys).assign(level=level)
+        extra = share.assign(_unconverged=share["converged"].map(_truth).eq(False) if "converged" in share else False)
+        fractions = [c for c in ("param_fraction_encoder", "param_fraction_decoder") if c in share.columns]
+        grouped = extra.groupby(keys, sort=True, dropna=False)
+        extra = grouped[fractions].mean().join(grouped["_unconverged"].sum().rename("n_unconverged")).reset_index()
+        parts.append(summary.merge(extra, on=keys, how="left"))
+    parts[1] = parts[1].assign(arch="all")
+    return pd.concat(parts, ignore_index=True)
 
 
 def with_config(runs: list[dict], paths: list[str]) -> pd.DataFrame:

@@ -597,6 +597,8 @@ def test_encoder_share_gives_the_shapley_share_of_the_symmetric_design_beside_th
     ours = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
     pd.testing.assert_series_equal(ours.sort_index(), shapley.sort_index(), check_names=False)
     assert (share["param_fraction_encoder"] == 0.75).all() and (share["param_fraction_decoder"] == 0.25).all()
+    fractions = findings.parameter_fractions(share)  # findings reports the fraction beside the shares, once per run
+    assert fractions["run_id"].tolist() == ["a", "b"] and (fractions["value"] == 0.75).all()
 
 
 def test_each_share_says_whether_the_frozen_variants_it_uses_converged():
@@ -635,6 +637,66 @@ def test_each_share_says_whether_the_frozen_variants_it_uses_converged():
     assert (summary["param_fraction_encoder"] == 0.75).all()
     shapley = summary[(summary["method"] == "shapley") & (summary["metric"] == "test_loss")]
     assert shapley["n_unconverged"].tolist() == [1, 1]  # per architecture and per family
+
+
+def parameter_share_table():
+    """encoder_share.csv by hand: six architectures whose encoder parameter fractions span 0.1 to 0.9, five seeds,
+    share = 0.2 + 0.5 x fraction plus seed noise that averages to 0 within every architecture."""
+    fractions = {"a": 0.1, "dec-heavy-matched": 0.24, "b": 0.4, "c": 0.6, "enc-heavy-matched": 0.76, "d": 0.9}
+    noise = [-0.02, -0.01, 0.0, 0.01, 0.02]
+    rows = []
+    for arch, f in fractions.items():
+        for seed, e in enumerate(noise):
+            rows.append(
+                {"run_id": f"d/ae/{arch}/s{seed}", "dataset": "d", "kind": "ae", "arch": arch, "seed": seed}
+                | {"epochs": 40, "batch_size": 64, "lr": 0.005, "beta": float("nan"), "likelihood": float("nan")}
+                | {"metric": "test_loss", "method": "shapley", "design": "symmetric", "output_bias": float("nan")}
+                | {"value": 0.2 + 0.5 * f + e * (1 + f), "param_fraction_encoder": f, "converged": True}
+                | {"params_encoder": 1000 * f, "params_decoder": 1000 * (1 - f)}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_share_against_the_parameter_fraction_recovers_a_known_slope():
+    table = parameter_share_table()
+    # an unconverged run and a NaN share: left out (else the slope would move)
+    extra = table.iloc[[0, 1]].assign(seed=[7, 8], value=[5.0, float("nan")], converged=[False, True])
+    out = intervention_tables.share_vs_parameters(pd.concat([table, extra], ignore_index=True), n_boot=500)
+    assert len(out.drop_duplicates(["dataset", "kind", "metric", "method", "design"])) == 1
+    by = out.set_index(["estimate", "arch"])
+    slope, intercept, half = by.loc["slope", "all"], by.loc["intercept", "all"], by.loc["share_at_half", "all"]
+    assert slope["value"] == pytest.approx(0.5) and intercept["value"] == pytest.approx(0.2)
+    assert half["value"] == pytest.approx(0.45) and half["note"] == "inside the fractions measured"
+    for row in (slope, intercept, half):
+        assert row["ci95_low"] < row["value"] < row["ci95_high"]
+        assert row["boot95_low"] <= row["value"] <= row["boot95_high"]
+    assert (slope["n_runs"], slope["n_archs"], slope["n_seeds"], slope["n_excluded"]) == (30, 6, 5, 1)
+    assert (slope["fraction_min"], slope["fraction_max"]) == (0.1, 0.9)
+    # the t-interval with the models as observations is the textbook one (scipy's linregress)
+    from scipy import stats
+
+    fit = stats.linregress(table["param_fraction_encoder"], table["value"])
+    t = stats.t.ppf(0.975, len(table) - 2)
+    assert slope["ci95_high"] - slope["value"] == pytest.approx(t * fit.stderr)
+    assert intercept["ci95_high"] - intercept["value"] == pytest.approx(t * fit.intercept_stderr)
+    assert by.loc["r_squared", "all"]["value"] == pytest.approx(fit.rvalue**2)
+    # at matched parameter counts: the difference of the two matched architectures, and what the line predicts
+    # from their fractions alone, 0.5 x (0.76 - 0.24)
+    assert by.loc["matched_share", "enc-heavy-matched"]["value"] == pytest.approx(0.2 + 0.5 * 0.76)
+    assert by.loc["matched_share", "dec-heavy-matched"]["param_fraction_encoder"] == 0.24
+    difference = by.loc["matched_difference", "enc-heavy-matched - dec-heavy-matched"]
+    predicted = by.loc["matched_difference_predicted", "enc-heavy-matched - dec-heavy-matched"]
+    assert difference["value"] == pytest.approx(0.26) and predicted["value"] == pytest.approx(0.26)
+    assert difference["ci95_low"] < 0.26 < difference["ci95_high"] and difference["n_seeds"] == 5
+    assert predicted["ci95_low"] == pytest.approx(slope["ci95_low"] * 0.52)
+    # the line through the architectures' means: a bootstrap over architectures that all lie on it gives the slope
+    line = table.assign(value=0.2 + 0.5 * table["param_fraction_encoder"] + table["seed"] * 0.001)
+    exact = intervention_tables.share_vs_parameters(line, n_boot=200).set_index("estimate")
+    assert exact.loc["slope", "boot95_low"] == pytest.approx(0.5) == exact.loc["slope", "boot95_high"]
+    # one architecture: no line
+    alone = intervention_tables.share_vs_parameters(table[table["arch"] == "a"], n_boot=100).set_index("estimate")
+    assert np.isnan(alone.loc["slope", "value"]) and np.isnan(alone.loc["slope", "boot95_low"])
+    assert "matched_share" not in alone.index
 
 
 def low_rank_data():

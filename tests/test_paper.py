@@ -541,6 +541,71 @@ def test_r2_leaves_out_runs_whose_frozen_variants_did_not_converge_and_says_how_
     assert table.loc[0, "work_excluded"] == 4 and "R2 has no data" in table.loc[0, "sentence"]
 
 
+def shares_by_fraction(value_of, kind="ae", archs=None):
+    """encoder_share.csv's Shapley rows by hand: ``value_of(arch, fraction, seed)`` for five seeds of each
+    architecture (encoder parameter fraction)."""
+    archs = archs or {"dec-heavy": 0.1, "dec-heavy-matched": 0.24, "sym": 0.5, "enc-heavy-matched": 0.76, "enc": 0.9}
+    rows = []
+    for arch, f in archs.items():
+        for seed in range(5):
+            rows.append(
+                {"run_id": f"d/{kind}/{arch}/s{seed}", "dataset": "d", "kind": kind, "arch": arch, "seed": seed}
+                | {"metric": "test_loss", "method": "shapley", "design": "symmetric", "output_bias": np.nan}
+                | {"value": value_of(arch, f, seed), "param_fraction_encoder": f, "converged": True}
+                | {"params_encoder": 7000 * f, "params_decoder": 7000 * (1 - f)}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_findings_say_whether_encoder_heavy_and_more_encoder_parameters_can_be_told_apart():
+    from aedissect.analysis.intervention_tables import share_vs_parameters
+
+    noise = [-0.02, -0.01, 0.0, 0.01, 0.02]
+
+    def paragraph(value_of, **kwargs):
+        lines = findings.parameters_markdown(share_vs_parameters(shares_by_fraction(value_of, **kwargs), n_boot=300))
+        assert lines[0] == "## Encoder-heavy, or more encoder parameters?"
+        return lines[2]
+
+    # the share follows the parameter fraction, and the matched pair differs by what the line predicts
+    follows = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed])
+    assert follows.startswith("**d, AE**: across 5 architectures (25 models; the encoder's share of the parameters")
+    assert "changes by 0.600 [95% CI" in follows and "at a fraction of 0.5 the line gives 0.400" in follows
+    matched = "enc-heavy-matched 0.556 [95% CI 0.536, 0.576] (7000 parameters, a fraction of 0.760 in the encoder)"
+    assert matched in follows
+    assert follows.endswith(
+        "In short, they cannot be told apart: the share follows where the parameters sit, and at matched parameter "
+        "counts the two differ by what their parameter fractions predict."
+    )
+    # the encoder-heavy matched network does far more than its parameters predict: the shape matters
+    shape = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed] + (0.3 if arch == "enc-heavy-matched" else 0))
+    assert "In short, they can be told apart: at matched parameter counts the two differ by an amount" in shape
+    # a flat share: nothing moves it
+    flat = paragraph(lambda arch, f, seed: 0.45 + noise[seed])
+    assert "In short, neither the parameter fraction nor the family moves the share measurably" in flat
+    # no matched pair in the study
+    alone = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed], archs={"a": 0.1, "b": 0.5, "c": 0.9})
+    assert "the share follows the encoder's share of the parameters; the study has no pair" in alone
+    # findings.md has the section before the rules, and the rules in plain words, one sentence each
+    summary = findings.summarize_groups(per_run_table({0: [-1, -1], 1: [-1, 0], 2: [0, 0]}), n_boot=0)
+    table = share_vs_parameters(shares_by_fraction(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed]), n_boot=50)
+    text = findings.markdown(summary, findings.verdicts(summary), {}, 0.1, 0.66, parameters=table)
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[-3:] == [
+        "## Encoder-heavy, or more encoder parameters?",
+        "## The rules in plain words",
+        "## How the verdicts are chosen",
+    ]
+    plain = text.split("## The rules in plain words")[1].split("## How the verdicts are chosen")[0].strip().splitlines()
+    assert [line.split("**")[1] for line in plain] == list(findings.PLAIN_RULES)
+    for rule, sentence in findings.PLAIN_RULES.items():
+        assert f"- **{rule}**: {sentence}" in plain
+        assert sentence.count(". ") == 0 and sentence.endswith(".")  # one sentence
+    assert "converged" in findings.PLAIN_RULES["R2 (work)"] or "not finished" in findings.PLAIN_RULES["R2 (work)"]
+    assert "within 2% of the closed-form optimum" in text  # R2's exact rule names the tolerance
+    assert findings.parameters_markdown(None) == []
+
+
 # ---------------------------------------------------------------- tables and figure numbering
 
 

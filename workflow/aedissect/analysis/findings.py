@@ -29,6 +29,9 @@ Per-run quantities (``quantities()``, one row per run and quantity):
 ``encoder_share``
     The leave-one-out share (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from
     the freezing runs, the frozen decoder's output bias left to train (spec ``decoder+bias``).
+``param_fraction_encoder``
+    The encoder's share of the architecture's parameters (its layers up to and including the bottleneck layer),
+    beside the shares; share_vs_parameters.csv relates the two (``parameters_markdown``).
 ``encoder_share_frozen_output_bias``
     The same with the output bias frozen too (spec ``decoder``, the textbook freeze): the control. A bias frozen
     at its random init cannot fit the data's mean, which charges the frozen decoder a loss that is no side's work.
@@ -82,6 +85,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from aedissect.analysis.intervention_tables import MATCHED_PAIR
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
 from aedissect.formatting import estimate, is_constant, number
@@ -116,6 +120,7 @@ QUANTITY_LABELS = {
     "encoder_share_shapley": "encoder share of the work (Shapley)",
     "encoder_share": "encoder share of the work (leave-one-out)",
     "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",
+    "param_fraction_encoder": "encoder's share of the parameters (bottleneck layer included)",
     "critical_encoder_fraction": "critical layers before the bottleneck layer (fraction of critical layers)",
     "critical_bottleneck_fraction": "critical layers that are the bottleneck layer (fraction of critical layers)",
     "critical_encoder_param_fraction": "critical parameters before the bottleneck layer (fraction)",
@@ -332,6 +337,16 @@ def converged_shapley(shapley: pd.DataFrame) -> pd.DataFrame:
     }
     frames = [pd.DataFrame({"run_id": ids, "quantity": q, "value": v}) for q, v in values.items()]
     return pd.concat(frames, ignore_index=True)
+
+
+def parameter_fractions(share: pd.DataFrame) -> pd.DataFrame:
+    """encoder_share.csv -> ``run_id, quantity, value``: ``param_fraction_encoder``, the encoder's share of the
+    architecture's parameters (its layers up to and including the bottleneck layer), reported beside the shares."""
+    if "param_fraction_encoder" not in share.columns:
+        return pd.DataFrame(columns=["run_id", "quantity", "value"])
+    rows = share.dropna(subset=["param_fraction_encoder"]).drop_duplicates("run_id")
+    values = rows["param_fraction_encoder"].to_numpy(dtype=float)
+    return pd.DataFrame({"run_id": rows["run_id"].to_numpy(), "quantity": "param_fraction_encoder", "value": values})
 
 
 def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
@@ -1106,9 +1121,12 @@ def markdown(
     title: str = "Findings",
     controls: pd.DataFrame | None = None,
     completion: str = "tolerance",
+    parameters: pd.DataFrame | None = None,
 ) -> str:
     """findings.md: the controls first, then the verdict per family with every number (n, 95% CI, bootstrap CI),
-    the groups whose R1 outcome is fixed by construction apart, then the rules."""
+    the groups whose R1 outcome is fixed by construction apart, whether "encoder-heavy" and "more encoder
+    parameters" can be told apart (``parameters``: share_vs_parameters.csv), then the rules, in plain words and
+    exactly."""
     lines = [f"# {title}", "", "Generated from the result tables by `snakemake paper`; do not edit.", ""]
     lines += controls_markdown(controls)
     fixed_rows = []
@@ -1132,9 +1150,127 @@ def markdown(
             ]
             lines += [f"**{dataset}, {kind.upper()}, {row.family}**: {row.sentence}", ""]
             lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+    lines += parameters_markdown(parameters)
     lines += plain_rules_markdown()
     lines += ["## How the verdicts are chosen", "", rules_text(tolerance, majority, completion)]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the share against the parameter counts
+
+# the share findings.md reads from share_vs_parameters.csv: R2's (the symmetric design's Shapley share), else the
+# textbook leave-one-out share with the frozen decoder's output bias trained
+PARAMETER_SHARES = (("shapley", "symmetric", None), ("leave_one_out", "textbook", "trained"))
+
+
+def _interval(row, prefix: str = "boot95") -> tuple[float, float]:
+    """The bootstrap interval of a share_vs_parameters row where it has one, else its t-interval."""
+    low, high = row.get(f"{prefix}_low", np.nan), row.get(f"{prefix}_high", np.nan)
+    if _finite(low) and _finite(high):
+        return float(low), float(high)
+    return float(row.get("ci95_low", np.nan)), float(row.get("ci95_high", np.nan))
+
+
+def _with_interval(row, prefix: str = "boot95") -> str:
+    low, high = _interval(row, prefix)
+    if not (_finite(low) and _finite(high)):
+        return f"{number(row['value'])} (no interval)"
+    return f"{number(row['value'])} [95% CI {number(low)}, {number(high)}]"
+
+
+def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict | None) -> str:
+    """Whether "encoder-heavy" and "has more encoder parameters" can be told apart, from the line of the share on
+    the encoder's parameter fraction (``slope``) and the matched pair (``difference``: observed, ``predicted``: what
+    the line predicts from the pair's fractions alone):
+
+    - the observed difference's interval misses the predicted one: told apart (the pair differs by more or less than
+      where its parameters sit predicts: the network's shape matters beyond its parameter count);
+    - else, where the slope's interval excludes 0 or the difference's does: not told apart (the share follows the
+      parameters, and the pair differs by what their fractions predict);
+    - else neither moves the share measurably: nothing to tell apart.
+    """
+    if not _finite(slope.get("value")):
+        return "too few architectures to fit a line"
+    low, high = _interval(slope)
+    sloped = _finite(low) and (low > 0 or high < 0)
+    if difference is None or predicted is None:
+        what = "follows" if sloped else "does not measurably follow"
+        return (
+            f"the share {what} the encoder's share of the parameters; the study has no pair of architectures of "
+            f"matched parameter counts ({' and '.join(MATCHED_PAIR)}) to tell the two apart"
+        )
+    d_low, d_high = float(difference.get("ci95_low", np.nan)), float(difference.get("ci95_high", np.nan))
+    if not (_finite(d_low) and _finite(d_high)):
+        return "too few seeds of the matched pair to tell the two apart"
+    if not d_low <= float(predicted["value"]) <= d_high:
+        return (
+            "they can be told apart: at matched parameter counts the two differ by an amount their parameter "
+            "fractions do not predict, so the shape of the network matters beyond where its parameters sit"
+        )
+    if sloped or d_low > 0 or d_high < 0:
+        return (
+            "they cannot be told apart: the share follows where the parameters sit, and at matched parameter counts "
+            "the two differ by what their parameter fractions predict"
+        )
+    return "neither the parameter fraction nor the family moves the share measurably: there is nothing to tell apart"
+
+
+def _count(value) -> str:
+    return number(int(round(float(value)))) if _finite(value) else number(np.nan)
+
+
+def parameters_markdown(table: pd.DataFrame | None, metric: str = "test_loss") -> list[str]:
+    """The section of findings.md on whether "encoder-heavy" and "has more encoder parameters" can be told apart:
+    per data set and kind, from share_vs_parameters.csv (``intervention_tables.share_vs_parameters``), the line of
+    the share (R2's, ``PARAMETER_SHARES``) on the encoder's parameter fraction, the share it predicts at a fraction
+    of 0.5, the matched pair and ``parameters_conclusion``."""
+    if table is None or table.empty:
+        return []
+    lines = ["## Encoder-heavy, or more encoder parameters?", ""]
+    rows = table[table["metric"].astype(str) == metric]
+    for (dataset, kind), block in rows.groupby(["dataset", "kind"], sort=True):
+        chosen = None
+        for method, design, bias in PARAMETER_SHARES:
+            pick = block[(block["method"].astype(str) == method) & (block["design"].astype(str) == design)]
+            if bias is not None and "output_bias" in pick:
+                pick = pick[pick["output_bias"].astype(str) == bias]
+            if len(pick):
+                chosen, label = pick, "Shapley" if method == "shapley" else "leave-one-out"
+                break
+        if chosen is None:
+            continue
+        by = {(r["estimate"], str(r["arch"])): r for r in chosen.to_dict("records")}
+        slope, half = by.get(("slope", "all")), by.get(("share_at_half", "all"))
+        if slope is None:
+            continue
+        names = [str(a) for e, a in by if e == "matched_share"]
+        pair = " - ".join(names)
+        difference, predicted = by.get(("matched_difference", pair)), by.get(("matched_difference_predicted", pair))
+        text = (
+            f"**{dataset}, {kind.upper()}**: across {int(slope['n_archs'])} architectures ({int(slope['n_runs'])} "
+            f"models; the encoder's share of the parameters from {number(slope['fraction_min'])} to "
+            f"{number(slope['fraction_max'])}) the encoder's {label} share changes by "
+            f"{_with_interval(slope)} per unit of that fraction (interval: bootstrap over architectures)"
+        )
+        if half is not None and _finite(half["value"]):
+            text += f"; at a fraction of 0.5 the line gives {_with_interval(half)} ({half['note']})"
+        if int(slope.get("n_excluded") or 0):
+            text += f"; {int(slope['n_excluded'])} models left out, their frozen variants unconverged"
+        if difference is not None and predicted is not None:
+            shares = [by[("matched_share", a)] for a in names]
+            each = ", ".join(
+                f"{a} {_with_interval(r, 'ci95')} ({_count(r['params_total'])} parameters, a fraction of "
+                f"{number(r['param_fraction_encoder'])} in the encoder)"
+                for a, r in zip(names, shares, strict=True)
+            )
+            text += (
+                f". At matched parameter counts the shares are {each}: a difference of "
+                f"{_with_interval(difference, 'ci95')} (Welch interval over seeds), where the line predicts "
+                f"{_with_interval(predicted)} from their parameter fractions alone"
+            )
+        text += f". In short, {parameters_conclusion(slope, difference, predicted)}."
+        lines += [text, ""]
+    return lines if len(lines) > 2 else []
 
 
 def display_verdict(row: dict) -> str:

@@ -325,6 +325,29 @@ def test_normalised_damage_is_0_for_the_trained_weights_and_1_for_the_mean_predi
     assert np.isnan(iv.normalised_damage(1.0, mean_mse, mean_mse))
 
 
+def test_the_criticality_figure_shows_the_normalised_damage_where_the_table_has_it():
+    from aedissect.analysis import plotting_interventions
+
+    rows = []
+    archs = {"sym": ["enc1", "bottleneck", "dec1", "output"], "enc": ["enc1", "bottleneck", "output"]}
+    for arch, names in archs.items():
+        for layer, name in enumerate(names):
+            side = {0: "encoder", 1: "bottleneck"}.get(layer, "decoder")
+            for intervention in ("reinit", "rerandom"):
+                rows.append(
+                    {"dataset": "d", "kind": "ae", "family": "f", "arch": arch, "layer": layer, "layer_name": name}
+                    | {"side": side, "intervention": intervention, "ratio": 1.0 + layer, "damage": 0.25 * layer}
+                )
+    table = pd.DataFrame(rows)
+    fig = plotting_interventions.criticality_heatmap(table)
+    texts = {t.get_text() for ax in fig.axes[:2] for t in ax.texts}
+    assert {"0.00", "0.25", "0.50", "0.75"} <= texts  # the damage, not the ratio
+    assert fig.axes[-1].get_ylabel() == "normalised damage (0: trained, 1: mean predictor)"
+    old = plotting_interventions.criticality_heatmap(table.drop(columns="damage"))  # an older table: the ratio
+    assert "4.0" in {t.get_text() for ax in old.axes[:2] for t in ax.texts}
+    assert "log scale" in old.axes[-1].get_ylabel()
+
+
 def test_retraining_one_layer_changes_only_that_layer(data, trained):
     run, model, result = trained["ae", 0]
     layer = 2
@@ -693,6 +716,10 @@ def test_the_share_against_the_parameter_fraction_recovers_a_known_slope():
     line = table.assign(value=0.2 + 0.5 * table["param_fraction_encoder"] + table["seed"] * 0.001)
     exact = intervention_tables.share_vs_parameters(line, n_boot=200).set_index("estimate")
     assert exact.loc["slope", "boot95_low"] == pytest.approx(0.5) == exact.loc["slope", "boot95_high"]
+    # two architectures: every bootstrap replicate that fits is their line, no interval
+    two = table[table["arch"].isin(["a", "d"])]
+    two = intervention_tables.share_vs_parameters(two, n_boot=100).set_index("estimate")
+    assert two.loc["slope", "value"] == pytest.approx(0.5) and np.isnan(two.loc["slope", "boot95_low"])
     # one architecture: no line
     alone = intervention_tables.share_vs_parameters(table[table["arch"] == "a"], n_boot=100).set_index("estimate")
     assert np.isnan(alone.loc["slope", "value"]) and np.isnan(alone.loc["slope", "boot95_low"])

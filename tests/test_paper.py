@@ -163,7 +163,15 @@ def test_critical_layers_read_the_normalised_damage_per_layer_and_per_parameter_
     assert out["r", "critical_encoder_param_fraction"] == pytest.approx(100 / 150)
     assert out["r", "critical_bottleneck_param_fraction"] == pytest.approx(30 / 150)
     # q: nothing is critical; p: the model is no better than the mean predictor, the damage has no scale
-    assert out["q"].isna().all() and out["p"].isna().all() and len(out) == 3 * 4
+    fractions = out.drop(index=findings.UNSCALED, level="quantity")
+    assert fractions["q"].isna().all() and fractions["p"].isna().all() and len(fractions) == 3 * 4
+    assert out.xs(findings.UNSCALED, level="quantity").to_dict() == {"r": 0.0, "q": 0.0, "p": 1.0}
+    assert findings.no_critical_text({"n_above": 1, "n_runs": 3}).endswith(
+        "1 of 3 models no better than the mean predictor)"
+    )
+    assert findings.no_critical_text({"n_above": 3, "n_runs": 3}) == (
+        "n/a (no model beats the mean predictor: the damage has no scale)"
+    )
     runs = pd.DataFrame({"run_id": ["r", "q", "p"], "dataset": "d", "kind": "ae", "family": "f", "arch": "x"})
     runs = runs.assign(bottleneck=3)
     text = findings.critical_layer_text(rows, runs, majority=0.3)[("d", "ae", "f")]
@@ -536,7 +544,8 @@ def test_r2_leaves_out_runs_whose_frozen_variants_did_not_converge_and_says_how_
     assert result["work"] == "no data" and result["work_quantity"] == "encoder_share_shapley"
     reason = "fewer than 2 seeds with a Shapley share (4 of 6 models left out: a frozen variant did not converge)"
     assert result["work_reason"] == reason
-    assert f"R2 has no data: {result['work_reason']}" in result["sentence"]
+    assert "4 of 6 models left out of it because" in result["sentence"]
+    assert "R2 has no data: fewer than 2 seeds with a Shapley share;" in result["sentence"]
     table = findings.verdicts(findings.summarize_groups(findings.quantities(runs, [findings.encoder_shares(few)])))
     assert table.loc[0, "work_excluded"] == 4 and "R2 has no data" in table.loc[0, "sentence"]
 
@@ -586,6 +595,9 @@ def test_findings_say_whether_encoder_heavy_and_more_encoder_parameters_can_be_t
     # no matched pair in the study
     alone = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed], archs={"a": 0.1, "b": 0.5, "c": 0.9})
     assert "the share follows the encoder's share of the parameters; the study has no pair" in alone
+    # two architectures: the line is their difference, and a bootstrap over two architectures says nothing
+    two = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed], archs={"a": 0.1, "c": 0.9})
+    assert "In short, with 2 architectures the line is the difference between them: too few" in two
     # findings.md has the section before the rules, and the rules in plain words, one sentence each
     summary = findings.summarize_groups(per_run_table({0: [-1, -1], 1: [-1, 0], 2: [0, 0]}), n_boot=0)
     table = share_vs_parameters(shares_by_fraction(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed]), n_boot=50)

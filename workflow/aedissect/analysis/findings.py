@@ -85,7 +85,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from aedissect.analysis.intervention_tables import MATCHED_PAIR
+from aedissect.analysis.intervention_tables import MATCHED_PAIR, MIN_CLUSTERS
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
 from aedissect.formatting import estimate, is_constant, number
@@ -349,10 +349,16 @@ def parameter_fractions(share: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run_id": rows["run_id"].to_numpy(), "quantity": "param_fraction_encoder", "value": values})
 
 
+# per-run indicator beside the criticality quantities: 1 where no layer's damage has a scale (the trained model no
+# better than the mean predictor), so that "no critical layer" and "cannot tell" read apart
+UNSCALED = "criticality_unscaled"
+
+
 def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
     """Per run, where its critical layers sit: of the critical layers, the fraction in the encoder (the layers
     before the bottleneck layer) and the fraction that is the bottleneck layer, counted per layer and weighted by
-    the layers' parameter counts (``CRITICAL_QUANTITIES``); the decoder has the rest.
+    the layers' parameter counts (``CRITICAL_QUANTITIES``); the decoder has the rest. Beside them the indicator
+    ``UNSCALED`` (1: the run's damage has no scale, its model being no better than the mean predictor).
 
     Expects ``criticality_rows`` of one intervention (re-initialisation). NaN where the run has no critical layer,
     where a layer's criticality is unknown (NaN), and, per parameter, where the table has no parameter counts.
@@ -362,6 +368,7 @@ def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
         flags = pd.to_numeric(run["critical"], errors="coerce")
         critical = run[flags == 1]
         known = flags.notna().all() and len(critical)
+        rows.append({"run_id": run_id, "quantity": UNSCALED, "value": float(flags.isna().all())})
         params = pd.to_numeric(critical["params"], errors="coerce") if "params" in critical else None
         for (unit, side), quantity in CRITICAL_QUANTITIES.items():
             value = np.nan
@@ -635,8 +642,8 @@ def exclusion_clauses(excluded: dict) -> list[str]:
     if m:
         text += f"; {m} of {runs} could not be checked (no closed form) and count"
     clauses = [text]
-    if excluded["work_reason"]:
-        clauses.append(f"R2 has no data: {excluded['work_reason']}")
+    if excluded["work_reason"]:  # how many were left out is said just before
+        clauses.append(f"R2 has no data: {excluded['work_reason'].split(' (')[0]}")
     return clauses
 
 
@@ -682,6 +689,8 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
             clauses.append(f"its leave-one-out share {fmt_ci(loo)}")
     elif share is not None:
         clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work})")
+        if excluded["work_reason"]:
+            clauses.append(f"R2 has no data: {excluded['work_reason']}")
     control = _get(summary, "encoder_share_frozen_output_bias")
     if control is not None:
         clauses.append(f"with the output bias frozen too, the share would be {fmt_ci(control)}")
@@ -1082,6 +1091,18 @@ def plain_rules_markdown() -> list[str]:
     return ["## The rules in plain words", "", *(f"- **{rule}**: {text}" for rule, text in PLAIN_RULES.items()), ""]
 
 
+def no_critical_text(unscaled: dict | None) -> str:
+    """Why a criticality quantity has no value in a group: no layer is critical, or (``UNSCALED`` summary) models
+    no better than the mean predictor, whose damage has no scale."""
+    k = int(unscaled["n_above"]) if unscaled else 0
+    n = int(unscaled["n_runs"]) if unscaled else 0
+    if k and k == n:
+        return "n/a (no model beats the mean predictor: the damage has no scale)"
+    if k:
+        return f"n/a (no layer is critical in any model; {k} of {n} models no better than the mean predictor)"
+    return "n/a (no layer is critical in any model)"
+
+
 def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[str]:
     lines = []
     for quantity, label in QUANTITY_LABELS.items():
@@ -1093,7 +1114,7 @@ def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[s
             extra = f"; models before / at / after the bottleneck: {q['n_below']} / {q['n_at']} / {q['n_above']}"
         value = fmt_ci(q)
         if quantity in CRITICAL_QUANTITIES.values() and not q["n"]:
-            value = "n/a (no layer is critical in any model)"
+            value = no_critical_text(_get(group, UNSCALED))
         lines.append(f"- {label}: {value}{fmt_boot(q)}{extra}")
     if key in critical:
         lines.append(f"- critical layers (re-initialisation): {critical[key]}")
@@ -1178,11 +1199,19 @@ def _with_interval(row, prefix: str = "boot95") -> str:
     return f"{number(row['value'])} [95% CI {number(low)}, {number(high)}]"
 
 
+def _interval_kind(row) -> str:
+    """Which interval ``_with_interval`` gave a line's row, in words."""
+    if _finite(row.get("boot95_low")) and _finite(row.get("boot95_high")):
+        return "interval: bootstrap over architectures"
+    return "interval: Student-t with the models as observations, too few architectures to resample"
+
+
 def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict | None) -> str:
     """Whether "encoder-heavy" and "has more encoder parameters" can be told apart, from the line of the share on
     the encoder's parameter fraction (``slope``) and the matched pair (``difference``: observed, ``predicted``: what
     the line predicts from the pair's fractions alone):
 
+    - fewer than ``MIN_CLUSTERS`` architectures: too few to tell;
     - the observed difference's interval misses the predicted one: told apart (the pair differs by more or less than
       where its parameters sit predicts: the network's shape matters beyond its parameter count);
     - else, where the slope's interval excludes 0 or the difference's does: not told apart (the share follows the
@@ -1191,6 +1220,11 @@ def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict 
     """
     if not _finite(slope.get("value")):
         return "too few architectures to fit a line"
+    if int(slope.get("n_archs") or 0) < MIN_CLUSTERS:
+        return (
+            f"with {int(slope.get('n_archs') or 0)} architectures the line is the difference between them: too few "
+            "to tell the family from where its parameters sit"
+        )
     low, high = _interval(slope)
     sloped = _finite(low) and (low > 0 or high < 0)
     if difference is None or predicted is None:
@@ -1250,7 +1284,7 @@ def parameters_markdown(table: pd.DataFrame | None, metric: str = "test_loss") -
             f"**{dataset}, {kind.upper()}**: across {int(slope['n_archs'])} architectures ({int(slope['n_runs'])} "
             f"models; the encoder's share of the parameters from {number(slope['fraction_min'])} to "
             f"{number(slope['fraction_max'])}) the encoder's {label} share changes by "
-            f"{_with_interval(slope)} per unit of that fraction (interval: bootstrap over architectures)"
+            f"{_with_interval(slope)} per unit of that fraction ({_interval_kind(slope)})"
         )
         if half is not None and _finite(half["value"]):
             text += f"; at a fraction of 0.5 the line gives {_with_interval(half)} ({half['note']})"

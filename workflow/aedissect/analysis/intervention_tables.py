@@ -260,6 +260,8 @@ PARAMETER_CONFIG = ["dataset", "kind", "epochs", "batch_size", "lr", "beta", "li
 PARAMETER_SHARE = ["metric", "method", "design", "output_bias"]
 # the value the regression predicts the share at: as many encoder as decoder parameters
 BALANCED_FRACTION = 0.5
+# the fewest architectures a bootstrap over architectures is drawn from
+MIN_CLUSTERS = 3
 PARAMETER_COLUMNS = [
     "estimate", "arch", "value", "ci95_low", "ci95_high", "boot95_low", "boot95_high",
     "n_runs", "n_archs", "n_seeds", "n_excluded", "fraction_min", "fraction_max", "param_fraction_encoder",
@@ -303,12 +305,13 @@ def cluster_bootstrap_fit(
     """Percentile intervals of the least-squares slope, intercept and fitted value at ``at`` over a bootstrap of
     the clusters (architectures): each replicate draws as many clusters as there are, with replacement, every row of
     a drawn cluster kept, and refits. Replicates whose rows have a single distinct x are skipped; (NaN, NaN) for
-    each where fewer than 2 clusters or no replicate fits. Deterministic for a ``seed``."""
+    each where there are fewer than ``MIN_CLUSTERS`` clusters (with two, every replicate that fits is the same two
+    clusters' line: a zero-width interval that says nothing) or no replicate fits. Deterministic for a ``seed``."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     codes = pd.factorize(np.asarray(clusters), sort=True)[0]
     n_clusters = codes.max() + 1 if codes.size else 0
     nan2 = (np.nan, np.nan)
-    if n_clusters < 2 or not n_boot:
+    if n_clusters < MIN_CLUSTERS or not n_boot:
         return {"slope": nan2, "intercept": nan2, "at": nan2}
     # per cluster: n, sum x, sum y, sum x^2, sum x y; a replicate's sums are its draw counts times these
     sums = np.zeros((n_clusters, 5))

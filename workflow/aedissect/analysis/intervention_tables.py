@@ -272,8 +272,8 @@ PARAMETER_COLUMNS = [
 def ols_fit(x, y, at: float = BALANCED_FRACTION, level: float = 0.95) -> dict:
     """Least squares y = intercept + slope x with Student-t intervals (n - 2 degrees of freedom), every row an
     observation: ``slope``, ``intercept``, ``at`` (the fitted value at ``x = at``), each ``(value, low, high)``, and
-    ``r_squared``. NaN where there are fewer than 3 rows or fewer than 2 distinct x (intervals NaN with a perfect fit
-    of 3 or more rows: they are 0 wide)."""
+    ``r_squared``. NaN where there are fewer than 3 rows or fewer than 2 distinct x; a perfect fit has intervals of
+    width 0."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     nan3 = (np.nan, np.nan, np.nan)
     n = x.size

@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -277,6 +278,74 @@ def test_criticality_rows(data, trained, kind):
     for row in rows[rows["intervention"] == "retrain"].itertuples():
         if reinit[row.layer] > mse:
             assert row.recovered == pytest.approx((reinit[row.layer] - row.test_mse) / (reinit[row.layer] - mse))
+    # the mean predictor's test MSE from the data; three epochs on uniform noise hardly beat it (the AE does not:
+    # its damage has no scale, NaN; test_normalised_damage_... checks it on a model that learnt something)
+    mean_mse = float(((data["x_test"].double() - data["x_train"].double().mean(0)) ** 2).mean())
+    assert np.allclose(rows["mean_predictor_test_mse"], mean_mse, rtol=1e-12)
+    if mse < mean_mse:
+        assert rows["damage"].to_numpy() == pytest.approx(((rows["test_mse"] - mse) / (mean_mse - mse)).to_numpy())
+        assert (own["damage"] == 0.0).all()
+    else:
+        assert rows["damage"].isna().all()
+    assert rows.groupby("layer")["params"].first().tolist() == iv.layer_parameters(model)
+    assert rows.groupby("layer")["params"].first().sum() == sum(p.numel() for p in model.parameters())
+
+
+def test_normalised_damage_is_0_for_the_trained_weights_and_1_for_the_mean_predictor():
+    data = low_rank_data()
+    run = make_run("ae")
+    run["training"] = run["training"] | {"epochs": 30, "keep_epochs": []}
+    result = training.train(run, data, DEVICE)
+    model = build_model(run, 12)
+    model.load_state_dict(result["state"])
+    mse = training.evaluate(model, data["x_test"], run)["test_mse"]
+    mean_mse = iv.mean_predictor_mse(data["x_train"], data["x_test"])
+    assert mse < 0.5 * mean_mse  # trained: better than predicting the training mean
+    payload = {"state": result["state"], "init_state": result["init_state"], "epoch_states": {}}
+    options = {"factor": 2.0, "rerandom_seed": 1000, "retrain_epochs": 0}
+    rows = pd.DataFrame(iv.criticality(run, model, payload, data, options, DEVICE))
+    assert (rows.loc[rows["intervention"] == "trained", "damage"] == 0.0).all()
+    reinit = rows[rows["intervention"] == "reinit"]
+    assert reinit["damage"].to_numpy() == pytest.approx(((reinit["test_mse"] - mse) / (mean_mse - mse)).to_numpy())
+    assert (reinit["damage"] > 0).all()
+    # the mean predictor as a network: the output layer's weights zero, its bias the training mean (a Bernoulli
+    # VAE's logits: the mean's logit), so every test sample is reconstructed as the training mean
+    mean = copy.deepcopy(model)
+    out = mean.layers[-1][0]
+    x_mean = data["x_train"].mean(0)
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(x_mean)
+    predicted = training.evaluate(mean, data["x_test"], run)["test_mse"]
+    assert predicted == pytest.approx(mean_mse, rel=1e-5)
+    assert iv.normalised_damage(mse, mse, mean_mse) == 0.0
+    assert iv.normalised_damage(predicted, mse, mean_mse) == pytest.approx(1.0, rel=1e-4)
+    # twice the mean predictor's gap is 2; a model no better than the mean predictor has no scale: NaN
+    assert iv.normalised_damage(mse + 2 * (mean_mse - mse), mse, mean_mse) == pytest.approx(2.0)
+    assert np.isnan(iv.normalised_damage(1.0, mean_mse, mean_mse))
+
+
+def test_the_criticality_figure_shows_the_normalised_damage_where_the_table_has_it():
+    from aedissect.analysis import plotting_interventions
+
+    rows = []
+    archs = {"sym": ["enc1", "bottleneck", "dec1", "output"], "enc": ["enc1", "bottleneck", "output"]}
+    for arch, names in archs.items():
+        for layer, name in enumerate(names):
+            side = {0: "encoder", 1: "bottleneck"}.get(layer, "decoder")
+            for intervention in ("reinit", "rerandom"):
+                rows.append(
+                    {"dataset": "d", "kind": "ae", "family": "f", "arch": arch, "layer": layer, "layer_name": name}
+                    | {"side": side, "intervention": intervention, "ratio": 1.0 + layer, "damage": 0.25 * layer}
+                )
+    table = pd.DataFrame(rows)
+    fig = plotting_interventions.criticality_heatmap(table)
+    texts = {t.get_text() for ax in fig.axes[:2] for t in ax.texts}
+    assert {"0.00", "0.25", "0.50", "0.75"} <= texts  # the damage, not the ratio
+    assert fig.axes[-1].get_ylabel() == "normalised damage (0: trained, 1: mean predictor)"
+    old = plotting_interventions.criticality_heatmap(table.drop(columns="damage"))  # an older table: the ratio
+    assert "4.0" in {t.get_text() for ax in old.axes[:2] for t in ax.texts}
+    assert "log scale" in old.axes[-1].get_ylabel()
 
 
 def test_retraining_one_layer_changes_only_that_layer(data, trained):
@@ -544,12 +613,117 @@ def test_encoder_share_gives_the_shapley_share_of_the_symmetric_design_beside_th
     assert textbook["a", "test_loss", "frozen"] == pytest.approx(3.0 / (3.0 + 1.0))
     per_run = findings.encoder_shares(share)
     quantities = ["encoder_share", "encoder_share_frozen_output_bias", "encoder_share_shapley"]
-    assert sorted(per_run["quantity"].unique()) == quantities
-    assert len(per_run) == 2 * 3  # one per run and quantity: the symmetric leave-one-out rows stay out
+    indicators = ["shapley_excluded", "shapley_unchecked"]  # whether the run's frozen variants converged
+    assert sorted(per_run["quantity"].unique()) == quantities + indicators
+    assert len(per_run) == 2 * 5  # one per run and quantity: the symmetric leave-one-out rows stay out
     shapley = share[(share["method"] == "shapley") & (share["metric"] == "test_loss")].set_index("run_id")["value"]
     ours = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
     pd.testing.assert_series_equal(ours.sort_index(), shapley.sort_index(), check_names=False)
     assert (share["param_fraction_encoder"] == 0.75).all() and (share["param_fraction_decoder"] == 0.25).all()
+    fractions = findings.parameter_fractions(share)  # findings reports the fraction beside the shares, once per run
+    assert fractions["run_id"].tolist() == ["a", "b"] and (fractions["value"] == 0.75).all()
+
+
+def test_each_share_says_whether_the_frozen_variants_it_uses_converged():
+    freeze = shapley_table()
+    # run a: the frozen encoder with its code map stopped short of its optimum, the both-frozen one reached it,
+    # the frozen decoder has no closed form; run b: only the both-frozen variant could be checked, and converged
+    flags = {("a", "encoder+code"): False, ("a", "both+code+bias"): True, ("a", "encoder"): True,
+             ("b", "both+code+bias"): True}  # fmt: skip
+    keys = zip(freeze["run_id"], freeze["freeze"], strict=True)
+    freeze["converged"] = [flags.get(key, float("nan")) for key in keys]
+    share = intervention_tables.encoder_share(freeze)
+
+    def row(run_id, method, design, output_bias=None):
+        chosen = share[(share["run_id"] == run_id) & (share["metric"] == "test_loss") & (share["method"] == method)]
+        chosen = chosen[chosen["design"] == design]
+        if output_bias is not None:
+            chosen = chosen[chosen["output_bias"] == output_bias]
+        assert len(chosen) == 1
+        return chosen.iloc[0]
+
+    a = row("a", "shapley", "symmetric")
+    assert a["converged"] is False and a["unconverged_specs"] == "encoder+code"
+    assert a["unchecked_specs"] == "decoder+bias"
+    b = row("b", "shapley", "symmetric")
+    assert b["converged"] is True and b["unconverged_specs"] == ""
+    assert b["unchecked_specs"] == "encoder+code; decoder+bias"
+    # the textbook rows of run a use encoder (converged) and decoder+bias (unchecked); of run b nothing is checked
+    textbook = row("a", "leave_one_out", "textbook", "trained")
+    assert textbook["converged"] is True and textbook["unchecked_specs"] == "decoder+bias"
+    assert pd.isna(row("b", "leave_one_out", "textbook", "trained")["converged"])
+    # the summary carries each side's parameter fraction and how many runs had an unconverged variant
+    summary = intervention_tables.share_summaries(
+        share.assign(kind="ae", bottleneck=3, activation="relu", family="f", arch="x", seed=[0, 1] * (len(share) // 2))
+    )
+    assert {"param_fraction_encoder", "param_fraction_decoder", "n_unconverged"} <= set(summary.columns)
+    assert (summary["param_fraction_encoder"] == 0.75).all()
+    shapley = summary[(summary["method"] == "shapley") & (summary["metric"] == "test_loss")]
+    assert shapley["n_unconverged"].tolist() == [1, 1]  # per architecture and per family
+
+
+def parameter_share_table():
+    """encoder_share.csv by hand: six architectures whose encoder parameter fractions span 0.1 to 0.9, five seeds,
+    share = 0.2 + 0.5 x fraction plus seed noise that averages to 0 within every architecture."""
+    fractions = {"a": 0.1, "dec-heavy-matched": 0.24, "b": 0.4, "c": 0.6, "enc-heavy-matched": 0.76, "d": 0.9}
+    noise = [-0.02, -0.01, 0.0, 0.01, 0.02]
+    rows = []
+    for arch, f in fractions.items():
+        for seed, e in enumerate(noise):
+            rows.append(
+                {"run_id": f"d/ae/{arch}/s{seed}", "dataset": "d", "kind": "ae", "arch": arch, "seed": seed}
+                | {"epochs": 40, "batch_size": 64, "lr": 0.005, "beta": float("nan"), "likelihood": float("nan")}
+                | {"metric": "test_loss", "method": "shapley", "design": "symmetric", "output_bias": float("nan")}
+                | {"value": 0.2 + 0.5 * f + e * (1 + f), "param_fraction_encoder": f, "converged": True}
+                | {"params_encoder": 1000 * f, "params_decoder": 1000 * (1 - f)}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_share_against_the_parameter_fraction_recovers_a_known_slope():
+    table = parameter_share_table()
+    # an unconverged run and a NaN share: left out (else the slope would move)
+    extra = table.iloc[[0, 1]].assign(seed=[7, 8], value=[5.0, float("nan")], converged=[False, True])
+    out = intervention_tables.share_vs_parameters(pd.concat([table, extra], ignore_index=True), n_boot=500)
+    assert len(out.drop_duplicates(["dataset", "kind", "metric", "method", "design"])) == 1
+    by = out.set_index(["estimate", "arch"])
+    slope, intercept, half = by.loc["slope", "all"], by.loc["intercept", "all"], by.loc["share_at_half", "all"]
+    assert slope["value"] == pytest.approx(0.5) and intercept["value"] == pytest.approx(0.2)
+    assert half["value"] == pytest.approx(0.45) and half["note"] == "inside the fractions measured"
+    for row in (slope, intercept, half):
+        assert row["ci95_low"] < row["value"] < row["ci95_high"]
+        assert row["boot95_low"] <= row["value"] <= row["boot95_high"]
+    assert (slope["n_runs"], slope["n_archs"], slope["n_seeds"], slope["n_excluded"]) == (30, 6, 5, 1)
+    assert (slope["fraction_min"], slope["fraction_max"]) == (0.1, 0.9)
+    # the t-interval with the models as observations is the textbook one (scipy's linregress)
+    from scipy import stats
+
+    fit = stats.linregress(table["param_fraction_encoder"], table["value"])
+    t = stats.t.ppf(0.975, len(table) - 2)
+    assert slope["ci95_high"] - slope["value"] == pytest.approx(t * fit.stderr)
+    assert intercept["ci95_high"] - intercept["value"] == pytest.approx(t * fit.intercept_stderr)
+    assert by.loc["r_squared", "all"]["value"] == pytest.approx(fit.rvalue**2)
+    # at matched parameter counts: the difference of the two matched architectures, and what the line predicts
+    # from their fractions alone, 0.5 x (0.76 - 0.24)
+    assert by.loc["matched_share", "enc-heavy-matched"]["value"] == pytest.approx(0.2 + 0.5 * 0.76)
+    assert by.loc["matched_share", "dec-heavy-matched"]["param_fraction_encoder"] == 0.24
+    difference = by.loc["matched_difference", "enc-heavy-matched - dec-heavy-matched"]
+    predicted = by.loc["matched_difference_predicted", "enc-heavy-matched - dec-heavy-matched"]
+    assert difference["value"] == pytest.approx(0.26) and predicted["value"] == pytest.approx(0.26)
+    assert difference["ci95_low"] < 0.26 < difference["ci95_high"] and difference["n_seeds"] == 5
+    assert predicted["ci95_low"] == pytest.approx(slope["ci95_low"] * 0.52)
+    # the line through the architectures' means: a bootstrap over architectures that all lie on it gives the slope
+    line = table.assign(value=0.2 + 0.5 * table["param_fraction_encoder"] + table["seed"] * 0.001)
+    exact = intervention_tables.share_vs_parameters(line, n_boot=200).set_index("estimate")
+    assert exact.loc["slope", "boot95_low"] == pytest.approx(0.5) == exact.loc["slope", "boot95_high"]
+    # two architectures: every bootstrap replicate that fits is their line, no interval
+    two = table[table["arch"].isin(["a", "d"])]
+    two = intervention_tables.share_vs_parameters(two, n_boot=100).set_index("estimate")
+    assert two.loc["slope", "value"] == pytest.approx(0.5) and np.isnan(two.loc["slope", "boot95_low"])
+    # one architecture: no line
+    alone = intervention_tables.share_vs_parameters(table[table["arch"] == "a"], n_boot=100).set_index("estimate")
+    assert np.isnan(alone.loc["slope", "value"]) and np.isnan(alone.loc["slope", "boot95_low"])
+    assert "matched_share" not in alone.index
 
 
 def low_rank_data():

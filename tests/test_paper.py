@@ -129,13 +129,53 @@ def test_critical_encoder_fraction_and_text():
             "critical": [True, False, True, False, False, True],
         }
     )
-    out = findings.critical_layers(crit).set_index("run_id")["value"]
-    assert out["a/s0"] == 0.5 and out["a/s1"] == 0.0
+    out = findings.critical_layers(findings.criticality_rows(crit.assign(intervention="reinit")))
+    out = out.set_index(["run_id", "quantity"])["value"]
+    assert out["a/s0", "critical_encoder_fraction"] == 0.5 and out["a/s1", "critical_encoder_fraction"] == 0.0
+    assert out["a/s0", "critical_bottleneck_fraction"] == 0.0
+    assert np.isnan(out["a/s0", "critical_encoder_param_fraction"])  # an old table: no parameter counts
     runs = pd.DataFrame(
         {"run_id": ["a/s0", "a/s1"], "dataset": "d", "kind": "ae", "family": "symmetric", "arch": "x", "bottleneck": 3}
     )
     text = findings.critical_layer_text(crit, runs, majority=0.66)[("d", "ae", "symmetric")]
     assert text == "x: output (2/2)"  # enc1 is critical in 1 of 2 seeds only
+
+
+def test_critical_layers_read_the_normalised_damage_per_layer_and_per_parameter_bottleneck_apart():
+    # damage = (MSE_reinit - MSE) / (MSE_mean_predictor - MSE); critical at >= 0.5
+    table = pd.DataFrame(
+        {
+            "run_id": ["r"] * 4 + ["q"] * 4 + ["p"] * 4,
+            "intervention": "reinit",
+            "layer_name": ["enc1", "enc2", "bottleneck", "output"] * 3,
+            "side": ["encoder", "encoder", "bottleneck", "decoder"] * 3,
+            "params": [100, 50, 30, 20] * 3,
+            "damage": [0.9, 0.2, 0.5, 1.4] + [0.1, 0.0, 0.3, 0.4] + [np.nan] * 4,
+            "critical": False,  # the ratio rule's flag: not read where there is a damage
+        }
+    )
+    rows = findings.criticality_rows(pd.concat([table, table.assign(intervention="trained", damage=0.0)]))
+    assert rows["critical"].tolist()[:4] == [1.0, 0.0, 1.0, 1.0]
+    out = findings.critical_layers(rows).set_index(["run_id", "quantity"])["value"]
+    # r: enc1, the bottleneck layer and the output layer are critical
+    assert out["r", "critical_encoder_fraction"] == pytest.approx(1 / 3)
+    assert out["r", "critical_bottleneck_fraction"] == pytest.approx(1 / 3)
+    assert out["r", "critical_encoder_param_fraction"] == pytest.approx(100 / 150)
+    assert out["r", "critical_bottleneck_param_fraction"] == pytest.approx(30 / 150)
+    # q: nothing is critical; p: the model is no better than the mean predictor, the damage has no scale
+    fractions = out.drop(index=findings.UNSCALED, level="quantity")
+    assert fractions["q"].isna().all() and fractions["p"].isna().all() and len(fractions) == 3 * 4
+    assert out.xs(findings.UNSCALED, level="quantity").to_dict() == {"r": 0.0, "q": 0.0, "p": 1.0}
+    assert findings.no_critical_text({"n_above": 1, "n_runs": 3}).endswith(
+        "1 of 3 models no better than the mean predictor)"
+    )
+    assert findings.no_critical_text({"n_above": 3, "n_runs": 3}) == (
+        "n/a (no model beats the mean predictor: the damage has no scale)"
+    )
+    runs = pd.DataFrame({"run_id": ["r", "q", "p"], "dataset": "d", "kind": "ae", "family": "f", "arch": "x"})
+    runs = runs.assign(bottleneck=3)
+    text = findings.critical_layer_text(rows, runs, majority=0.3)[("d", "ae", "f")]
+    assert text == "x: enc1 (1/3), bottleneck (1/3), output (1/3)"
 
 
 # ---------------------------------------------------------------- summaries and verdict rules
@@ -459,7 +499,8 @@ def test_r2_reads_the_shapley_share_where_the_table_has_it():
         assert by["encoder_share"] == pytest.approx(0.31) and by["encoder_share_frozen_output_bias"] == pytest.approx(
             0.1
         )
-        assert len(shares) == (9 if shapley else 6)
+        # with the Shapley share, per run: the share and whether the run was left out of it or could not be checked
+        assert len(shares) == (6 + 3 * 3 if shapley else 6)
         summary = findings.summarize_groups(findings.quantities(runs, [shares]), n_boot=0)
         result = findings.verdict(summary)
         if shapley:
@@ -469,6 +510,112 @@ def test_r2_reads_the_shapley_share_where_the_table_has_it():
             assert "its leave-one-out share 0.310" in result["sentence"]
         else:
             assert (result["work"], result["work_quantity"]) == ("decoder", "encoder_share")
+
+
+def test_r2_leaves_out_runs_whose_frozen_variants_did_not_converge_and_says_how_many():
+    runs = runs_of("symmetric", {"sym": ("16", "16"), "wide": ("32", "32")})
+    ids = runs["run_id"].tolist()  # sym s0..s2, wide s0..s2
+    values = [0.62, 0.64, 0.63, 0.61, 0.65, 0.05]  # wide s2: its frozen encoder stopped far from its optimum
+    converged = [True, "", True, True, True, False]  # "": no closed form for that run's variants, kept
+    shapley = share_rows(ids, values, output_bias=np.nan, method="shapley", design="symmetric")
+    loo = share_rows(ids, 0.3, output_bias="trained", method="leave_one_out", design="textbook")
+
+    def verdict_of(table):
+        per_run = findings.quantities(runs, [findings.encoder_shares(table)])
+        return findings.verdict(findings.summarize_groups(per_run, n_boot=0)), per_run
+
+    everything, _ = verdict_of(pd.concat([loo, shapley]))  # a table without `converged`: every run counts
+    assert everything["work_excluded"] == 0 and everything["work_unchecked"] == 6
+    result, per_run = verdict_of(pd.concat([loo, shapley.assign(converged=converged)]))
+    shares = per_run[per_run["quantity"] == "encoder_share_shapley"].set_index("run_id")["value"]
+    assert np.isnan(shares[ids[5]]) and shares.notna().sum() == 5
+    # the unconverged run moved the share (seed 2's mean: (0.63 + 0.05) / 2) and the verdict; without it R2 is encoder
+    assert everything["share_mean"] == pytest.approx(np.mean([0.615, 0.645, 0.34]))
+    assert result["share_mean"] == pytest.approx(np.mean([0.615, 0.645, 0.63]))
+    assert (everything["work"], result["work"]) == ("even", "encoder")
+    assert (result["work_runs"], result["work_excluded"], result["work_unchecked"]) == (6, 1, 1)
+    assert "1 of 6 models left out of it because a frozen variant did not come within 2%" in result["sentence"]
+    assert "1 of 6 could not be checked (no closed form) and count" in result["sentence"]
+    assert "its leave-one-out share all seeds: 0.300" in result["sentence"]  # reported beside it, every run
+    assert result["work_reason"] == ""
+    # too few left: one seed per architecture converged -> no data, and why
+    few = shapley.assign(converged=[True, False, False, True, False, False])
+    result, _ = verdict_of(pd.concat([loo, few]))
+    assert result["work"] == "no data" and result["work_quantity"] == "encoder_share_shapley"
+    reason = "fewer than 2 seeds with a Shapley share (4 of 6 models left out: a frozen variant did not converge)"
+    assert result["work_reason"] == reason
+    assert "4 of 6 models left out of it because" in result["sentence"]
+    assert "R2 has no data: fewer than 2 seeds with a Shapley share;" in result["sentence"]
+    table = findings.verdicts(findings.summarize_groups(findings.quantities(runs, [findings.encoder_shares(few)])))
+    assert table.loc[0, "work_excluded"] == 4 and "R2 has no data" in table.loc[0, "sentence"]
+
+
+def shares_by_fraction(value_of, kind="ae", archs=None):
+    """encoder_share.csv's Shapley rows by hand: ``value_of(arch, fraction, seed)`` for five seeds of each
+    architecture (encoder parameter fraction)."""
+    archs = archs or {"dec-heavy": 0.1, "dec-heavy-matched": 0.24, "sym": 0.5, "enc-heavy-matched": 0.76, "enc": 0.9}
+    rows = []
+    for arch, f in archs.items():
+        for seed in range(5):
+            rows.append(
+                {"run_id": f"d/{kind}/{arch}/s{seed}", "dataset": "d", "kind": kind, "arch": arch, "seed": seed}
+                | {"metric": "test_loss", "method": "shapley", "design": "symmetric", "output_bias": np.nan}
+                | {"value": value_of(arch, f, seed), "param_fraction_encoder": f, "converged": True}
+                | {"params_encoder": 7000 * f, "params_decoder": 7000 * (1 - f)}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_findings_say_whether_encoder_heavy_and_more_encoder_parameters_can_be_told_apart():
+    from aedissect.analysis.intervention_tables import share_vs_parameters
+
+    noise = [-0.02, -0.01, 0.0, 0.01, 0.02]
+
+    def paragraph(value_of, **kwargs):
+        lines = findings.parameters_markdown(share_vs_parameters(shares_by_fraction(value_of, **kwargs), n_boot=300))
+        assert lines[0] == "## Encoder-heavy, or more encoder parameters?"
+        return lines[2]
+
+    # the share follows the parameter fraction, and the matched pair differs by what the line predicts
+    follows = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed])
+    assert follows.startswith("**d, AE**: across 5 architectures (25 models; the encoder's share of the parameters")
+    assert "changes by 0.600 [95% CI" in follows and "at a fraction of 0.5 the line gives 0.400" in follows
+    matched = "enc-heavy-matched 0.556 [95% CI 0.536, 0.576] (7000 parameters, a fraction of 0.760 in the encoder)"
+    assert matched in follows
+    assert follows.endswith(
+        "In short, they cannot be told apart: the share follows where the parameters sit, and at matched parameter "
+        "counts the two differ by what their parameter fractions predict."
+    )
+    # the encoder-heavy matched network does far more than its parameters predict: the shape matters
+    shape = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed] + (0.3 if arch == "enc-heavy-matched" else 0))
+    assert "In short, they can be told apart: at matched parameter counts the two differ by an amount" in shape
+    # a flat share: nothing moves it
+    flat = paragraph(lambda arch, f, seed: 0.45 + noise[seed])
+    assert "In short, neither the parameter fraction nor the family moves the share measurably" in flat
+    # no matched pair in the study
+    alone = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed], archs={"a": 0.1, "b": 0.5, "c": 0.9})
+    assert "the share follows the encoder's share of the parameters; the study has no pair" in alone
+    # two architectures: the line is their difference, and a bootstrap over two architectures says nothing
+    two = paragraph(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed], archs={"a": 0.1, "c": 0.9})
+    assert "In short, with 2 architectures the line is the difference between them: too few" in two
+    # findings.md has the section before the rules, and the rules in plain words, one sentence each
+    summary = findings.summarize_groups(per_run_table({0: [-1, -1], 1: [-1, 0], 2: [0, 0]}), n_boot=0)
+    table = share_vs_parameters(shares_by_fraction(lambda arch, f, seed: 0.1 + 0.6 * f + noise[seed]), n_boot=50)
+    text = findings.markdown(summary, findings.verdicts(summary), {}, 0.1, 0.66, parameters=table)
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[-3:] == [
+        "## Encoder-heavy, or more encoder parameters?",
+        "## The rules in plain words",
+        "## How the verdicts are chosen",
+    ]
+    plain = text.split("## The rules in plain words")[1].split("## How the verdicts are chosen")[0].strip().splitlines()
+    assert [line.split("**")[1] for line in plain] == list(findings.PLAIN_RULES)
+    for rule, sentence in findings.PLAIN_RULES.items():
+        assert f"- **{rule}**: {sentence}" in plain
+        assert sentence.count(". ") == 0 and sentence.endswith(".")  # one sentence
+    assert "converged" in findings.PLAIN_RULES["R2 (work)"] or "not finished" in findings.PLAIN_RULES["R2 (work)"]
+    assert "within 2% of the closed-form optimum" in text  # R2's exact rule names the tolerance
+    assert findings.parameters_markdown(None) == []
 
 
 # ---------------------------------------------------------------- tables and figure numbering

@@ -200,6 +200,7 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
         "freeze_summary",
         "encoder_share",
         "encoder_share_summary",
+        "share_vs_parameters",
         "layer_criticality",
         "layer_criticality_summary",
         "stitching",
@@ -211,6 +212,11 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
     assert len(self_identity) > 0 and (self_identity["penalty"] == 0).all()
     criticality = pd.read_csv(tables / "layer_criticality.csv")
     assert (criticality[criticality["intervention"] == "trained"]["ratio"] == 1).all()
+    # the normalised damage: 0 for the trained weights wherever the model beats the mean predictor, NaN elsewhere
+    trained = criticality[criticality["intervention"] == "trained"]
+    better = trained["trained_test_mse"] < trained["mean_predictor_test_mse"]
+    assert (trained.loc[better, "damage"] == 0).all() and trained.loc[~better, "damage"].isna().all()
+    assert (criticality.groupby(["run_id", "intervention"])["params"].sum() > 0).all()
     freeze = pd.read_csv(tables / "freeze.csv")
     assert set(freeze[freeze["freeze"] == "none"]["run_id"]) == set(freeze["run_id"])
     aliased = freeze[freeze["same_as"].notna()]
@@ -231,3 +237,10 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
     efficiency = shapley["phi_enc"] + shapley["phi_dec"] - (shapley["loss_both_frozen"] - shapley["loss_full"])
     assert (efficiency.abs() <= 1e-9 * shapley["loss_both_frozen"].abs()).all()
     assert textbook.groupby(["run_id", "metric"]).size().eq(2).all()
+    # the share against the encoder's parameter fraction: a line per data set, kind and share, over architectures
+    lines = pd.read_csv(tables / "share_vs_parameters.csv")
+    slopes = lines[lines["estimate"] == "slope"]
+    assert len(slopes) == len(share.drop_duplicates(["dataset", "kind", "metric", "method", "design", "output_bias"]))
+    assert (slopes["n_archs"] <= share["arch"].nunique()).all()
+    fitted = (slopes["n_archs"] >= 2) & (slopes["n_runs"] >= 3)
+    assert fitted.any() and slopes.loc[fitted, "value"].notna().all()

@@ -71,6 +71,7 @@ rule intervention_tables:
         freeze_summary="results/tables/freeze_summary.csv",
         share="results/tables/encoder_share.csv",
         share_summary="results/tables/encoder_share_summary.csv",
+        share_vs_parameters="results/tables/share_vs_parameters.csv",
         criticality="results/tables/layer_criticality.csv",
         criticality_summary="results/tables/layer_criticality_summary.csv",
         stitching="results/tables/stitching.csv",

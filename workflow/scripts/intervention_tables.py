@@ -14,6 +14,7 @@ io.write_csv(freeze, out.freeze)
 io.write_csv(iv.freeze_summary(freeze), out.freeze_summary)
 io.write_csv(share, out.share)
 io.write_csv(iv.share_summaries(share), out.share_summary)
+io.write_csv(iv.share_vs_parameters(share), out.share_vs_parameters)
 
 runs = snakemake.params.runs
 criticality = iv.with_config(runs, list(inp.criticality))

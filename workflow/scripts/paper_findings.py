@@ -25,7 +25,8 @@ if "layer_profiles" in inputs:
     profiles = pd.read_csv(inputs["layer_profiles"])
     parts.append(findings.compression_offsets(profiles, tolerance))
 if "encoder_share" in inputs:
-    parts.append(findings.encoder_shares(pd.read_csv(inputs["encoder_share"])))
+    share = pd.read_csv(inputs["encoder_share"])
+    parts += [findings.encoder_shares(share), findings.parameter_fractions(share)]
 critical = {}
 if "layer_criticality" in inputs:
     crit = findings.criticality_rows(pd.read_csv(inputs["layer_criticality"]))
@@ -34,6 +35,7 @@ if "layer_criticality" in inputs:
 if "stitching" in inputs:
     parts.append(findings.stitch_penalties(findings.stitch_rows(pd.read_csv(inputs["stitching"]))))
 controls = pd.read_csv(inputs["controls"]) if "controls" in inputs else None
+parameters = pd.read_csv(inputs["share_vs_parameters"]) if "share_vs_parameters" in inputs else None
 
 per_run = findings.quantities(runs, parts)
 summary = findings.summarize_groups(per_run)
@@ -41,7 +43,9 @@ sensitivity = findings.sensitivity(per_run, profiles, majority)
 verdicts = findings.verdicts(summary, majority)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
 completion = findings.completion_rule(profiles)
-text = findings.markdown(summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion)
+text = findings.markdown(
+    summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion, parameters=parameters
+)
 
 io.write_csv(per_run, snakemake.output.per_run)
 io.write_csv(summary, snakemake.output.summary)

@@ -29,11 +29,18 @@ Per-run quantities (``quantities()``, one row per run and quantity):
 ``encoder_share``
     The leave-one-out share (L_enc_frozen - L_full) / ((L_enc_frozen - L_full) + (L_dec_frozen - L_full)) from
     the freezing runs, the frozen decoder's output bias left to train (spec ``decoder+bias``).
+``param_fraction_encoder``
+    The encoder's share of the architecture's parameters (its layers up to and including the bottleneck layer),
+    beside the shares; share_vs_parameters.csv relates the two (``parameters_markdown``).
 ``encoder_share_frozen_output_bias``
     The same with the output bias frozen too (spec ``decoder``, the textbook freeze): the control. A bias frozen
     at its random init cannot fit the data's mean, which charges the frozen decoder a loss that is no side's work.
-``critical_encoder_fraction``
-    Of the layers found critical (re-initialisation), the fraction that sit in the encoder.
+``critical_encoder_fraction`` / ``critical_bottleneck_fraction``
+    Of the layers found critical (re-initialisation undoes at least ``CRITICAL_DAMAGE`` of what training gained over
+    the mean predictor: normalised damage (MSE_reinit - MSE) / (MSE_mean_predictor - MSE)), the fraction before the
+    bottleneck layer, and the fraction that is the bottleneck layer itself (counted on its own).
+``critical_encoder_param_fraction`` / ``critical_bottleneck_param_fraction``
+    The same, each critical layer weighted by its parameter count.
 ``stitch_penalty``
     Mean stitching penalty at the bottleneck of the run as B, over its partners A of the same
     architecture and bottleneck (other seeds).
@@ -56,8 +63,10 @@ R1 compression: k = runs whose TwoNN completion offset is <= 0 (compression done
    ``encoder`` if k >= majority * N; ``decoder`` if N - k >= majority * N; else ``mixed``; ``no data``;
    ``fixed by construction`` (N = 0, the group has runs). With it, the exact binomial test of k against 1/2.
 R2 work: the 95% CI over seeds of the Shapley share where there is one, else of the leave-one-out share.
+   The Shapley share counts only runs whose frozen variants converged (``converged_shapley``; the verdict row
+   says how many runs were left out, ``work_excluded``, and how many could not be checked, ``work_unchecked``).
    ``encoder`` if its lower end > 0.5; ``decoder`` if its upper end < 0.5; ``even`` if it contains 0.5;
-   ``no data`` if there is no CI (fewer than 2 seeds).
+   ``no data`` if there is no CI (fewer than 2 seeds; ``work_reason`` says why).
 Verdict: ``yes`` (the encoder encodes) if R1 and R2 are both ``encoder``; ``no`` if either is ``decoder``;
    ``partly`` if exactly one is ``encoder`` and the other ``even``/``mixed``/``no data``; else ``undecided``.
 
@@ -76,10 +85,12 @@ import re
 import numpy as np
 import pandas as pd
 
+from aedissect.analysis.intervention_tables import MATCHED_PAIR, MIN_CLUSTERS
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
 from aedissect.formatting import estimate, is_constant, number
 from aedissect.inference import binomial_test, clopper_pearson, hierarchical_bootstrap_ci
+from aedissect.plans import CONVERGED_TOLERANCE
 
 GROUP = ["dataset", "kind", "family"]
 CELL = ["dataset", "kind", "family", "arch", "bottleneck"]
@@ -109,7 +120,11 @@ QUANTITY_LABELS = {
     "encoder_share_shapley": "encoder share of the work (Shapley)",
     "encoder_share": "encoder share of the work (leave-one-out)",
     "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",
-    "critical_encoder_fraction": "critical layers in the encoder (fraction)",
+    "param_fraction_encoder": "encoder's share of the parameters (bottleneck layer included)",
+    "critical_encoder_fraction": "critical layers before the bottleneck layer (fraction of critical layers)",
+    "critical_bottleneck_fraction": "critical layers that are the bottleneck layer (fraction of critical layers)",
+    "critical_encoder_param_fraction": "critical parameters before the bottleneck layer (fraction)",
+    "critical_bottleneck_param_fraction": "critical parameters in the bottleneck layer (fraction)",
     "stitch_penalty": "stitching penalty at the bottleneck",
     "test_mse": "test MSE per element",
 }
@@ -203,15 +218,31 @@ def compression_offsets(
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
+# a layer is critical when re-initialising it undoes at least this share of what training gained over the mean
+# predictor (normalised damage, ``nets.interventions.normalised_damage``)
+CRITICAL_DAMAGE = 0.5
+
+
 def criticality_rows(table: pd.DataFrame, intervention: str = "reinit") -> pd.DataFrame:
-    """layer_criticality.csv -> ``run_id, layer, side, critical`` for one intervention (layer = its name)."""
+    """layer_criticality.csv -> ``run_id, layer, side, critical, params, damage`` for one intervention (layer = its
+    name). ``critical``: 1.0 where the normalised damage is at least ``CRITICAL_DAMAGE``, 0.0 below, NaN where it has
+    no scale (the trained model no better than the mean predictor); a table without ``damage`` keeps its ratio-based
+    ``critical`` column. ``params``: the layer's parameter count (NaN where the table has none)."""
     rows = table[table["intervention"] == intervention]
+    if "damage" in rows:
+        damage = pd.to_numeric(rows["damage"], errors="coerce")
+        critical = (damage >= CRITICAL_DAMAGE).astype(float).where(damage.notna())
+    else:
+        damage = pd.Series(np.nan, index=rows.index)
+        critical = rows["critical"].astype(str).str.lower().isin(["true", "1", "1.0"]).astype(float)
     return pd.DataFrame(
         {
             "run_id": rows["run_id"],
             "layer": rows["layer_name"] if "layer_name" in rows else rows["layer"],
             "side": rows["side"],
-            "critical": rows["critical"].astype(str).str.lower().isin(["true", "1"]),
+            "critical": critical,
+            "params": pd.to_numeric(rows["params"], errors="coerce") if "params" in rows else np.nan,
+            "damage": damage,
         }
     )
 
@@ -267,39 +298,85 @@ def encoder_shares(share: pd.DataFrame, metric: str = "test_loss") -> pd.DataFra
             shapley = shapley[shapley["design"].astype(str) == designs[0]] if designs else shapley.iloc[:0]
         if "output_bias" in shapley.columns and (shapley["output_bias"].astype(str) == "trained").any():
             shapley = shapley[shapley["output_bias"].astype(str) == "trained"]
-        shapley = shapley.drop_duplicates("run_id")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "run_id": shapley["run_id"].to_numpy(),
-                    "quantity": "encoder_share_shapley",
-                    "value": shapley["value"].to_numpy(dtype=float),
-                }
-            )
-        )
+        parts.append(converged_shapley(shapley.drop_duplicates("run_id")))
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=["run_id", "quantity", "value"])
     return pd.concat(parts, ignore_index=True)
 
 
-def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the fraction of critical layers in the encoder (layers up to and including the bottleneck).
+# per-run criticality quantities: of the critical layers (or of their parameters), the share before the bottleneck
+# layer and the share that is the bottleneck layer itself (the rest sits in the decoder)
+CRITICAL_QUANTITIES = {
+    ("layers", "encoder"): "critical_encoder_fraction",
+    ("layers", "bottleneck"): "critical_bottleneck_fraction",
+    ("params", "encoder"): "critical_encoder_param_fraction",
+    ("params", "bottleneck"): "critical_bottleneck_param_fraction",
+}
 
-    Expects ``run_id, layer, side, critical`` rows of one intervention (re-initialisation); a run with no
-    critical layer gets NaN.
+
+# per-run indicators (1 or 0) beside the Shapley share: the run is left out of it because a frozen variant it uses
+# did not converge; none of those variants could be checked (no closed form)
+EXCLUDED, UNCHECKED = "shapley_excluded", "shapley_unchecked"
+
+
+def converged_shapley(shapley: pd.DataFrame) -> pd.DataFrame:
+    """The Shapley rows of encoder_share.csv (one per run) -> ``run_id, quantity, value``: ``encoder_share_shapley``,
+    NaN for a run whose frozen variants (those its share uses) did not all converge (``converged`` False: a variant's
+    training MSE not within ``plans.CONVERGED_TOLERANCE`` of the closed-form optimum of its trainable part), so that
+    R2 reads converged runs only; and the indicators ``EXCLUDED`` (1: left out for that) and ``UNCHECKED`` (1: no
+    variant could be checked, ``converged`` empty: kept). A table without ``converged`` keeps every run, unchecked."""
+    flags = _truth(shapley["converged"]).tolist() if "converged" in shapley else [None] * len(shapley)
+    excluded = np.array([f is False for f in flags], dtype=bool)
+    unchecked = np.array([f is None for f in flags], dtype=float)
+    ids = shapley["run_id"].to_numpy()
+    values = {
+        "encoder_share_shapley": np.where(excluded, np.nan, shapley["value"].to_numpy(dtype=float)),
+        EXCLUDED: excluded.astype(float),
+        UNCHECKED: unchecked,
+    }
+    frames = [pd.DataFrame({"run_id": ids, "quantity": q, "value": v}) for q, v in values.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def parameter_fractions(share: pd.DataFrame) -> pd.DataFrame:
+    """encoder_share.csv -> ``run_id, quantity, value``: ``param_fraction_encoder``, the encoder's share of the
+    architecture's parameters (its layers up to and including the bottleneck layer), reported beside the shares."""
+    if "param_fraction_encoder" not in share.columns:
+        return pd.DataFrame(columns=["run_id", "quantity", "value"])
+    rows = share.dropna(subset=["param_fraction_encoder"]).drop_duplicates("run_id")
+    values = rows["param_fraction_encoder"].to_numpy(dtype=float)
+    return pd.DataFrame({"run_id": rows["run_id"].to_numpy(), "quantity": "param_fraction_encoder", "value": values})
+
+
+# per-run indicator beside the criticality quantities: 1 where no layer's damage has a scale (the trained model no
+# better than the mean predictor), so that "no critical layer" and "cannot tell" read apart
+UNSCALED = "criticality_unscaled"
+
+
+def critical_layers(criticality: pd.DataFrame) -> pd.DataFrame:
+    """Per run, where its critical layers sit: of the critical layers, the fraction in the encoder (the layers
+    before the bottleneck layer) and the fraction that is the bottleneck layer, counted per layer and weighted by
+    the layers' parameter counts (``CRITICAL_QUANTITIES``); the decoder has the rest. Beside them the indicator
+    ``UNSCALED`` (1: the run's damage has no scale, its model being no better than the mean predictor).
+
+    Expects ``criticality_rows`` of one intervention (re-initialisation). NaN where the run has no critical layer,
+    where a layer's criticality is unknown (NaN), and, per parameter, where the table has no parameter counts.
     """
     rows = []
     for run_id, run in criticality.groupby("run_id", sort=False):
-        critical = run[run["critical"].astype(bool)]
-        encoder = critical["side"].isin(["encoder", "bottleneck"]).sum()
-        rows.append(
-            {
-                "run_id": run_id,
-                "quantity": "critical_encoder_fraction",
-                "value": encoder / len(critical) if len(critical) else np.nan,
-            }
-        )
+        flags = pd.to_numeric(run["critical"], errors="coerce")
+        critical = run[flags == 1]
+        known = flags.notna().all() and len(critical)
+        rows.append({"run_id": run_id, "quantity": UNSCALED, "value": float(flags.isna().all())})
+        params = pd.to_numeric(critical["params"], errors="coerce") if "params" in critical else None
+        for (unit, side), quantity in CRITICAL_QUANTITIES.items():
+            value = np.nan
+            if known and unit == "layers":
+                value = (critical["side"] == side).sum() / len(critical)
+            elif known and params is not None and params.notna().all() and params.sum() > 0:
+                value = params[critical["side"] == side].sum() / params.sum()
+            rows.append({"run_id": run_id, "quantity": quantity, "value": value})
     return pd.DataFrame(rows, columns=["run_id", "quantity", "value"])
 
 
@@ -311,7 +388,8 @@ def critical_layer_text(criticality: pd.DataFrame, runs: pd.DataFrame, majority:
         parts = []
         for arch, per_arch in group.groupby("arch", sort=True):
             n = per_arch["run_id"].nunique()
-            counts = per_arch[per_arch["critical"].astype(bool)].groupby("layer", sort=False)["run_id"].nunique()
+            flags = pd.to_numeric(per_arch["critical"], errors="coerce")
+            counts = per_arch[flags == 1].groupby("layer", sort=False)["run_id"].nunique()
             names = [f"{layer} ({k}/{n})" for layer, k in counts.items() if k >= majority * n]
             parts.append(f"{arch}: {', '.join(names) if names else 'none'}")
         out[key] = "; ".join(parts)
@@ -524,6 +602,51 @@ def share_quantity(summary: pd.DataFrame) -> str:
     return "encoder_share_shapley" if _get(summary, "encoder_share_shapley") is not None else "encoder_share"
 
 
+# R2 on converged runs only: how many runs its share had (``work_runs``), left out (``work_excluded``: a frozen
+# variant did not converge), could not check (``work_unchecked``: no closed form; kept), and why R2 has no data
+EXCLUSION_COLUMNS = ["work_runs", "work_excluded", "work_unchecked", "work_reason"]
+
+
+def share_exclusions(summary: pd.DataFrame, quantity: str, work: str) -> dict:
+    """The ``EXCLUSION_COLUMNS`` of a group's verdict: R2's Shapley share counts only runs whose frozen variants
+    converged (``converged_shapley``); the counts come from the indicators ``EXCLUDED`` and ``UNCHECKED`` (their
+    ``n_above``: runs with indicator 1). ``work_reason`` says why R2 is ``no data``: fewer than 2 seeds left, with
+    how many runs were left out; "" otherwise."""
+    share, left_out, unchecked = (_get(summary, q) for q in (quantity, EXCLUDED, UNCHECKED))
+    shapley = quantity == "encoder_share_shapley"
+    runs = int(left_out["n_runs"]) if shapley and left_out else int(share["n_runs"]) if share else 0
+    k = int(left_out["n_above"]) if shapley and left_out else 0
+    m = int(unchecked["n_above"]) if shapley and unchecked else 0
+    reason = ""
+    if work == "no data":
+        what = "Shapley" if shapley else "leave-one-out"
+        reason = f"fewer than 2 seeds with a {what} share" if runs else "no freezing runs"
+        if k:
+            reason += f" ({k} of {runs} models left out: a frozen variant did not converge)"
+    return {"work_runs": runs, "work_excluded": k, "work_unchecked": m, "work_reason": reason}
+
+
+def exclusion_clauses(excluded: dict) -> list[str]:
+    """The verdict sentence's words on R2's converged runs: how many models it left out, how many it could not
+    check; why it has no data."""
+    runs, k, m = excluded["work_runs"], excluded["work_excluded"], excluded["work_unchecked"]
+    if not runs:
+        return [f"R2 has no data: {excluded['work_reason']}"] if excluded["work_reason"] else []
+    tolerance = f"{CONVERGED_TOLERANCE:.0%}"
+    text = (
+        f"{k} of {runs} models left out of it because a frozen variant did not come within {tolerance} of its "
+        f"closed-form optimum"
+        if k
+        else f"no model left out for a frozen variant that did not converge (within {tolerance} of its optimum)"
+    )
+    if m:
+        text += f"; {m} of {runs} could not be checked (no closed form) and count"
+    clauses = [text]
+    if excluded["work_reason"]:  # how many were left out is said just before
+        clauses.append(f"R2 has no data: {excluded['work_reason'].split(' (')[0]}")
+    return clauses
+
+
 INTERVAL_KEYS = ["mean", "ci95_low", "ci95_high", "boot95_low", "boot95_high"]
 
 
@@ -543,6 +666,7 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     quantity = share_quantity(summary)
     share = _get(summary, quantity)
     work = rule_work(share)
+    excluded = share_exclusions(summary, quantity, work)
     result = FIXED if compression == FIXED else combine(compression, work)
     clauses = []
     if n:
@@ -560,10 +684,13 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     loo = _get(summary, "encoder_share")
     if quantity == "encoder_share_shapley":
         clauses.append(f"the encoder's Shapley share of the work is {fmt_ci(share)} (R2: {work})")
+        clauses += exclusion_clauses(excluded)
         if loo is not None:
             clauses.append(f"its leave-one-out share {fmt_ci(loo)}")
     elif share is not None:
         clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work})")
+        if excluded["work_reason"]:
+            clauses.append(f"R2 has no data: {excluded['work_reason']}")
     control = _get(summary, "encoder_share_frozen_output_bias")
     if control is not None:
         clauses.append(f"with the output bias frozen too, the share would be {fmt_ci(control)}")
@@ -578,6 +705,7 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         "pr_compression": pr_outcome,
         "work": work,
         "work_quantity": quantity,
+        **excluded,
         **interval_columns("share", share),
         "rule_verdict": result,
         "verdict": result,
@@ -623,6 +751,7 @@ VERDICT_COLUMNS = [
     "pr_compression",
     "work",
     "work_quantity",
+    *EXCLUSION_COLUMNS,
     "share_mean",
     "share_ci95_low",
     "share_ci95_high",
@@ -901,9 +1030,13 @@ Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model ki
   `encoder` if k >= {maj:.2f} N, `decoder` if N - k >= {maj:.2f} N, else `mixed`; the exact binomial test of k
   against N/2 is given beside it.
 - R2 work: the 95% t-interval over seeds of the encoder's Shapley share of the loss where the freezing runs give
-  one, else of its leave-one-out share (L_enc_frozen - L) / ((L_enc_frozen - L) + (L_dec_frozen - L)).
-  `encoder` if it lies above 0.5, `decoder` if below, `even` if it contains 0.5. The hierarchical bootstrap
-  interval (architectures, then seeds within them, resampled) is reported beside it.
+  one (the symmetric design), else of its leave-one-out share (L_enc_frozen - L) / ((L_enc_frozen - L) +
+  (L_dec_frozen - L)). The Shapley share counts only models whose frozen variants converged: a model with a
+  variant whose training MSE is not within {converged:.0%} of the closed-form optimum of its trainable part is
+  left out, and how many were is said beside the share (variants without a closed form cannot be checked and
+  count). `encoder` if the interval lies above 0.5, `decoder` if below, `even` if it contains 0.5, `no data` if
+  fewer than 2 seeds are left (the reason is given). The hierarchical bootstrap interval (architectures, then
+  seeds within them, resampled) and the leave-one-out share of every model are reported beside it.
 - Verdict: `yes` if R1 and R2 are both `encoder`; `no` if either is `decoder`; `partly` if one is `encoder`;
   else `undecided`.
 - Fragile: a verdict that changes under completion tolerance {tolerances}, majority {majorities} or with any one
@@ -928,7 +1061,46 @@ def rules_text(tolerance: float, majority: float, completion: str = "tolerance")
         tolerances=", ".join(f"{t:.0%}" for t in SENSITIVITY_TOLERANCES),
         majorities=", ".join(f"{m:g}" for m in SENSITIVITY_MAJORITIES),
         budget=", ".join(BUDGET),
+        converged=CONVERGED_TOLERANCE,
     )
+
+
+# each rule in one sentence for a reader outside the field (findings.md, "The rules in plain words")
+PLAIN_RULES = {
+    "R1 (compression)": (
+        "An autoencoder squeezes each input through a narrow middle layer (the bottleneck) and rebuilds it from "
+        "there; R1 says the first half, the encoder, did the squeezing if in most trained networks the data stops "
+        "getting simpler (its measured number of dimensions stops falling) at or before that middle layer."
+    ),
+    "R2 (work)": (
+        "We retrain each network with its first half, its second half, or both left at their random starting "
+        "values, credit each half with its average contribution to what training achieves (its Shapley value, "
+        "the standard fair split of a joint gain), and R2 says the encoder does the work if its credit is, with "
+        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining had "
+        "not finished."
+    ),
+    "Verdict": (
+        "The answer is yes only if both rules point to the encoder, no if either points to the second half "
+        "(the decoder), and partly if one rule points to the encoder and the other is undecided."
+    ),
+}
+
+
+def plain_rules_markdown() -> list[str]:
+    """The section of findings.md that says each rule in one sentence a reader outside the field understands."""
+    return ["## The rules in plain words", "", *(f"- **{rule}**: {text}" for rule, text in PLAIN_RULES.items()), ""]
+
+
+def no_critical_text(unscaled: dict | None) -> str:
+    """Why a criticality quantity has no value in a group: no layer is critical, or (``UNSCALED`` summary) models
+    no better than the mean predictor, whose damage has no scale."""
+    k = int(unscaled["n_above"]) if unscaled else 0
+    n = int(unscaled["n_runs"]) if unscaled else 0
+    if k and k == n:
+        return "n/a (no model beats the mean predictor: the damage has no scale)"
+    if k:
+        return f"n/a (no layer is critical in any model; {k} of {n} models no better than the mean predictor)"
+    return "n/a (no layer is critical in any model)"
 
 
 def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[str]:
@@ -941,8 +1113,8 @@ def _group_lines(group: pd.DataFrame, row, critical: dict, key: tuple) -> list[s
         if quantity in OFFSET_QUANTITIES:
             extra = f"; models before / at / after the bottleneck: {q['n_below']} / {q['n_at']} / {q['n_above']}"
         value = fmt_ci(q)
-        if quantity == "critical_encoder_fraction" and not q["n"]:
-            value = "n/a (no layer is critical in any model)"
+        if quantity in CRITICAL_QUANTITIES.values() and not q["n"]:
+            value = no_critical_text(_get(group, UNSCALED))
         lines.append(f"- {label}: {value}{fmt_boot(q)}{extra}")
     if key in critical:
         lines.append(f"- critical layers (re-initialisation): {critical[key]}")
@@ -970,9 +1142,12 @@ def markdown(
     title: str = "Findings",
     controls: pd.DataFrame | None = None,
     completion: str = "tolerance",
+    parameters: pd.DataFrame | None = None,
 ) -> str:
     """findings.md: the controls first, then the verdict per family with every number (n, 95% CI, bootstrap CI),
-    the groups whose R1 outcome is fixed by construction apart, then the rules."""
+    the groups whose R1 outcome is fixed by construction apart, whether "encoder-heavy" and "more encoder
+    parameters" can be told apart (``parameters``: share_vs_parameters.csv), then the rules, in plain words and
+    exactly."""
     lines = [f"# {title}", "", "Generated from the result tables by `snakemake paper`; do not edit.", ""]
     lines += controls_markdown(controls)
     fixed_rows = []
@@ -996,8 +1171,140 @@ def markdown(
             ]
             lines += [f"**{dataset}, {kind.upper()}, {row.family}**: {row.sentence}", ""]
             lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+    lines += parameters_markdown(parameters)
+    lines += plain_rules_markdown()
     lines += ["## How the verdicts are chosen", "", rules_text(tolerance, majority, completion)]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the share against the parameter counts
+
+# the share findings.md reads from share_vs_parameters.csv: R2's (the symmetric design's Shapley share), else the
+# textbook leave-one-out share with the frozen decoder's output bias trained
+PARAMETER_SHARES = (("shapley", "symmetric", None), ("leave_one_out", "textbook", "trained"))
+
+
+def _interval(row, prefix: str = "boot95") -> tuple[float, float]:
+    """The bootstrap interval of a share_vs_parameters row where it has one, else its t-interval."""
+    low, high = row.get(f"{prefix}_low", np.nan), row.get(f"{prefix}_high", np.nan)
+    if _finite(low) and _finite(high):
+        return float(low), float(high)
+    return float(row.get("ci95_low", np.nan)), float(row.get("ci95_high", np.nan))
+
+
+def _with_interval(row, prefix: str = "boot95") -> str:
+    low, high = _interval(row, prefix)
+    if not (_finite(low) and _finite(high)):
+        return f"{number(row['value'])} (no interval)"
+    return f"{number(row['value'])} [95% CI {number(low)}, {number(high)}]"
+
+
+def _interval_kind(row) -> str:
+    """Which interval ``_with_interval`` gave a line's row, in words."""
+    if _finite(row.get("boot95_low")) and _finite(row.get("boot95_high")):
+        return "interval: bootstrap over architectures"
+    return "interval: Student-t with the models as observations, too few architectures to resample"
+
+
+def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict | None) -> str:
+    """Whether "encoder-heavy" and "has more encoder parameters" can be told apart, from the line of the share on
+    the encoder's parameter fraction (``slope``) and the matched pair (``difference``: observed, ``predicted``: what
+    the line predicts from the pair's fractions alone):
+
+    - fewer than ``MIN_CLUSTERS`` architectures: too few to tell;
+    - the observed difference's interval misses the predicted one: told apart (the pair differs by more or less than
+      where its parameters sit predicts: the network's shape matters beyond its parameter count);
+    - else, where the slope's interval excludes 0 or the difference's does: not told apart (the share follows the
+      parameters, and the pair differs by what their fractions predict);
+    - else neither moves the share measurably: nothing to tell apart.
+    """
+    if not _finite(slope.get("value")):
+        return "too few architectures to fit a line"
+    if int(slope.get("n_archs") or 0) < MIN_CLUSTERS:
+        return (
+            f"with {int(slope.get('n_archs') or 0)} architectures the line is the difference between them: too few "
+            "to tell the family from where its parameters sit"
+        )
+    low, high = _interval(slope)
+    sloped = _finite(low) and (low > 0 or high < 0)
+    if difference is None or predicted is None:
+        what = "follows" if sloped else "does not measurably follow"
+        return (
+            f"the share {what} the encoder's share of the parameters; the study has no pair of architectures of "
+            f"matched parameter counts ({' and '.join(MATCHED_PAIR)}) to tell the two apart"
+        )
+    d_low, d_high = float(difference.get("ci95_low", np.nan)), float(difference.get("ci95_high", np.nan))
+    if not (_finite(d_low) and _finite(d_high)):
+        return "too few seeds of the matched pair to tell the two apart"
+    if not d_low <= float(predicted["value"]) <= d_high:
+        return (
+            "they can be told apart: at matched parameter counts the two differ by an amount their parameter "
+            "fractions do not predict, so the shape of the network matters beyond where its parameters sit"
+        )
+    if sloped or d_low > 0 or d_high < 0:
+        return (
+            "they cannot be told apart: the share follows where the parameters sit, and at matched parameter counts "
+            "the two differ by what their parameter fractions predict"
+        )
+    return "neither the parameter fraction nor the family moves the share measurably: there is nothing to tell apart"
+
+
+def _count(value) -> str:
+    return number(int(round(float(value)))) if _finite(value) else number(np.nan)
+
+
+def parameters_markdown(table: pd.DataFrame | None, metric: str = "test_loss") -> list[str]:
+    """The section of findings.md on whether "encoder-heavy" and "has more encoder parameters" can be told apart:
+    per data set and kind, from share_vs_parameters.csv (``intervention_tables.share_vs_parameters``), the line of
+    the share (R2's, ``PARAMETER_SHARES``) on the encoder's parameter fraction, the share it predicts at a fraction
+    of 0.5, the matched pair and ``parameters_conclusion``."""
+    if table is None or table.empty:
+        return []
+    lines = ["## Encoder-heavy, or more encoder parameters?", ""]
+    rows = table[table["metric"].astype(str) == metric]
+    for (dataset, kind), block in rows.groupby(["dataset", "kind"], sort=True):
+        chosen = None
+        for method, design, bias in PARAMETER_SHARES:
+            pick = block[(block["method"].astype(str) == method) & (block["design"].astype(str) == design)]
+            if bias is not None and "output_bias" in pick:
+                pick = pick[pick["output_bias"].astype(str) == bias]
+            if len(pick):
+                chosen, label = pick, "Shapley" if method == "shapley" else "leave-one-out"
+                break
+        if chosen is None:
+            continue
+        by = {(r["estimate"], str(r["arch"])): r for r in chosen.to_dict("records")}
+        slope, half = by.get(("slope", "all")), by.get(("share_at_half", "all"))
+        if slope is None:
+            continue
+        names = [str(a) for e, a in by if e == "matched_share"]
+        pair = " - ".join(names)
+        difference, predicted = by.get(("matched_difference", pair)), by.get(("matched_difference_predicted", pair))
+        text = (
+            f"**{dataset}, {kind.upper()}**: across {int(slope['n_archs'])} architectures ({int(slope['n_runs'])} "
+            f"models; the encoder's share of the parameters from {number(slope['fraction_min'])} to "
+            f"{number(slope['fraction_max'])}) the encoder's {label} share changes by "
+            f"{_with_interval(slope)} per unit of that fraction ({_interval_kind(slope)})"
+        )
+        if half is not None and _finite(half["value"]):
+            text += f"; at a fraction of 0.5 the line gives {_with_interval(half)} ({half['note']})"
+        if int(slope.get("n_excluded") or 0):
+            text += f"; {int(slope['n_excluded'])} models left out, their frozen variants unconverged"
+        if difference is not None and predicted is not None:
+            shares = [by[("matched_share", a)] for a in names]
+            each = ", ".join(
+                f"{a} {_with_interval(r, 'ci95')} ({_count(r['params_total'])} parameters, a fraction of "
+                f"{number(r['param_fraction_encoder'])} in the encoder)"
+                for a, r in zip(names, shares, strict=True)
+            )
+            text += (
+                f". At matched parameter counts the shares are {each}: a difference of "
+                f"{_with_interval(difference, 'ci95')} (Welch interval over seeds), where the line predicts "
+                f"{_with_interval(predicted)} from their parameter fractions alone"
+            )
+        text += f". In short, {parameters_conclusion(slope, difference, predicted)}."
+        lines += [text, ""]
+    return lines if len(lines) > 2 else []
 
 
 def display_verdict(row: dict) -> str:

@@ -105,6 +105,9 @@ FIGURES = [
 FINDINGS_INPUTS = {
     "layer_profiles": ("results/tables/layer_profiles.csv", "truncation_tables"),
     "encoder_share": ("results/tables/encoder_share.csv", "intervention_tables"),
+    # the share against the encoder's share of the parameters: can "encoder-heavy" and "more encoder parameters"
+    # be told apart
+    "share_vs_parameters": ("results/tables/share_vs_parameters.csv", "intervention_tables"),
     "layer_criticality": ("results/tables/layer_criticality.csv", "intervention_tables"),
     "stitching": ("results/tables/stitching.csv", "intervention_tables"),
     # the control checks: a failed one makes every verdict at its training budget undecided

@@ -69,14 +69,15 @@ def freeze_prefix(freeze: pd.DataFrame):
 CELL_FONTSIZE = 6.5  # numbers inside heatmap cells: legible at page width
 
 
-def _heatmap(ax, values: pd.DataFrame, bottleneck_layers: dict, norm):
-    """The ratio itself, coloured on a log scale (``norm``), so that the numbers and the colour bar agree."""
+def _heatmap(ax, values: pd.DataFrame, bottleneck_layers: dict, norm, digits: int = 1):
+    """The value itself, coloured by ``norm`` (log for the ratio, linear for the damage), so that the numbers and
+    the colour bar agree."""
     data = values.to_numpy(dtype=float)
     image = ax.imshow(data, cmap="magma_r", norm=norm, aspect="auto")
     for (r, c), v in np.ndenumerate(data):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.1f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=CELL_FONTSIZE,
-                    color="white" if norm(v) > 0.6 else "black")  # fmt: skip
+            ax.text(c, r, f"{v:.{digits}f}" if abs(v) < 10 else f"{v:.0f}", ha="center", va="center",
+                    fontsize=CELL_FONTSIZE, color="white" if norm(v) > 0.6 else "black")  # fmt: skip
     for r, arch in enumerate(values.index):
         c = bottleneck_layers[arch]
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="#56B4E9", lw=1.5))
@@ -89,21 +90,29 @@ def _heatmap(ax, values: pd.DataFrame, bottleneck_layers: dict, norm):
 
 
 def criticality_heatmap(table: pd.DataFrame):
-    """Test MSE ratio (intervened over trained) per layer and architecture, mean over seeds and bottlenecks.
+    """Damage per layer and architecture, mean over seeds and bottlenecks: the normalised damage
+    (MSE_intervened - MSE) / (MSE_mean_predictor - MSE) where the table has it (0: none, 1: as bad as predicting
+    the training mean; linear colour scale from 0 to at least 1), else the test MSE ratio (intervened over
+    trained, log colour scale).
 
     Columns: re-initialisation to the layer's own init and re-randomisation; rows: data set and kind. Cells
-    print the ratio; the colour is the same ratio on a log scale (the colour bar is labelled in ratio units);
-    the blue box marks each architecture's bottleneck layer.
+    print the value; the blue box marks each architecture's bottleneck layer.
     """
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
     from matplotlib.ticker import LogLocator, StrMethodFormatter
 
     style.apply()
     interventions = [i for i in ("reinit", "rerandom") if i in set(table["intervention"])]
     rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
     sub = table[table["intervention"].isin(interventions)]
-    vmax = max(float(np.log10(sub["ratio"].clip(lower=1.0)).max()), 0.5) if len(sub) else 1.0
-    norm = LogNorm(vmin=1.0, vmax=10**vmax, clip=True)  # ratios below 1 (the layer did not matter) read as 1
+    damage = "damage" in sub.columns and sub["damage"].notna().any()
+    value = "damage" if damage else "ratio"
+    if damage:
+        top = float(np.nanmax(sub["damage"].to_numpy(dtype=float)))
+        norm = Normalize(vmin=0.0, vmax=max(top, 1.0), clip=True)  # negative damage (the layer helped) reads as 0
+    else:
+        vmax = max(float(np.log10(sub["ratio"].clip(lower=1.0)).max()), 0.5) if len(sub) else 1.0
+        norm = LogNorm(vmin=1.0, vmax=10**vmax, clip=True)  # ratios below 1 (the layer did not matter) read as 1
     order = list(table.sort_values(["family", "arch"])["arch"].unique())
     bottleneck_layers = table[table["side"] == "bottleneck"].groupby("arch")["layer"].first().to_dict()
     fig, axes = plt.subplots(
@@ -116,12 +125,15 @@ def criticality_heatmap(table: pd.DataFrame):
         for j, name in enumerate(interventions):
             ax = axes[i, j]
             panel = sub[(sub["dataset"] == row.dataset) & (sub["kind"] == row.kind) & (sub["intervention"] == name)]
-            values = panel.pivot_table(index="arch", columns="layer", values="ratio", aggfunc="mean").reindex(order)
-            image = _heatmap(ax, values, bottleneck_layers, norm)
+            values = panel.pivot_table(index="arch", columns="layer", values=value, aggfunc="mean").reindex(order)
+            image = _heatmap(ax, values, bottleneck_layers, norm, digits=2 if damage else 1)
             label = "re-initialisation" if name == "reinit" else "re-randomisation"
             ax.set_title(f"{row.dataset}, {row.kind.upper()}: {label}")
     fig.supxlabel("layer index (0: first encoder layer; blue box: bottleneck layer)", fontsize=8)
-    if image is not None:
+    if image is not None and damage:
+        label = "normalised damage (0: trained, 1: mean predictor)"
+        fig.colorbar(image, ax=axes, shrink=0.6, label=label)
+    elif image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.6, label="test MSE ratio, intervened / trained (log scale)")
         bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         bar.ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))

@@ -100,7 +100,7 @@ def train_freeze_cell(
 def side_parameters(model: MLPAutoencoder) -> dict:
     """Parameter counts of the encoder (its layers up to and including the bottleneck layer) and the decoder
     (the rest) of the architecture; a code map is neither."""
-    counts = [sum(p.numel() for p in layer.parameters()) for layer in model.layers]
+    counts = layer_parameters(model)
     cut = model.bottleneck_cut
     return {"params_encoder": sum(counts[:cut]), "params_decoder": sum(counts[cut:])}
 
@@ -248,6 +248,27 @@ def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_
     return {key: result["metrics"] for key, result in zip(keys, results, strict=True)}
 
 
+def mean_predictor_mse(x_train: torch.Tensor, x_test: torch.Tensor) -> float:
+    """The test MSE per element of the mean predictor: every test sample predicted by the training split's mean
+    (float64), what a network that learnt nothing about its input can reach."""
+    mean = x_train.double().mean(dim=0)
+    return float((x_test.double().cpu() - mean.cpu()).pow(2).mean())
+
+
+def normalised_damage(mse: float, trained_mse: float, mean_mse: float) -> float:
+    """An intervention's damage as the share of what training gained over the mean predictor that it undoes:
+    (MSE_intervened - MSE) / (MSE_mean_predictor - MSE). 0: no damage (the trained weights); 1: as bad as predicting
+    the training mean; above 1: worse than that. Unlike MSE_intervened / MSE it does not grow as the trained model
+    gets better. NaN where the trained model is no better than the mean predictor (nothing to undo)."""
+    gained = mean_mse - trained_mse
+    return float((mse - trained_mse) / gained) if gained > 0 else float("nan")
+
+
+def layer_parameters(model: MLPAutoencoder) -> list[int]:
+    """Parameter count per layer (the VAE's bottleneck layer with its log-variance head)."""
+    return [sum(p.numel() for p in layer.parameters()) for layer in model.layers]
+
+
 def criticality(
     run: Run,
     model: MLPAutoencoder,
@@ -259,19 +280,24 @@ def criticality(
 ) -> list[dict]:
     """Per layer: test loss with the layer re-initialised, re-randomised, rewound to each kept epoch, and
     re-initialised then retrained alone (``retrained``, from ``retrain_layers``: computed here if not given);
-    ``ratio`` is the test MSE over the trained model's."""
+    ``ratio`` is the test MSE over the trained model's, ``damage`` the normalised increase
+    (``normalised_damage``: 0 for the trained weights, 1 for the mean predictor, whose test MSE is
+    ``mean_predictor_test_mse``); ``params`` the layer's parameter count."""
     if retrained is None and options["retrain_epochs"] > 0:
         retrained = retrain_layers([(run, model, payload)], data, options, device)
     x_test = data["x_test"].to(device)
     trained = evaluate(model, x_test, run)
+    mean_mse = mean_predictor_mse(data["x_train"], data["x_test"])
+    params = layer_parameters(model)
     rows = []
 
     def record(layer, intervention, metrics, **extra):
         rows.append(
             {"layer": layer, "layer_name": model.layer_names[layer], "intervention": intervention}
-            | {"side": model.cut_side(layer + 1)}
+            | {"side": model.cut_side(layer + 1), "params": params[layer]}
             | {m: metrics[m] for m in METRICS}
             | {f"trained_{m}": trained[m] for m in METRICS}
+            | {"mean_predictor_test_mse": mean_mse}
             | extra
         )
 
@@ -286,6 +312,7 @@ def criticality(
             record(layer, "retrain", retrained[run["run_id"], layer])
     for row in rows:
         row["ratio"] = row["test_mse"] / row["trained_test_mse"]
+        row["damage"] = normalised_damage(row["test_mse"], row["trained_test_mse"], mean_mse)
         row["critical"] = bool(row["ratio"] > options["factor"])
     reinit = {r["layer"]: r["test_mse"] for r in rows if r["intervention"] == "reinit"}
     for row in rows:

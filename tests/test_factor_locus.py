@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aedissect.analysis import findings
+from aedissect.analysis import findings, paper
 from aedissect.analysis.stats import mean_ci
 from aedissect.inference import clopper_pearson
 
@@ -86,9 +86,9 @@ def test_findings_md_gets_a_factor_locus_section_before_the_rules():
     section = "\n".join(lines)
     assert "### shapes, AE" in section and "### digits" not in section
     assert "No factor locus on digits (no known factors)." in section
-    assert "- **encoder-heavy** (one-sided: enc-heavy (no hidden decoder layer)):" in section
-    assert "- **symmetric**:" in section
-    assert "(`factor_r2_95`): offset −1 [95% CI " in section
+    assert "- **encoder-heavy** (one-sided: enc-heavy (no hidden decoder layer)), 95% of the maximal" in section
+    assert "- **symmetric**, 95% of the maximal linear factor R² first reached (`factor_r2_95`): offset −1 [" in section
+    assert "- **symmetric**, maximal linear factor R² (`factor_r2_max`): offset " in section
     assert "in the encoder 2 of 3 models (share 0.667, Clopper-Pearson 95% CI [" in section
     assert "1 of them at the input, at the bottleneck 1, in the decoder 0" in section
     text = "# Findings\n\n## shapes, AE\n\nverdicts\n\n## How the verdicts are chosen\n\nrules\n"
@@ -97,6 +97,9 @@ def test_findings_md_gets_a_factor_locus_section_before_the_rules():
     assert out.replace(section.rstrip("\n") + "\n\n", "") == text
     # no rules heading: the section goes last
     assert findings.with_section("# Findings\n", lines).endswith(section.rstrip("\n") + "\n\n")
+    # findings.html: one list item per family and locus
+    html = paper.markdown_html(out, "Findings")
+    assert html.count("<li><strong>symmetric</strong>, ") == html.count("<li><strong>encoder-heavy</strong>") == 2
 
 
 def test_without_truncation_or_factors_the_section_says_so():

@@ -271,5 +271,9 @@ def test_offline_findings_report_the_factor_locus_per_family(offline_study):
     section = text.split("## Where the factors are encoded: the factor locus")[1].split("\n## ")[0]
     for dataset in ("shapes", "mnist1d"):
         block = section.split(f"### {dataset}, AE")[1].split("###")[0]
-        assert "- **symmetric**:" in block and "(`factor_r2_95`): offset " in block and "in the encoder " in block
+        assert "- **symmetric**, 95% of the maximal linear factor R² first reached (`factor_r2_95`): offset " in block
+        assert (
+            "- **symmetric**, maximal linear factor R² (`factor_r2_max`): offset " in block
+            and "in the encoder" in block
+        )
     assert text.index("the factor locus") < text.index("## How the verdicts are chosen")

@@ -1154,7 +1154,7 @@ def factor_locus_markdown(table: pd.DataFrame | None, runs: pd.DataFrame, locus:
             records = rows.to_dict("records")
             one_sided = str(records[0]["one_sided_archs"] or "")
             one_sided = f" (one-sided: {one_sided})" if one_sided not in ("", "nan") else ""
-            lines += [f"- **{family}**{one_sided}:", *(f"  - {_locus_line(r)}" for r in records)]
+            lines += [f"- **{family}**{one_sided}, {_locus_line(r)}" for r in records]
         lines.append("")
     probed = set(runs.loc[runs["run_id"].isin(locus["run_id"]), "dataset"])
     others = []

@@ -15,11 +15,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TINY_CONFIG = REPO / "tests" / "tiny_config.yaml"
+OFFLINE_CONFIG = REPO / "tests" / "offline_config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 # fixtures that run a whole study: a test using one is slow (`pytest -m "not slow"` leaves it out)
-STUDY_FIXTURES = {"tiny_study", "tiny_study_again", "cluster"}
+STUDY_FIXTURES = {"tiny_study", "tiny_study_again", "offline_study", "cluster"}
 
 
 def pytest_collection_modifyitems(items):
@@ -87,6 +88,19 @@ def tiny_study_again(tmp_path_factory, tiny_study) -> Path:
     """The same study in a second directory, for determinism checks."""
     workdir = tmp_path_factory.mktemp("tiny_study_again")
     snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+# what the offline study is run to: the truncation tables and findings.md (and every table findings.md reads)
+OFFLINE_TARGETS = ("results/tables/encoding_locus.csv", "results/paper/findings.md")
+
+
+@pytest.fixture(scope="session")
+def offline_study(tmp_path_factory) -> Path:
+    """shapes and mnist1d, generated here, in a few epochs with 2 cores up to the truncation tables and findings.md
+    (tests/offline_config.yaml)."""
+    workdir = tmp_path_factory.mktemp("offline_study")
+    snakemake(workdir, "--cores", "2", *OFFLINE_TARGETS, configfile=OFFLINE_CONFIG)
     return workdir
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
+from aedissect.datasets import MNIST1D_FACTORS, SHAPES_FACTORS
+from conftest import OFFLINE_CONFIG, REPO, TINY_CONFIG, load_yaml, planned_jobs, snakemake
 
 RUN_FILES = ["config.json", "model.pt", "train_log.csv", "train_metrics.json", "reconstructions.csv", "provenance.json"]
 
@@ -244,3 +245,48 @@ def test_intervention_tables_hold_their_invariants(tiny_study):
     assert (slopes["n_archs"] <= share["arch"].nunique()).all()
     fitted = (slopes["n_archs"] >= 2) & (slopes["n_runs"] >= 3)
     assert fitted.any() and slopes.loc[fitted, "value"].notna().all()
+
+
+def test_offline_data_sets_are_profiled_for_their_factors(offline_study):
+    config = load_yaml(OFFLINE_CONFIG)
+    runs = pd.read_csv(offline_study / "results/tables/runs.csv")
+    assert set(runs["dataset"]) == {"shapes", "mnist1d"} and len(runs) == 2 * len(config["seeds"])
+    profiles = pd.read_csv(offline_study / "results/tables/layer_profiles.csv")
+    profiles = profiles[profiles["state"] == "trained"]
+    for dataset, names in (("shapes", SHAPES_FACTORS), ("mnist1d", MNIST1D_FACTORS)):
+        info = json.loads((offline_study / f"results/data/{dataset}.json").read_text())
+        assert info["factor_names"] == list(names)
+        metrics = set(profiles.loc[profiles["dataset"] == dataset, "metric"])
+        probes = {f"factor{k}_r2_{how}" for k in range(len(names)) for how in ("linear", "nonlinear")}
+        assert probes | {"factor_r2_linear", "factor_r2_nonlinear", "label_accuracy"} <= metrics, dataset
+        # every trained cut carries the linear factor probe, each factor a finite R²
+        factor = profiles[(profiles["dataset"] == dataset) & (profiles["metric"] == "factor0_r2_linear")]
+        assert len(factor) == profiles[profiles["dataset"] == dataset].groupby(["run_id", "cut"]).ngroups
+        assert factor["value"].notna().all()
+    locus = pd.read_csv(offline_study / "results/tables/encoding_locus.csv")
+    factor_loci = locus[locus["locus"].isin(["factor_r2_95", "factor_r2_max"])]
+    assert len(factor_loci) == 2 * len(runs) and set(factor_loci["run_id"]) == set(runs["run_id"])
+    assert (factor_loci["offset"] == factor_loci["cut"] - factor_loci["bottleneck_cut"]).all()
+
+
+def test_offline_findings_report_the_factor_locus_per_family(offline_study):
+    locus = pd.read_csv(offline_study / "results/tables/encoding_locus.csv")
+    table = pd.read_csv(offline_study / "results/paper/factor_locus.csv")
+    assert set(zip(table["dataset"], table["locus"], strict=True)) == {
+        (d, name) for d in ("shapes", "mnist1d") for name in ("factor_r2_95", "factor_r2_max")
+    }
+    for row in table.to_dict("records"):  # the counts and the mean of encoding_locus.csv's offsets
+        rows = locus[(locus["locus"] == row["locus"]) & locus["run_id"].str.startswith(f"{row['dataset']}/")]
+        assert row["n_runs"] == len(rows) and row["n_encoder"] == (rows["offset"] < 0).sum()
+        assert row["n_encoder"] + row["n_bottleneck"] + row["n_decoder"] == row["n_runs"]
+        assert row["mean"] == pytest.approx(rows["offset"].mean())  # one architecture and bottleneck: a run a seed
+    text = (offline_study / "results/paper/findings.md").read_text()
+    section = text.split("## Where the factors are encoded: the factor locus")[1].split("\n## ")[0]
+    for dataset in ("shapes", "mnist1d"):
+        block = section.split(f"### {dataset}, AE")[1].split("###")[0]
+        assert "- **symmetric**, 95% of the maximal linear factor R² first reached (`factor_r2_95`): offset " in block
+        assert (
+            "- **symmetric**, maximal linear factor R² (`factor_r2_max`): offset " in block
+            and "in the encoder" in block
+        )
+    assert text.index("the factor locus") < text.index("## How the verdicts are chosen")

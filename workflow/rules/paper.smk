@@ -14,6 +14,7 @@ rule paper_findings:
         summary="results/paper/findings.csv",
         verdicts="results/paper/verdicts.csv",
         sensitivity="results/paper/verdict_sensitivity.csv",
+        factor_locus="results/paper/factor_locus.csv",
         sensitivity_html=report(
             "results/paper/verdict_sensitivity.html",
             caption="../report/verdict_sensitivity.rst",

@@ -46,11 +46,16 @@ completion = findings.completion_rule(profiles)
 text = findings.markdown(
     summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion, parameters=parameters
 )
+# the factor locus on data with known factors: a section of findings.md and factor_locus.csv
+locus = pd.read_csv(inputs["encoding_locus"]) if "encoding_locus" in inputs else None
+factor_locus = findings.factor_locus(locus, runs)
+text = findings.with_section(text, findings.factor_locus_markdown(factor_locus, runs, locus))
 
 io.write_csv(per_run, snakemake.output.per_run)
 io.write_csv(summary, snakemake.output.summary)
 io.write_csv(verdicts, snakemake.output.verdicts)
 io.write_csv(sensitivity, snakemake.output.sensitivity)
+io.write_csv(factor_locus, snakemake.output.factor_locus)
 io.write_text(
     paper.to_html(findings.sensitivity_table(sensitivity), findings.SENSITIVITY_CAPTION),
     snakemake.output.sensitivity_html,

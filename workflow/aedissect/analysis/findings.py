@@ -1346,3 +1346,137 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     title = "Is the encoder what encodes?"
     out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- the factor locus
+
+# the loci of encoding_locus.csv (truncation_tables.LOCUS_CRITERIA) that read the linear factor probe, in the order
+# findings.md gives them, with their words; only data with known factors have them
+FACTOR_LOCI = {
+    "factor_r2_95": "95% of the maximal linear factor R² first reached (`factor_r2_95`)",
+    "factor_r2_max": "maximal linear factor R² (`factor_r2_max`)",
+}
+FACTOR_LOCUS_COLUMNS = [
+    *GROUP,
+    "locus",
+    "mean",
+    "std",
+    "n",
+    "ci95_low",
+    "ci95_high",
+    "boot95_low",
+    "boot95_high",
+    "n_runs",
+    "n_encoder",
+    "n_input",
+    "n_bottleneck",
+    "n_decoder",
+    "share_encoder",
+    "share_encoder_cp_low",
+    "share_encoder_cp_high",
+    "one_sided_archs",
+]
+FACTOR_LOCUS_HEADING = "## Where the factors are encoded: the factor locus"
+
+
+def factor_locus(locus: pd.DataFrame | None, runs: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """factor_locus.csv: per data set x kind x family and factor locus (``FACTOR_LOCI``) the offset of the locus from
+    the bottleneck over seeds and where the models' loci lie.
+
+    ``locus`` is encoding_locus.csv (per run and locus: ``cut``, ``offset`` = cut - bottleneck cut); ``runs`` is
+    runs.csv. The offset is summarised as every findings quantity (``summarize_groups``: each seed averaged over the
+    family's architectures and bottlenecks, then mean, std, n and the 95% t-interval over seeds, and the
+    hierarchical bootstrap interval). ``n_encoder``, ``n_bottleneck``, ``n_decoder``: the models whose locus lies
+    before the bottleneck cut (offset < 0), at it, after it; ``n_input`` of the first: at the input cut itself (the
+    data already hold the factors that well). ``share_encoder`` = n_encoder / n_runs with its Clopper-Pearson 95%
+    interval. ``one_sided_archs``: the family's architectures without a hidden layer on one side (their encoder is
+    only the input cut, or their decoder only the output cut). No rows without the table or factors.
+    """
+    if locus is None or locus.empty:
+        return pd.DataFrame(columns=FACTOR_LOCUS_COLUMNS)
+    rows = locus[locus["locus"].isin(list(FACTOR_LOCI))]
+    body = pd.DataFrame(
+        {"run_id": rows["run_id"], "quantity": rows["locus"], "value": rows["offset"], "cut": rows["cut"]}
+    )
+    per_run = quantities(runs, [body])
+    if per_run.empty:
+        return pd.DataFrame(columns=FACTOR_LOCUS_COLUMNS)
+    summary = summarize_groups(per_run, n_boot=n_boot, bootstrap=list(FACTOR_LOCI)).rename(
+        columns={
+            "quantity": "locus",
+            "n_below": "n_encoder",
+            "n_at": "n_bottleneck",
+            "n_above": "n_decoder",
+            "fixed_archs": "one_sided_archs",
+        }
+    )
+    at_input = per_run[per_run["cut"] == 0].groupby([*GROUP, "quantity"]).size()
+    keys = zip(*(summary[c] for c in [*GROUP, "locus"]), strict=True)
+    summary["n_input"] = [int(at_input.get(key, 0)) for key in keys]
+    shares = [
+        (k / n, *clopper_pearson(k, n)) if n else (np.nan, np.nan, np.nan)
+        for k, n in zip(summary["n_encoder"], summary["n_runs"], strict=True)
+    ]
+    summary[["share_encoder", "share_encoder_cp_low", "share_encoder_cp_high"]] = pd.DataFrame(
+        shares, index=summary.index, dtype=float
+    )
+    order = {name: i for i, name in enumerate(FACTOR_LOCI)}
+    summary = summary.sort_values([*GROUP, "locus"], key=lambda c: c.map(order) if c.name == "locus" else c)
+    return summary[FACTOR_LOCUS_COLUMNS].reset_index(drop=True)
+
+
+def _locus_line(row: dict) -> str:
+    """One factor locus of one family in words: the offset over seeds, then where the models' loci lie."""
+    where = f"in the encoder {row['n_encoder']} of {row['n_runs']} models"
+    if row["n_runs"]:
+        low, high = number(row["share_encoder_cp_low"]), number(row["share_encoder_cp_high"])
+        where += f" (share {number(row['share_encoder'])}, Clopper-Pearson 95% CI [{low}, {high}])"
+    if row["n_input"]:
+        where += f", {row['n_input']} of them at the input"
+    where += f", at the bottleneck {row['n_bottleneck']}, in the decoder {row['n_decoder']}"
+    return f"{FACTOR_LOCI[row['locus']]}: offset {fmt_ci(row)}{fmt_boot(row)}; {where}"
+
+
+def factor_locus_markdown(table: pd.DataFrame | None, runs: pd.DataFrame, locus: pd.DataFrame | None) -> list[str]:
+    """The factor-locus section of findings.md: per data set with known factors, kind and family, where the linear
+    factor probe finds the factors (``factor_locus``); the study's other data sets are named with the reason."""
+    lines = [FACTOR_LOCUS_HEADING, ""]
+    if locus is None:
+        return [*lines, "No layer was probed (the workflow has no `truncation_tables` rule).", ""]
+    lines += [
+        "Per model, the factor locus (`results/tables/encoding_locus.csv`) is the first cut, from the input, whose "
+        "linear factor R² (ridge, mean over the known factors) reaches 95% of its maximum over the cuts "
+        "(`factor_r2_95`), and the cut of that maximum (`factor_r2_max`), in layers from the bottleneck cut: negative "
+        "inside the encoder (the input cut included), 0 at the bottleneck, positive inside the decoder (the output cut "
+        "included). Mean over seeds, each seed first averaged over the family's architectures and bottlenecks, with "
+        "its 95% t-interval; the models in the encoder with the Clopper-Pearson 95% interval of their share. A "
+        "one-sided architecture has no hidden layer on one side: its encoder is the input cut alone, or its decoder "
+        "the output cut alone. Numbers: `results/paper/factor_locus.csv`.",
+        "",
+    ]
+    table = table if table is not None else pd.DataFrame(columns=FACTOR_LOCUS_COLUMNS)
+    for (dataset, kind), block in table.groupby(["dataset", "kind"], sort=True):
+        lines += [f"### {dataset}, {kind.upper()}", ""]
+        for family, rows in block.groupby("family", sort=False):
+            records = rows.to_dict("records")
+            one_sided = str(records[0]["one_sided_archs"] or "")
+            one_sided = f" (one-sided: {one_sided})" if one_sided not in ("", "nan") else ""
+            lines += [f"- **{family}**{one_sided}, {_locus_line(r)}" for r in records]
+        lines.append("")
+    probed = set(runs.loc[runs["run_id"].isin(locus["run_id"]), "dataset"])
+    others = []
+    for dataset in sorted(set(runs["dataset"]) - set(table["dataset"])):
+        reason = "no known factors" if dataset in probed else "not in truncation.select"
+        others.append(f"{dataset} ({reason})")
+    if others:
+        lines += [f"No factor locus on {', '.join(others)}.", ""]
+    return lines
+
+
+def with_section(text: str, lines: list[str], before: str = "## How the verdicts are chosen") -> str:
+    """findings.md with a section inserted before the heading ``before`` (appended where it has none)."""
+    section = "\n".join(lines).rstrip("\n") + "\n\n"
+    at = text.find(f"\n{before}\n")
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    return text[: at + 1] + section + text[at + 1 :]

@@ -104,6 +104,8 @@ FIGURES = [
 # The tables findings.md is computed from, beyond the training tables: key -> (path, producer rule)
 FINDINGS_INPUTS = {
     "layer_profiles": ("results/tables/layer_profiles.csv", "truncation_tables"),
+    # the factor locus per run (data with known factors): its section of findings.md and factor_locus.csv
+    "encoding_locus": ("results/tables/encoding_locus.csv", "truncation_tables"),
     "encoder_share": ("results/tables/encoder_share.csv", "intervention_tables"),
     # the share against the encoder's share of the parameters: can "encoder-heavy" and "more encoder parameters"
     # be told apart

@@ -4,6 +4,8 @@ Jacobian metrics, the profile at init and the reparametrisation check."""
 import ast
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -435,3 +437,25 @@ def test_reparam_table_is_empty_for_activations_without_unit_rescaling(tmp_path)
     profiles, _ = probes.profile_cell(runs, paths, data, OPTIONS)
     table = probes.reparam_cell(runs, paths, data, OPTIONS, profiles)
     assert table.empty and list(table.columns) == truncation_tables.REPARAM_COLUMNS
+
+
+def test_the_truncate_job_limits_the_threads_of_scipys_blas_too():
+    """threadpool_limits reaches only the libraries loaded when it is entered; scipy's OpenBLAS (the label probe's
+    solver) is not numpy's, so the truncate script must load it before (fresh interpreter: nothing loaded yet)."""
+    script = ast.parse((REPO / "workflow" / "scripts" / "truncate.py").read_text())
+    imports = [ast.unparse(node) for node in script.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    probe = """
+import numpy as np
+from threadpoolctl import threadpool_info
+from aedissect import metrics
+with threadpool_limits(limits=1):
+    r = np.random.default_rng(0)
+    metrics.linear_probe_accuracy(r.normal(size=(40, 3)), np.arange(40) % 2, r.normal(size=(9, 3)), np.arange(9) % 2)
+    threads = {(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"}
+    assert len(threads) > 1 and {n for _, n in threads} == {1}, threads
+"""
+    # run from workflow/: the package of this checkout, whatever the venv has installed
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(imports) + probe], capture_output=True, text=True, cwd=REPO / "workflow"
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]

@@ -217,6 +217,28 @@ def test_ridge_matches_scikit_learn_at_fixed_lambda():
     assert out["mse"] == pytest.approx(np.mean((pred - X[200:]) ** 2), rel=1e-8)
 
 
+@pytest.mark.parametrize("lam", metrics.DEFAULT_LAMBDAS)
+def test_ridge_from_the_gram_matrix_matches_scikit_learns_svd_on_degenerate_features(lam):
+    """The weights come from an eigendecomposition of H'H, which squares the condition number: check the
+    features where that could show (a dead unit, a duplicated one, scales 1e-3 to 10, fewer samples than
+    features) at every default penalty against scikit-learn's SVD solver."""
+    from sklearn.linear_model import Ridge
+
+    r = rng(26)
+    H = r.normal(size=(150, 8)) * np.logspace(-3, 1, 8)
+    H = np.hstack([H, np.zeros((150, 1)), H[:, -1:]])
+    X = H @ r.normal(size=(10, 4)) + 0.1 * r.normal(size=(150, 4))
+    for n_fit in (120, 8):
+        fit, test = slice(0, n_fit), slice(n_fit, None)
+        out = metrics.ridge_reconstruction(H[fit], X[fit], H[test], X[test], lambdas=[lam])
+        mean, scale = H[fit].mean(0), np.sqrt(H[fit].var(0).mean())
+        sk = Ridge(alpha=lam * n_fit, solver="svd").fit((H[fit] - mean) / scale, X[fit])
+        pred = sk.predict((H[test] - mean) / scale)
+        assert out["mse"] == pytest.approx(np.mean((pred - X[test]) ** 2), rel=1e-9)
+        sst = ((X[test] - X[test].mean(0)) ** 2).sum(0)
+        np.testing.assert_allclose(out["r2_per_target"], 1 - ((pred - X[test]) ** 2).sum(0) / sst, rtol=1e-9)
+
+
 # ---- label probe ----
 
 

@@ -172,14 +172,20 @@ def _standardizer(H: np.ndarray):
 
 
 def _ridge_fit(H: np.ndarray, X: np.ndarray, lambdas) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Weights and intercepts for each lambda (penalty lambda * n on standardised features), from one SVD."""
+    """Weights and intercepts for each lambda (penalty lambda * n on standardised features).
+
+    From one eigendecomposition of the centred Gram matrix Hc'Hc (features x features), shared by all lambdas:
+    a few times cheaper than an SVD of Hc. Its eigenvalues carry an absolute error ~1e-16 times the largest, far
+    below the smallest penalty lambda * n (the features are standardised, so the largest is ~n * width).
+    """
+    n = H.shape[0]
     hm, xm = H.mean(axis=0), X.mean(axis=0)
-    Hc, Xc = H - hm, X - xm
-    u, s, vt = np.linalg.svd(Hc, full_matrices=False)
-    uty = u.T @ Xc
+    Hc = H - hm
+    eig, V = np.linalg.eigh(Hc.T @ Hc)
+    vty = V.T @ (Hc.T @ (X - xm))
     out = []
     for lam in lambdas:
-        w = vt.T @ ((s / (s**2 + lam * H.shape[0]))[:, None] * uty)
+        w = V @ (vty / (eig + lam * n)[:, None])
         out.append((w, xm - hm @ w))
     return out
 

@@ -102,6 +102,27 @@ def test_cka_constant_side_is_nan_and_tensor_input_agrees():
         metrics.linear_cka(X, X[:10])
 
 
+def test_cka_matrix_is_the_gram_formula_of_every_pair():
+    """All pairs from one stacked product: each entry equals the Gram-matrix CKA of its pair, plain and
+    debiased, across widths, with a constant matrix giving NaN in its row and column only."""
+    r = rng(27)
+    X = r.normal(size=(60, 5))
+    As = [X, np.tanh(X @ r.normal(size=(5, 9))), r.normal(size=(60, 1)), np.ones((60, 2))]
+    Bs = [X[:, :2] ** 2, r.normal(size=(60, 7)) + X[:, :1], X]
+    plain, debiased = metrics.linear_cka_matrix(As, Bs), metrics.linear_cka_matrix(As, Bs, debiased=True)
+    assert plain.shape == debiased.shape == (4, 3)
+    assert np.isnan(plain[3]).all() and np.isnan(debiased[3]).all()
+    for i, a in enumerate(As[:3]):
+        for j, b in enumerate(Bs):
+            assert plain[i, j] == pytest.approx(cka_gram(a - a.mean(0), b - b.mean(0)), rel=1e-9)
+            assert debiased[i, j] == pytest.approx(cka_gram_debiased(a, b), rel=1e-9)
+    within = metrics.linear_cka_matrix(As[:3], As[:3])
+    np.testing.assert_allclose(within, within.T, rtol=1e-12)
+    np.testing.assert_allclose(np.diag(within), 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="same samples"):
+        metrics.linear_cka_matrix(As, [X[:10]])
+
+
 # ---- participation ratio and PCA dimension ----
 
 

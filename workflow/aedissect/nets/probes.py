@@ -224,12 +224,14 @@ def mlp_probe(
 def similarity(acts: list[np.ndarray], bottleneck_cut: int) -> dict[int, dict]:
     """Per cut: linear and debiased CKA against the bottleneck, the input and the output."""
     refs = {"bottleneck": bottleneck_cut, "input": 0, "output": len(acts) - 1}
+    against = [acts[r] for r in refs.values()]
+    plain, debiased = metrics.linear_cka_matrix(acts, against), metrics.linear_cka_matrix(acts, against, True)
     out = {}
-    for c, h in enumerate(acts):
+    for c in range(len(acts)):
         row = {}
-        for name, r in refs.items():
-            row[f"cka_{name}"] = metrics.linear_cka(h, acts[r])
-            row[f"cka_{name}_debiased"] = metrics.linear_cka(h, acts[r], debiased=True)
+        for k, name in enumerate(refs):
+            row[f"cka_{name}"] = float(plain[c, k])
+            row[f"cka_{name}_debiased"] = float(debiased[c, k])
         out[c] = row
     return out
 
@@ -241,20 +243,10 @@ def cka_matrices(acts_by_seed: dict[int, list[np.ndarray]], names: list[str]) ->
     for i, sa in enumerate(seeds):
         for sb in seeds[i:]:
             A, B = acts_by_seed[sa], acts_by_seed[sb]
-            for ca, ha in enumerate(A):
-                for cb, hb in enumerate(B):
-                    rows.append(
-                        (
-                            sa,
-                            sb,
-                            ca,
-                            cb,
-                            names[ca],
-                            names[cb],
-                            metrics.linear_cka(ha, hb),
-                            metrics.linear_cka(ha, hb, True),
-                        )
-                    )
+            plain, debiased = metrics.linear_cka_matrix(A, B), metrics.linear_cka_matrix(A, B, True)
+            for ca in range(len(A)):
+                for cb in range(len(B)):
+                    rows.append((sa, sb, ca, cb, names[ca], names[cb], plain[ca, cb], debiased[ca, cb]))
     return pd.DataFrame(rows, columns=CKA_COLUMNS)
 
 

@@ -169,6 +169,25 @@ def profile_frame(run_id, values_by_metric, bottleneck_cut):
     return pd.DataFrame(rows, columns=truncation_tables.PROFILE_COLUMNS)
 
 
+def test_adam_is_torch_optim_adam_to_the_bit():
+    """probes.Adam replaces torch.optim.Adam (whose first use imports torch._dynamo): the same update."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=g), torch.randn(64, 3, generator=g)
+    ours = [torch.randn(5, 8, generator=g).requires_grad_(), torch.randn(8, 3, generator=g).requires_grad_()]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    mine, reference = probes.Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01)
+    for step in range(50):
+        batch = slice(step % 4 * 16, step % 4 * 16 + 16)
+        for params in (ours, theirs):
+            (torch.relu(x[batch] @ params[0]) @ params[1] - y[batch]).pow(2).mean().backward()
+        mine.step()
+        reference.step()
+        reference.zero_grad(set_to_none=True)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.grad is None
+        assert torch.equal(a, b)
+
+
 def test_factor_locus_is_the_first_cut_reaching_95_percent_of_the_maximum_and_the_maximum():
     prof = pd.concat(
         [

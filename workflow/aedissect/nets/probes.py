@@ -144,7 +144,7 @@ def twonn_mle(distances: np.ndarray) -> dict:
     """The maximum-likelihood TwoNN dimension and its standard error (``inference.twonn_mle``) from the points'
     two nearest distances (``metrics.two_nearest_distances``: those of the regression TwoNN, computed once)."""
     keep = distances[:, 0] > 0  # duplicates dropped, as inference.twonn_mle does
-    est = inference.twonn_mle_from_ratios(distances[keep, 1] / distances[keep, 0])
+    est = inference.twonn_mle_from_ratios(distances[keep, 1] / distances[keep, 0], level=None)
     return {"twonn_mle": est["dimension"], "twonn_mle_se": est["se"]}
 
 

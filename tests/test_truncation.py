@@ -414,6 +414,31 @@ def test_init_rows_profile_the_initial_weights_and_leave_the_trained_rows_alone(
     assert set(direct[runs[0]["run_id"]]["state"]) == {"trained"}
 
 
+def test_the_input_cut_has_the_datas_own_metrics_in_every_run_and_state(tmp_path):
+    """Cut 0 is the data itself, so its geometry and linear probes (computed once per cell) are those of the data,
+    the same for every seed, at init and for the reparametrised twin."""
+    runs, paths = saved_cell(tmp_path)
+    data = fake_data(labels=True)
+    profiles, _ = probes.profile_cell(runs, paths, data, OPTIONS)
+    twins = probes.reparam_cell(runs, paths, data, OPTIONS, profiles)
+    targets, _, _, _ = probes.probe_data(data, OPTIONS)
+    x_fit, x_test = targets["x_fit"], targets["x_test"]
+    cheap = OPTIONS | {"twonn_subsamples": 0}
+    ridge = {k: v for k, v in targets.items() if not k.startswith("y_")}
+    expected = {
+        "trained": probes.geometry(x_test, OPTIONS) | probes.linear_probes(x_fit, x_test, targets, OPTIONS),
+        "init": probes.geometry(x_test, cheap) | probes.linear_probes(x_fit, x_test, ridge, cheap),
+    }
+    assert "label_accuracy" in expected["trained"] and "twonn_sub_mean" in expected["trained"]
+    for run in runs:
+        prof = profiles[run["run_id"]]
+        for state, values in expected.items():
+            got = prof[(prof["cut"] == 0) & (prof["state"] == state)].set_index("metric")["value"]
+            assert {metric: got[metric] for metric in values} == values, state
+        twin = twins[(twins["run_id"] == run["run_id"]) & (twins["cut"] == 0)].set_index("metric")["value_reparam"]
+        assert {metric: twin[metric] for metric in expected["init"]} == expected["init"]
+
+
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_reparam_table_keeps_the_function_and_the_rank_and_moves_the_participation_ratio(tmp_path, kind):
     runs, paths = saved_cell(tmp_path, kind=kind)

@@ -1,5 +1,7 @@
 """aedissect.inference: hand computations, scipy, brute-force definitions and Monte Carlo."""
 
+import subprocess
+import sys
 from itertools import permutations
 
 import numpy as np
@@ -9,6 +11,7 @@ from scipy import stats
 from scipy.stats import ortho_group
 
 from aedissect import inference, metrics
+from conftest import REPO
 
 
 def rng(seed=0):
@@ -229,3 +232,17 @@ def test_twonn_mle_standard_error_and_interval_on_exact_pareto_ratios(d):
 
 def test_twonn_mle_too_few_ratios_is_nan():
     assert np.isnan(inference.twonn_mle_from_ratios([1.5, 2.0])["dimension"])
+    assert set(inference.twonn_mle_from_ratios([1.5, 2.0], level=None)) == {"dimension", "se", "n"}
+
+
+def test_twonn_mle_without_the_interval_is_the_same_estimate_and_leaves_scipy_stats_unloaded():
+    mu = 1.0 + rng(8).pareto(3.0, size=200)
+    full, bare = inference.twonn_mle_from_ratios(mu), inference.twonn_mle_from_ratios(mu, level=None)
+    assert bare == {key: full[key] for key in ("dimension", "se", "n")}
+    code = (
+        "import sys\nfrom aedissect import inference\n"
+        "inference.twonn_mle_from_ratios([1.5, 2.0, 3.0, 1.2], level=None)\nassert 'scipy.stats' not in sys.modules"
+    )
+    # run from workflow/: the package of this checkout, whatever the venv has installed
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "workflow")
+    assert proc.returncode == 0, proc.stderr[-1500:]

@@ -102,6 +102,27 @@ def test_cka_constant_side_is_nan_and_tensor_input_agrees():
         metrics.linear_cka(X, X[:10])
 
 
+def test_cka_matrix_is_the_gram_formula_of_every_pair():
+    """All pairs from one stacked product: each entry equals the Gram-matrix CKA of its pair, plain and
+    debiased, across widths, with a constant matrix giving NaN in its row and column only."""
+    r = rng(27)
+    X = r.normal(size=(60, 5))
+    As = [X, np.tanh(X @ r.normal(size=(5, 9))), r.normal(size=(60, 1)), np.ones((60, 2))]
+    Bs = [X[:, :2] ** 2, r.normal(size=(60, 7)) + X[:, :1], X]
+    plain, debiased = metrics.linear_cka_matrix(As, Bs), metrics.linear_cka_matrix(As, Bs, debiased=True)
+    assert plain.shape == debiased.shape == (4, 3)
+    assert np.isnan(plain[3]).all() and np.isnan(debiased[3]).all()
+    for i, a in enumerate(As[:3]):
+        for j, b in enumerate(Bs):
+            assert plain[i, j] == pytest.approx(cka_gram(a - a.mean(0), b - b.mean(0)), rel=1e-9)
+            assert debiased[i, j] == pytest.approx(cka_gram_debiased(a, b), rel=1e-9)
+    within = metrics.linear_cka_matrix(As[:3], As[:3])
+    np.testing.assert_allclose(within, within.T, rtol=1e-12)
+    np.testing.assert_allclose(np.diag(within), 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="same samples"):
+        metrics.linear_cka_matrix(As, [X[:10]])
+
+
 # ---- participation ratio and PCA dimension ----
 
 
@@ -215,6 +236,28 @@ def test_ridge_matches_scikit_learn_at_fixed_lambda():
     mean, scale = H[:200].mean(0), np.sqrt(H[:200].var(0).mean())  # one scale for all features
     pred = Ridge(alpha=lam * 200).fit((H[:200] - mean) / scale, X[:200]).predict((H[200:] - mean) / scale)
     assert out["mse"] == pytest.approx(np.mean((pred - X[200:]) ** 2), rel=1e-8)
+
+
+@pytest.mark.parametrize("lam", metrics.DEFAULT_LAMBDAS)
+def test_ridge_from_the_gram_matrix_matches_scikit_learns_svd_on_degenerate_features(lam):
+    """The weights come from an eigendecomposition of H'H, which squares the condition number: check the
+    features where that could show (a dead unit, a duplicated one, scales 1e-3 to 10, fewer samples than
+    features) at every default penalty against scikit-learn's SVD solver."""
+    from sklearn.linear_model import Ridge
+
+    r = rng(26)
+    H = r.normal(size=(150, 8)) * np.logspace(-3, 1, 8)
+    H = np.hstack([H, np.zeros((150, 1)), H[:, -1:]])
+    X = H @ r.normal(size=(10, 4)) + 0.1 * r.normal(size=(150, 4))
+    for n_fit in (120, 8):
+        fit, test = slice(0, n_fit), slice(n_fit, None)
+        out = metrics.ridge_reconstruction(H[fit], X[fit], H[test], X[test], lambdas=[lam])
+        mean, scale = H[fit].mean(0), np.sqrt(H[fit].var(0).mean())
+        sk = Ridge(alpha=lam * n_fit, solver="svd").fit((H[fit] - mean) / scale, X[fit])
+        pred = sk.predict((H[test] - mean) / scale)
+        assert out["mse"] == pytest.approx(np.mean((pred - X[test]) ** 2), rel=1e-9)
+        sst = ((X[test] - X[test].mean(0)) ** 2).sum(0)
+        np.testing.assert_allclose(out["r2_per_target"], 1 - ((pred - X[test]) ** 2).sum(0) / sst, rtol=1e-9)
 
 
 # ---- label probe ----

@@ -4,6 +4,8 @@ Jacobian metrics, the profile at init and the reparametrisation check."""
 import ast
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +167,42 @@ def profile_frame(run_id, values_by_metric, bottleneck_cut):
             side = "bottleneck" if cut == bottleneck_cut else ("encoder" if cut < bottleneck_cut else "decoder")
             rows.append((run_id, "trained", cut, f"c{cut}", side, cut / L, metric, value))
     return pd.DataFrame(rows, columns=truncation_tables.PROFILE_COLUMNS)
+
+
+def test_adam_is_torch_optim_adam_to_the_bit():
+    """probes.Adam replaces torch.optim.Adam (whose first use imports torch._dynamo): the same update."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=g), torch.randn(64, 3, generator=g)
+    ours = [torch.randn(5, 8, generator=g).requires_grad_(), torch.randn(8, 3, generator=g).requires_grad_()]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    mine, reference = probes.Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01)
+    for step in range(50):
+        batch = slice(step % 4 * 16, step % 4 * 16 + 16)
+        for params in (ours, theirs):
+            (torch.relu(x[batch] @ params[0]) @ params[1] - y[batch]).pow(2).mean().backward()
+        mine.step([p.grad for p in ours])
+        reference.step()
+        for p in ours + theirs:
+            p.grad = None
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_mlp_gradients_are_autograds_to_the_bit():
+    """The nonlinear probe back-propagates by hand: the same gradients as autograd on its loss, for two hidden
+    layers, zero-padded inputs and a batch whose 1 / N is not a power of two."""
+    g = torch.Generator().manual_seed(1)
+    G, n, widths, sizes = 3, 29, [4, 6, 2], [6, 7, 5, 3]
+    x = torch.randn(G, n, 6, generator=g) * (torch.arange(6) < torch.tensor(widths)[:, None, None])
+    y = torch.randn(n, 3, generator=g)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        params += [torch.randn(G, a, b, generator=g), torch.randn(G, 1, b, generator=g)]
+    leaves = [p.clone().requires_grad_() for p in params]
+    (probes.mlp_forward(leaves, x)[-1] - y).pow(2).mean(dim=(1, 2)).sum().backward()
+    for ours, leaf in zip(probes.mlp_gradients(params, x, y), leaves, strict=True):
+        assert torch.equal(ours, leaf.grad)
+    assert (probes.mlp_gradients(params, x, y)[0][0, 4:] == 0).all()  # padding: no gradient
 
 
 def test_factor_locus_is_the_first_cut_reaching_95_percent_of_the_maximum_and_the_maximum():
@@ -376,6 +414,31 @@ def test_init_rows_profile_the_initial_weights_and_leave_the_trained_rows_alone(
     assert set(direct[runs[0]["run_id"]]["state"]) == {"trained"}
 
 
+def test_the_input_cut_has_the_datas_own_metrics_in_every_run_and_state(tmp_path):
+    """Cut 0 is the data itself, so its geometry and linear probes (computed once per cell) are those of the data,
+    the same for every seed, at init and for the reparametrised twin."""
+    runs, paths = saved_cell(tmp_path)
+    data = fake_data(labels=True)
+    profiles, _ = probes.profile_cell(runs, paths, data, OPTIONS)
+    twins = probes.reparam_cell(runs, paths, data, OPTIONS, profiles)
+    targets, _, _, _ = probes.probe_data(data, OPTIONS)
+    x_fit, x_test = targets["x_fit"], targets["x_test"]
+    cheap = OPTIONS | {"twonn_subsamples": 0}
+    ridge = {k: v for k, v in targets.items() if not k.startswith("y_")}
+    expected = {
+        "trained": probes.geometry(x_test, OPTIONS) | probes.linear_probes(x_fit, x_test, targets, OPTIONS),
+        "init": probes.geometry(x_test, cheap) | probes.linear_probes(x_fit, x_test, ridge, cheap),
+    }
+    assert "label_accuracy" in expected["trained"] and "twonn_sub_mean" in expected["trained"]
+    for run in runs:
+        prof = profiles[run["run_id"]]
+        for state, values in expected.items():
+            got = prof[(prof["cut"] == 0) & (prof["state"] == state)].set_index("metric")["value"]
+            assert {metric: got[metric] for metric in values} == values, state
+        twin = twins[(twins["run_id"] == run["run_id"]) & (twins["cut"] == 0)].set_index("metric")["value_reparam"]
+        assert {metric: twin[metric] for metric in expected["init"]} == expected["init"]
+
+
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_reparam_table_keeps_the_function_and_the_rank_and_moves_the_participation_ratio(tmp_path, kind):
     runs, paths = saved_cell(tmp_path, kind=kind)
@@ -435,3 +498,25 @@ def test_reparam_table_is_empty_for_activations_without_unit_rescaling(tmp_path)
     profiles, _ = probes.profile_cell(runs, paths, data, OPTIONS)
     table = probes.reparam_cell(runs, paths, data, OPTIONS, profiles)
     assert table.empty and list(table.columns) == truncation_tables.REPARAM_COLUMNS
+
+
+def test_the_truncate_job_limits_the_threads_of_scipys_blas_too():
+    """threadpool_limits reaches only the libraries loaded when it is entered; scipy's OpenBLAS (the label probe's
+    solver) is not numpy's, so the truncate script must load it before (fresh interpreter: nothing loaded yet)."""
+    script = ast.parse((REPO / "workflow" / "scripts" / "truncate.py").read_text())
+    imports = [ast.unparse(node) for node in script.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    probe = """
+import numpy as np
+from threadpoolctl import threadpool_info
+from aedissect import metrics
+with threadpool_limits(limits=1):
+    r = np.random.default_rng(0)
+    metrics.linear_probe_accuracy(r.normal(size=(40, 3)), np.arange(40) % 2, r.normal(size=(9, 3)), np.arange(9) % 2)
+    threads = {(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"}
+    assert len(threads) > 1 and {n for _, n in threads} == {1}, threads
+"""
+    # run from workflow/: the package of this checkout, whatever the venv has installed
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(imports) + probe], capture_output=True, text=True, cwd=REPO / "workflow"
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]

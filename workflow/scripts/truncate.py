@@ -7,9 +7,14 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+import scipy.linalg  # noqa: F401  loads scipy's own OpenBLAS (see below)
 from threadpoolctl import threadpool_limits
 
 from aedissect.nets import probes
+
+# threadpool_limits reaches only the libraries already loaded, and scipy's OpenBLAS (the label probe's L-BFGS-B
+# loads it on first use) is not numpy's: unlimited, its threads spin against the job's and the other jobs' on the
+# cores (on 2 loaded cores the label probes of a 10-seed cell took 30 s instead of 2)
 
 with threadpool_limits(limits=snakemake.threads):  # numpy/BLAS may not use more cores than the job holds
     probes.truncate_cell(

@@ -9,7 +9,8 @@ benchmark file (seconds / (seeds x epochs)). Per job the work is
 - train: every seed of a grid cell, ``training.epochs`` each;
 - freeze: every distinct freeze variant of every seed of a freeze cell, ``training.epochs`` each;
 - criticality: every layer of every model of a group retrained alone, ``retrain_epochs`` each;
-- stitching: two fitted stitches (trained and init A) per configured pair of a group, ``stitching.epochs`` each.
+- stitching: two fitted stitches (trained and init A) per configured pair of a group and cut it is stitched at
+  (``plans.stitch_cuts``: every hidden cut for a pair of one architecture), ``stitching.epochs`` each.
 
 A vmapped ensemble trains faster than its members one by one, so the estimate errs long. The printed limits
 scale with ``attempt``: a job SLURM killed at its limit is resubmitted (``retries``) with that much more time.
@@ -53,7 +54,11 @@ def job_epochs(study: dict) -> dict[str, dict[str, int]]:
         groups[config.run_group(run)].append(run)
     for group, members in groups.items():
         pairs = plans.stitch_pairs(members, stitching["pair_types"])
-        fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
+        fitted = sum(
+            2 * len(plans.stitch_cuts(members[i], members[j], kind))
+            for i, j, kind in pairs
+            if kind != "self" or stitching["fit_self"]
+        )
         work["stitching"][group] = fitted * stitching["epochs"]
     return {rule: dict(jobs) for rule, jobs in work.items()}
 

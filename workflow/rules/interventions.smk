@@ -1,5 +1,6 @@
 # Interventions (docs/methods.md, "Interventions"): freezing at init on a subset of cells, re-initialisation,
-# retraining one layer and stitching on every model; tables (their figures are paper figures, paper.smk).
+# retraining one layer and stitching on every model; tables, and the swap matrix from the stitching table (their
+# figures are paper figures, paper.smk).
 
 
 rule freeze:
@@ -99,3 +100,16 @@ rule intervention_tables:
         "../../envs/analysis.yaml"
     script:
         "../scripts/intervention_tables.py"
+
+
+rule swap:
+    input:
+        stitching="results/tables/stitching.csv",
+    output:
+        swap="results/tables/swap.csv",
+    log:
+        "results/logs/aggregate/swap.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/swap.py"

@@ -83,8 +83,8 @@ FIGURES = [
     ),
     Figure(
         "stitching",
-        "results/tables/stitching.csv",
-        "intervention_tables",
+        "results/tables/swap.csv",
+        "swap",
         "plotting_interventions",
         "stitching_matrix",
         "paper_stitching.rst",

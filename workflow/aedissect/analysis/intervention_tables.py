@@ -195,8 +195,8 @@ def criticality_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary.merge(critical, on=by, how="left")
 
 
-# the penalties of stitching.csv (``nets.interventions.PENALTIES``): raw, and normalised by the init_a control and
-# by the mean predictor
+# the penalties of stitching.csv (``nets.interventions.normalised_penalties``): raw, and normalised by the init_a
+# control and by the mean predictor
 STITCH_PENALTIES = ["penalty", "normalised_penalty_init_a", "normalised_penalty_mean"]
 # A's architecture beside B's config columns
 A_COLUMNS = {"run_id": "run_id_a", "family": "a_family", "encoder": "a_encoder", "decoder": "a_decoder"}

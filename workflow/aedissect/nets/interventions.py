@@ -324,8 +324,6 @@ def criticality_group(
 # what a stitch is trained on, the same for the AE and the VAE: the MSE between B's mean output after the stitch
 # (a Bernoulli VAE's logits squashed) and the input, per element (``Stitched``)
 STITCH_OBJECTIVE = "mse_of_b_mean_output"
-# the stitching.csv columns of the penalties: raw (test MSE(stitched) - test MSE(B)) and normalised
-PENALTIES = ["penalty", "normalised_penalty_init_a", "normalised_penalty_mean"]
 
 
 class Stitched(nn.Module):

@@ -477,6 +477,203 @@ def test_a_checkpoint_is_used_only_by_the_training_that_starts_from_the_same_wei
     assert from_b == iv.fit_stitch(other, b, run_b, data, options, DEVICE)
 
 
+# ---------------------------------------------------------------- stitching at every cut, normalised (issue 15)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_a_model_stitched_to_itself_gives_zero_penalty_at_every_cut(data, trained, kind):
+    """The identity stitch at any hidden cut gives the model's own reconstruction bitwise (penalty exactly 0), and the
+    least-squares start of a self-stitch reproduces it on the training data it is fitted on."""
+    run, model, _ = trained[kind, 0]
+    own = training.evaluate(model, data["x_test"], run)["test_mse"]
+    assert plans.stitch_cuts(run, run, "self") == [(c, c) for c in range(1, model.n_layers)]
+    assert plans.stitch_cuts(run, make_run(kind, arch="enc-heavy"), "arch") == [(2, 3)]
+    for cut in range(1, model.n_layers):
+        width = iv.cut_width(model, cut)
+        assert width == model.forward_to(data["x_test"], cut).shape[1]
+        identity = iv.Stitched(model, model, iv.identity_stitch(width, width), run, cut, cut)
+        assert training.evaluate(identity, data["x_test"], run)["test_mse"] - own == 0, cut
+        start = iv.least_squares_stitch(model, model, data["x_train"], cut, cut)
+        fitted = iv.Stitched(model, model, start, run, cut, cut)
+        with torch.no_grad():
+            expected = training.reconstruction(model, data["x_train"], run)
+            assert torch.allclose(fitted(data["x_train"]), expected, atol=1e-5), cut
+
+
+def test_stitches_at_two_cuts_of_equal_width_are_never_one_ensemble(data, trained):
+    """sym's cuts 1 and 3 are both 10 wide: the stitched modules have the same shapes, the runs name their cuts."""
+    run, a, _ = trained["ae", 0]
+    _, b, _ = trained["ae", 1]
+    options = {"epochs": 1, "batch_size": 32, "lr": 0.01}
+    one = iv.stitch_start(a, b, run, data, options, DEVICE, 1, 1)
+    three = iv.stitch_start(a, b, run, data, options, DEVICE, 3, 3)
+    assert iv.cut_width(a, 1) == iv.cut_width(a, 3)
+    assert ensemble.stack_key(*one, 12) != ensemble.stack_key(*three, 12)
+    assert one[1].frozen_parameters("none") == [n for n, _ in one[1].named_parameters() if not n.startswith("stitch.")]
+    assert all(p.requires_grad for p in a.parameters()), "a stitch leaves its networks as they were"
+
+
+def test_normalised_penalties_on_a_hand_made_table():
+    rows = [
+        # stitch, test_mse; B's own 0.1, the mean predictor 0.5; the init_a control 0.3
+        ("identity", 0.9), ("trained", 0.12), ("init_a", 0.3),
+    ]  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {"run_id_a": "a", "run_id_b": "b", "cut_a": 2, "cut_b": 2, "stitch": stitch, "test_mse": mse}
+            | {"b_test_mse": 0.1, "mean_predictor_test_mse": 0.5}
+            for stitch, mse in rows
+        ]
+    )
+    table["penalty"] = table["test_mse"] - table["b_test_mse"]
+    other_cut = table.assign(cut_a=3, cut_b=3, test_mse=[0.9, 0.2, 0.05])  # init_a better than B: no normalisation
+    out = iv.normalised_penalties(pd.concat([table, other_cut], ignore_index=True))
+    first = out[out["cut_a"] == 2].set_index("stitch")
+    assert first.loc["init_a", "normalised_penalty_init_a"] == 1.0
+    assert first.loc["trained", "normalised_penalty_init_a"] == pytest.approx(0.02 / 0.2)
+    assert first.loc["identity", "normalised_penalty_init_a"] == pytest.approx(0.8 / 0.2)
+    assert first.loc["trained", "normalised_penalty_mean"] == pytest.approx(0.02 / 0.4)
+    assert (first["init_a_test_mse"] == 0.3).all()
+    second = out[out["cut_a"] == 3].set_index("stitch")
+    assert second["normalised_penalty_init_a"].isna().all()
+    assert second.loc["trained", "normalised_penalty_mean"] == pytest.approx(0.1 / 0.4)
+
+
+@pytest.fixture(scope="module")
+def structured_data():
+    """Three latent factors and a little noise, which a few epochs of training learn to encode (uniform noise has
+    no code to learn)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.sigmoid((torch.rand(280, 3, generator=gen) * 4 - 2) @ torch.randn(3, 12, generator=gen))
+    x = x + 0.05 * torch.randn(x.shape, generator=gen)
+    return {"x_train": x[:200], "x_test": x[200:]}
+
+
+@pytest.fixture(scope="module")
+def stitch_group(structured_data, tmp_path_factory):
+    """A group of two architectures x two seeds (AE), saved as the train job saves them, stitched by the job."""
+    folder = tmp_path_factory.mktemp("stitch_group")
+    torch.save(structured_data, folder / "data.pt")
+    runs, paths = [], []
+    for arch in ("sym", "enc-heavy"):
+        for seed in (0, 1):
+            run = make_run("ae", arch=arch, seed=seed)
+            run["training"] |= {"epochs": 20}
+            result = training.train(run, structured_data, DEVICE)
+            path = folder / f"{arch}-{seed}.pt"
+            torch.save({"config": run, "in_dim": 12, "status": "ok", "state": result["state"]}
+                       | {"init_state": result["init_state"], "epoch_states": {}}, path)  # fmt: skip
+            runs.append(run)
+            paths.append(str(path))
+    options = {"pair_types": ["seed", "arch"], "fit_self": False, "epochs": 2, "batch_size": 32, "lr": 0.01}
+    out = folder / "stitching.csv"
+    iv.stitching_group(runs, paths, str(folder / "data.pt"), options, 1, "cpu", str(out))
+    return runs, pd.read_csv(out), str(out)
+
+
+def test_the_stitching_job_stitches_one_architecture_at_every_cut_and_two_at_the_bottleneck(
+    structured_data, stitch_group
+):
+    runs, table, _ = stitch_group
+    layers = {run["arch"]: plans.n_layers(run) for run in runs}
+    for (pair_type, arch), rows in table.groupby(["pair_type", "a_arch"]):
+        if pair_type in ("self", "seed"):
+            assert sorted(set(rows["cut_b"])) == list(range(1, layers[arch])), (pair_type, arch)
+            assert (rows["cut_a"] == rows["cut_b"]).all()
+        else:
+            assert set(rows["cut_side"]) == {"bottleneck"} and set(rows["cut_offset"]) == {0}
+    # the model stitched to itself (identity) at every cut: zero penalty, exactly
+    identity = table[(table["pair_type"] == "self") & (table["stitch"] == "identity")]
+    assert len(identity) == sum(layers[run["arch"]] - 1 for run in runs)
+    assert (identity["penalty"] == 0).all()
+    assert (identity["mean_predictor_test_mse"] > identity["b_test_mse"]).all()
+    assert (identity["normalised_penalty_mean"] == 0).all()
+    # every fitted pair and cut has its init_a control, whose own normalised penalty is 1
+    fitted = table[table["pair_type"] != "self"]
+    assert set(fitted["stitch"]) == {"identity", "trained", "init_a"}
+    init_a = fitted[fitted["stitch"] == "init_a"]
+    assert len(init_a) == len(fitted) / 3
+    assert (init_a["normalised_penalty_init_a"] == 1.0).all()
+    assert (init_a["init_a_test_mse"] == init_a["test_mse"]).all()
+    data = structured_data
+    mean = ((data["x_test"].double() - data["x_train"].double().mean(0)) ** 2).mean().item()
+    assert table["mean_predictor_test_mse"].to_numpy() == pytest.approx(mean, rel=1e-9)
+    assert set(table["stitch_objective"]) == {iv.STITCH_OBJECTIVE}
+    assert set(table[table["cut_side"] == "bottleneck"]["cut_name"]) == {"bottleneck"}
+
+
+def test_the_stitching_table_and_the_swap_table_from_the_stitching_job(stitch_group):
+    runs, _, path = stitch_group
+    table = intervention_tables.stitching_table(runs, [path])
+    sym = table[table["a_arch"] == "sym"]
+    assert set(sym["a_family"]) == {"symmetric"} and set(sym["a_encoder"]) == {"10"} and set(sym["a_decoder"]) == {"10"}
+    assert (table["run_id"] == table["run_id_b"]).all()
+    swap = intervention_tables.swap_table(table)
+    pair = swap[(swap["level"] == "pair") & (swap["metric"] == "normalised_penalty_init_a")]
+    assert set(zip(pair["pair_type"], pair["a_arch"], pair["arch"], strict=True)) == {
+        ("arch", "sym", "enc-heavy"), ("arch", "enc-heavy", "sym"),
+        ("seed", "sym", "sym"), ("seed", "enc-heavy", "enc-heavy"),
+    }  # fmt: skip
+    assert set(pair["n"]) == {2} and pair["mean"].notna().all()
+    summary = intervention_tables.stitching_summary(table)
+    assert set(summary["metric"]) == set(intervention_tables.STITCH_PENALTIES)
+    assert {"cut_name", "cut_side", "cut_offset"} <= set(summary.columns)
+
+
+def hand_made_stitching(values: dict) -> pd.DataFrame:
+    """A stitching table at the bottleneck: (pair_type, a_arch, b_arch) -> normalised penalties, one per seed."""
+    family = {"sym": "symmetric", "wide": "symmetric", "enc": "encoder-heavy"}
+    rows = []
+    for (pair_type, a_arch, arch), per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            for stitch in ("trained", "init_a", "identity"):
+                rows.append(
+                    {"dataset": "digits", "kind": "ae", "activation": "relu", "epochs": 3, "batch_size": 32}
+                    | {"lr": 0.01, "beta": float("nan"), "likelihood": "mse", "stitch_objective": iv.STITCH_OBJECTIVE}
+                    | {"pair_type": pair_type, "a_arch": a_arch, "a_family": family[a_arch], "a_encoder": "10"}
+                    | {"a_decoder": "10", "arch": arch, "family": family[arch], "encoder": "10", "decoder": "10"}
+                    | {"bottleneck": 3, "seed": seed, "stitch": stitch, "cut_side": "bottleneck", "penalty": value / 10}
+                    | {"normalised_penalty_init_a": value if stitch == "trained" else 1.0}
+                    | {"normalised_penalty_mean": value / 2}
+                )  # fmt: skip
+    # a stitch at a hidden cut, and one from a model to itself: neither is in the swap matrix
+    rows.append(rows[0] | {"cut_side": "encoder", "normalised_penalty_init_a": 99.0})
+    rows.append(rows[0] | {"pair_type": "self", "normalised_penalty_init_a": 99.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_swap_table_on_a_hand_made_stitching_table():
+    stitching = hand_made_stitching(
+        {
+            ("arch", "sym", "enc"): [0.1, 0.2, 0.3],
+            ("arch", "wide", "enc"): [0.3, 0.4, 0.5],
+            ("arch", "sym", "wide"): [0.2, 0.3, 0.4],
+            ("arch", "enc", "sym"): [0.5, 0.5, 0.8],
+            ("seed", "sym", "sym"): [0.0, 0.02, 0.04],
+        }
+    )
+    swap = intervention_tables.swap_table(stitching)
+    assert list(swap.columns) == intervention_tables.SWAP_COLUMNS
+    assert 99.0 not in set(swap["mean"]) and set(swap["pair_type"]) == {"arch", "seed"}
+    pair = swap[(swap["level"] == "pair") & (swap["metric"] == "normalised_penalty_init_a")]
+    one = pair[(pair["a_arch"] == "sym") & (pair["arch"] == "enc")].iloc[0]
+    assert one["mean"] == pytest.approx(0.2) and one["n"] == 3
+    half = 4.302653 * 0.1 / 3**0.5  # t(0.975, 2) x std / sqrt(n)
+    assert one[["ci95_low", "ci95_high"]].tolist() == pytest.approx([0.2 - half, 0.2 + half], abs=1e-5)
+    assert one["a_family"] == "symmetric" and one["family"] == "encoder-heavy" and one["stitch_objective"]
+    # family level: each seed's mean over the family's encoders (sym, wide) into every other decoder, then over seeds
+    family = swap[(swap["level"] == "family") & (swap["metric"] == "normalised_penalty_init_a")]
+    symmetric = family[(family["a_family"] == "symmetric") & (family["pair_type"] == "arch")].iloc[0]
+    assert symmetric["mean"] == pytest.approx(0.3) and symmetric["n"] == 3
+    assert symmetric["std"] == pytest.approx(0.1)
+    assert (symmetric[["a_arch", "arch", "bottleneck"]] == "all").all()
+    control = family[(family["a_family"] == "symmetric") & (family["pair_type"] == "seed")].iloc[0]
+    assert control["mean"] == pytest.approx(0.02)
+    mean = swap[(swap["level"] == "family") & (swap["metric"] == "normalised_penalty_mean")]
+    symmetric_mean = mean[(mean["a_family"] == "symmetric") & (mean["pair_type"] == "arch")].iloc[0]
+    assert symmetric_mean["mean"] == pytest.approx(0.15)
+
+
 # ---------------------------------------------------------------- the symmetric freezing design (issue 15)
 
 

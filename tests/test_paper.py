@@ -120,6 +120,94 @@ def test_stitch_penalty_uses_other_seeds_of_the_same_architecture_only():
     assert out["value"].tolist() == [pytest.approx(0.2)]
 
 
+def test_stitch_penalty_reads_the_bottleneck_only():
+    table = pd.DataFrame(
+        {
+            "run_id_a": ["d/ae/x/z3/relu/s1"] * 3,
+            "run_id_b": ["d/ae/x/z3/relu/s0"] * 3,
+            "stitch": "trained",
+            "cut_side": ["encoder", "bottleneck", "decoder"],
+            "penalty": [5.0, 0.2, 7.0],
+        }
+    )
+    assert findings.stitch_penalties(findings.stitch_rows(table))["value"].tolist() == [pytest.approx(0.2)]
+
+
+# ---------------------------------------------------------------- R3: are encoders interchangeable (swap.csv)
+
+
+def swap_summary(cross: tuple | None, control: tuple | None, family: str = "symmetric") -> pd.DataFrame:
+    """swap.csv's family-level rows of one group: (mean, ci95_low, ci95_high) of the cross-architecture swap and of
+    its control (same architecture, other seed), and a pair-level row and another metric that R3 does not read."""
+    rows = []
+    for pair_type, values in (("arch", cross), ("seed", control)):
+        if values is None:
+            continue
+        mean, low, high = values
+        common = {"dataset": "d", "kind": "ae", "a_family": family, "pair_type": pair_type, "n": 5}
+        common |= {"mean": mean, "ci95_low": low, "ci95_high": high, "std": 0.1}
+        rows.append(common | {"level": "family", "metric": findings.SWAP_METRIC})
+        rows.append(common | {"level": "family", "metric": "normalised_penalty_mean", "mean": 9.0, "ci95_low": 9.0})
+        rows.append(common | {"level": "pair", "metric": findings.SWAP_METRIC, "mean": 9.0, "ci95_low": 9.0})
+    return pd.DataFrame(rows)
+
+
+def verdict_rows(families=("symmetric",)) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": "d", "kind": "ae", "family": f, "verdict": "partly"} for f in families])
+
+
+@pytest.mark.parametrize(
+    "cross, control, outcome",
+    [
+        ((0.05, 0.02, 0.08), (0.01, 0.0, 0.02), "interchangeable"),  # the interval lies below 0.2
+        ((0.05, 0.02, 0.08), None, "interchangeable"),  # needs no control
+        ((0.5, 0.4, 0.6), (0.05, 0.02, 0.08), "not interchangeable"),  # above, and the control below
+        ((0.5, 0.4, 0.6), (0.5, 0.3, 0.7), "undecided"),  # above, but the stitch fails within one architecture too
+        ((0.5, 0.4, 0.6), None, "undecided"),  # above, and no control
+        ((0.2, 0.1, 0.3), (0.05, 0.02, 0.08), "undecided"),  # the interval contains the threshold
+        ((0.05, float("nan"), float("nan")), (0.01, 0.0, 0.02), "no data"),  # one seed: no interval
+        (None, (0.01, 0.0, 0.02), "no data"),  # no other architecture in the group
+    ],
+)
+def test_the_swap_rule_on_hand_made_numbers(cross, control, outcome):
+    assert findings.SWAP_THRESHOLD == 0.2
+    table = findings.with_swap_rule(verdict_rows(), swap_summary(cross, control))
+    row = table.iloc[0]
+    assert row["swap"] == outcome
+    assert row["verdict"] == "partly", "R3 is reported beside the verdict, never changes it"
+    assert list(table.columns) == ["dataset", "kind", "family", "verdict", *findings.SWAP_RULE_COLUMNS]
+    assert row["swap_sentence"].startswith(f"R3 (swap): {outcome}")
+    assert bool(row["swap_reason"]) == (outcome in ("undecided", "no data"))
+    if cross is not None:
+        assert row["swap_mean"] == cross[0] and (row["swap_ci95_high"] == cross[2] or np.isnan(cross[2]))
+    if outcome == "not interchangeable":
+        assert "another seed" in row["swap_sentence"] and row["swap_control_ci95_high"] == control[2]
+
+
+def test_the_swap_rule_reads_its_own_family_and_goes_into_findings_md():
+    control = (0.01, 0.0, 0.02)
+    swap = pd.concat([swap_summary((0.05, 0.02, 0.08), control), swap_summary((0.5, 0.4, 0.6), control, "linear")])
+    table = findings.with_swap_rule(verdict_rows(("symmetric", "linear", "encoder-heavy")), swap)
+    assert table.set_index("family")["swap"].to_dict() == {
+        "symmetric": "interchangeable", "linear": "not interchangeable", "encoder-heavy": "no data",
+    }  # fmt: skip
+    assert findings.with_swap_rule(verdict_rows(), None)["swap"].tolist() == ["no data"]
+    per_run = pd.concat(
+        [
+            per_run_table({0: [-1, -1], 1: [-1, 0], 2: [0, 0]}),
+            per_run_table({0: [0.8, 0.9], 1: [0.7, 0.8], 2: [0.9, 0.8]}, quantity="encoder_share"),
+        ]
+    )
+    summary = findings.summarize_groups(per_run)
+    verdicts = findings.verdicts(summary)
+    swapped = findings.with_swap_rule(verdicts, swap_summary((0.05, 0.02, 0.08), None, verdicts["family"].iloc[0]))
+    text = findings.markdown(summary, swapped, {}, 0.1, 0.66)
+    assert f"- {swapped['swap_sentence'].iloc[0]}" in text
+    assert "R3 swap, reported beside the verdict" in text and "below 0.2" in text
+    assert "R3" not in findings.markdown(summary, verdicts, {}, 0.1, 0.66)
+    assert paper.verdict_table(swapped).columns[-1] == "R3 swap (beside)"
+
+
 def test_critical_encoder_fraction_and_text():
     crit = pd.DataFrame(
         {

@@ -1,6 +1,6 @@
 """What each experiment's jobs cover and train, from the study config and the run configs alone: the grid cells,
 intervention groups and data sets runs fall in, the runs a selection (``interventions.cells``, ``truncation.select``)
-picks, freeze specs and the layers a spec freezes, the stitch pairs.
+picks, freeze specs and the layers a spec freezes, the stitch pairs and the cuts each is stitched at.
 
 Snakemake reads this when it parses the workflow (common.smk asks it for every job's runs; the SLURM resource
 estimate counts stitches), so it imports no torch: the workflow's own process may run where only Snakemake is
@@ -240,3 +240,12 @@ def stitch_pairs(runs: list[Run], pair_types: list[str]) -> list[tuple[int, int,
             if kind == "self" or (kind in pair_types and (kind != "seed" or next_seed[i] == j)):
                 pairs.append((i, j, kind))
     return pairs
+
+
+def stitch_cuts(run_a: dict, run_b: dict, pair_type: str) -> list[tuple[int, int]]:
+    """The (cut of A, cut of B) a stitch pair is fitted at: every hidden cut 1..L-1 for a pair of one architecture
+    (``self``, ``seed``: Csiszarik et al. 2021), A's bottleneck into B's for a pair of two (``arch``,
+    ``arch-seed``: A's encoder into B's decoder)."""
+    if pair_type in ("self", "seed"):
+        return [(cut, cut) for cut in range(1, n_layers(run_b))]
+    return [(bottleneck_cut(run_a), bottleneck_cut(run_b))]

@@ -9,7 +9,8 @@ benchmark file (seconds / (seeds x epochs)). Per job the work is
 - train: every seed of a grid cell, ``training.epochs`` each;
 - freeze: every distinct freeze variant of every seed of a freeze cell, ``training.epochs`` each;
 - criticality: every layer of every model of a group retrained alone, ``retrain_epochs`` each;
-- stitching: two fitted stitches (trained and init A) per configured pair of a group, ``stitching.epochs`` each.
+- stitching: two fitted stitches (trained and init A) per configured pair of a group and cut it is stitched at
+  (``plans.stitch_cuts``: every hidden cut for a pair of one architecture), ``stitching.epochs`` each.
 
 A vmapped ensemble trains faster than its members one by one, so the estimate errs long. The printed limits
 scale with ``attempt``: a job SLURM killed at its limit is resubmitted (``retries``) with that much more time.
@@ -50,8 +51,13 @@ def job_epochs(study: dict) -> dict[str, dict[str, int]]:
         work["freeze"][config.run_cell(run)] += len(variants) * run["training"]["epochs"]
     stitching = options["stitching"]
     for group in plans.groups(covered):
-        pairs = plans.stitch_pairs(plans.group_runs(covered, group), stitching["pair_types"])
-        fitted = sum(2 for *_, kind in pairs if kind != "self" or stitching["fit_self"])
+        members = plans.group_runs(covered, group)
+        pairs = plans.stitch_pairs(members, stitching["pair_types"])
+        fitted = sum(
+            2 * len(plans.stitch_cuts(members[i], members[j], kind))
+            for i, j, kind in pairs
+            if kind != "self" or stitching["fit_self"]
+        )
         work["stitching"][group] = fitted * stitching["epochs"]
     return {rule: dict(jobs) for rule, jobs in work.items()}
 

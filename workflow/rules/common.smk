@@ -203,7 +203,7 @@ def get_group_checks(wildcards):
 
 def get_intervention_outputs(wildcards):
     tables = ["freeze", "freeze_summary", "encoder_share", "encoder_share_summary", "share_vs_parameters"]
-    tables += ["layer_criticality", "layer_criticality_summary", "stitching", "stitching_summary"]
+    tables += ["layer_criticality", "layer_criticality_summary", "stitching", "stitching_summary", "swap"]
     return [f"results/tables/{name}.csv" for name in tables]
 
 

@@ -1,5 +1,6 @@
 # Interventions (docs/methods.md, "Interventions"): freezing at init, re-initialisation, retraining one layer and
-# stitching on the cells of interventions.cells; tables (their figures are paper figures, paper.smk).
+# stitching on the cells of interventions.cells; tables, and the swap matrix from the stitching table (their
+# figures are paper figures, paper.smk).
 
 
 rule freeze:
@@ -85,3 +86,16 @@ rule intervention_tables:
         "../../envs/analysis.yaml"
     script:
         "../scripts/intervention_tables.py"
+
+
+rule swap:
+    input:
+        stitching="results/tables/stitching.csv",
+    output:
+        swap="results/tables/swap.csv",
+    log:
+        "results/logs/aggregate/swap.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/swap.py"

@@ -20,6 +20,6 @@ runs = snakemake.params.runs
 criticality = iv.with_config(runs, list(inp.criticality))
 io.write_csv(criticality, out.criticality)
 io.write_csv(iv.criticality_summary(criticality), out.criticality_summary)
-stitching = iv.with_config(runs, list(inp.stitching))
+stitching = iv.stitching_table(runs, list(inp.stitching))
 io.write_csv(stitching, out.stitching)
 io.write_csv(iv.stitching_summary(stitching), out.stitching_summary)

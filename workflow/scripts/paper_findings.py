@@ -42,6 +42,8 @@ summary = findings.summarize_groups(per_run)
 sensitivity = findings.sensitivity(per_run, profiles, majority)
 verdicts = findings.verdicts(summary, majority)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
+swap = pd.read_csv(inputs["swap"]) if "swap" in inputs else None
+verdicts = findings.with_swap_rule(verdicts, swap)
 completion = findings.completion_rule(profiles)
 text = findings.markdown(
     summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion, parameters=parameters

@@ -8,7 +8,9 @@ Everything here reads the tidy tables of the study (never per-run files, never h
 - ``encoder_share.csv`` (interventions): the leave-one-out encoder share per run (``output_bias``), and, where the
   table has ``method``/``design`` columns, the Shapley share too.
 - ``layer_criticality.csv``: ``run_id``, layer, intervention and whether the layer is critical.
-- ``stitching.csv``: a pair of models A -> B and the stitching penalty.
+- ``stitching.csv``: a pair of models A -> B and the stitching penalty (at the bottleneck: the only cut of pairs of two
+  architectures; pairs of one are stitched at every cut).
+- ``swap.csv`` (optional): the swap matrix, whose family-level rows rule R3 reads (``with_swap_rule``).
 - ``train_metrics.csv``: the normally trained loss of every run.
 - ``controls.csv`` (optional): one row per run and control check, ``check, value, reference, ratio, threshold,
   passed, applies, note`` beside the run's config columns.
@@ -69,6 +71,9 @@ R2 work: the 95% CI over seeds of the Shapley share where there is one, else of 
    ``no data`` if there is no CI (fewer than 2 seeds; ``work_reason`` says why).
 Verdict: ``yes`` (the encoder encodes) if R1 and R2 are both ``encoder``; ``no`` if either is ``decoder``;
    ``partly`` if exactly one is ``encoder`` and the other ``even``/``mixed``/``no data``; else ``undecided``.
+
+R3 swap (``with_swap_rule()``), reported beside the verdict, not part of it: are the family's encoders
+   interchangeable across the decoders of the group's other architectures (``rule_swap``)?
 
 Then (``sensitivity()``, ``mark_fragile()``): the verdict again under every completion tolerance of
 ``SENSITIVITY_TOLERANCES``, majority of ``SENSITIVITY_MAJORITIES`` and with each seed left out; a verdict any of
@@ -248,8 +253,10 @@ def criticality_rows(table: pd.DataFrame, intervention: str = "reinit") -> pd.Da
 
 
 def stitch_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """stitching.csv -> ``run_id_a, run_id_b, penalty`` of the trained stitches (controls dropped)."""
+    """stitching.csv -> ``run_id_a, run_id_b, penalty`` of the trained stitches at the bottleneck (controls and the
+    stitches at other cuts dropped)."""
     rows = table[table["stitch"] == "trained"] if "stitch" in table else table
+    rows = rows[rows["cut_side"] == "bottleneck"] if "cut_side" in rows else rows
     a = rows["run_id_a"] if "run_id_a" in rows else rows["a_run_id"]
     b = rows["run_id_b"] if "run_id_b" in rows else rows["run_id"]
     return pd.DataFrame({"run_id_a": a, "run_id_b": b, "penalty": rows["penalty"]})
@@ -1016,6 +1023,134 @@ def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
     return [*lines, ""]
 
 
+# ---------------------------------------------------------------- R3: are encoders interchangeable (swap.csv)
+
+# R3 reads the family-level rows of swap.csv (``intervention_tables.swap_table``) of this normalised penalty,
+# (stitched - B) / (init_a stitched - B): 0 when A's encoder serves B's decoder as well as B's own, 1 when it serves
+# it no better than an untrained encoder of A's shape stitched the same way ...
+SWAP_METRIC = "normalised_penalty_init_a"
+# ... and calls the family's encoders interchangeable when the upper end of its 95% CI lies below this: a swapped-in
+# encoder that loses less than a fifth of what an untrained one loses (docs/methods.md gives measured values: 0.08 to
+# 0.15 across architectures, 0.01 to 0.13 within one, in the default study's digits AE and factors VAE at z = 8)
+SWAP_THRESHOLD = 0.2
+INTERCHANGEABLE, NOT_INTERCHANGEABLE = "interchangeable", "not interchangeable"
+NO_SWAP = "the group has no other architecture to swap encoders with"
+NO_SWAP_INTERVAL = (
+    "fewer than 2 seeds have a normalised penalty (its denominator, the untrained encoder's penalty, must be positive)"
+)
+SWAP_RULE_COLUMNS = [
+    "swap", "swap_metric", "swap_threshold", "swap_mean", "swap_ci95_low", "swap_ci95_high", "swap_n",
+    "swap_control_mean", "swap_control_ci95_low", "swap_control_ci95_high", "swap_control_n", "swap_reason",
+    "swap_sentence",
+]  # fmt: skip
+
+
+def swap_summaries(swap: pd.DataFrame, metric: str = SWAP_METRIC) -> dict:
+    """swap.csv -> {(dataset, kind, family of A, pair_type): its family-level row} for one metric."""
+    rows = swap[(swap["level"].astype(str) == "family") & (swap["metric"].astype(str) == metric)]
+    return {(row["dataset"], row["kind"], row["a_family"], row["pair_type"]): row for row in rows.to_dict("records")}
+
+
+def rule_swap(cross: dict | None, control: dict | None, threshold: float = SWAP_THRESHOLD) -> tuple[str, str]:
+    """R3: (outcome, why undecided or no data) from the cross-architecture summary (A's family's encoders into the
+    decoders of other architectures, same seed) and its control (into the same architecture from the next seed).
+
+    ``interchangeable``: the cross-architecture CI lies below ``threshold``. ``not interchangeable``: it lies above,
+    and the control's lies below (the stitch does swap encoders between two trainings of one architecture: what
+    fails is the other shape). ``undecided``: the CI contains the threshold, or it lies above and the control does
+    not lie below (the stitch fails within one architecture too, so the other shape is not shown to be the cause).
+    ``no data``: no cross-architecture CI (no other architecture in the group, or fewer than 2 seeds with a finite
+    normalised penalty).
+    """
+    if cross is None:
+        return "no data", NO_SWAP
+    if not _finite(cross.get("ci95_high")):
+        return "no data", NO_SWAP_INTERVAL
+    if cross["ci95_high"] < threshold:
+        return INTERCHANGEABLE, ""
+    if cross["ci95_low"] <= threshold:
+        return "undecided", f"the interval contains the threshold {threshold:g}"
+    if control is not None and _finite(control.get("ci95_high")) and control["ci95_high"] < threshold:
+        return NOT_INTERCHANGEABLE, ""
+    return "undecided", "the control (same architecture, other seed) is not below the threshold either"
+
+
+def swap_sentence(outcome: str, cross: dict | None, control: dict | None, threshold: float) -> str:
+    """R3 in one sentence for a reader outside the field."""
+    if outcome == "no data":
+        return f"R3 (swap): no data: {NO_SWAP if cross is None else NO_SWAP_INTERVAL}."
+    lost = (
+        f"in front of the decoders of other architectures (through a trained linear adapter), this family's encoders "
+        f"lose {fmt_ci(cross)} of what an untrained encoder of the same shape loses"
+    )
+    same = f"in front of the same architecture trained from another seed they lose {fmt_ci(control)}"
+    if outcome == INTERCHANGEABLE:
+        return (
+            f"R3 (swap): interchangeable: {lost}, less than {threshold:g}: what an encoder encodes hardly depends on "
+            "the decoder it was trained with, so the encoder is a part that can be taken out and reused."
+        )
+    if outcome == NOT_INTERCHANGEABLE:
+        return (
+            f"R3 (swap): not interchangeable: {lost}, more than {threshold:g}, while {same}: what an encoder encodes "
+            "is tied to the decoder it was trained with, so 'the encoder' is not a part that can be swapped out."
+        )
+    if control is not None and _finite(cross.get("ci95_low")) and cross["ci95_low"] > threshold:
+        return (
+            f"R3 (swap): undecided: {lost}, more than {threshold:g}, but even {same}: the stitch itself falls "
+            "short, so this says nothing about the decoder's shape."
+        )
+    return f"R3 (swap): undecided: {lost}, an interval that contains {threshold:g}: more seeds would tell."
+
+
+def with_swap_rule(
+    verdict_table: pd.DataFrame,
+    swap: pd.DataFrame | None,
+    threshold: float = SWAP_THRESHOLD,
+    metric: str = SWAP_METRIC,
+) -> pd.DataFrame:
+    """The verdict table with rule R3 beside it (``SWAP_RULE_COLUMNS``; the verdict itself is R1 and R2's, as
+    before): per data set, kind and family, are the family's encoders interchangeable across the decoders of the
+    group's other architectures (``rule_swap``), from swap.csv's family-level rows of ``metric``. Without swap.csv
+    every group reads ``no data``."""
+    summaries = swap_summaries(swap, metric) if swap is not None else {}
+    table = verdict_table.copy()
+    rows = []
+    for key in zip(*(table[c] for c in GROUP), strict=True):
+        cross, control = summaries.get((*key, "arch")), summaries.get((*key, "seed"))
+        outcome, reason = rule_swap(cross, control, threshold)
+        row = {"swap": outcome, "swap_metric": metric, "swap_threshold": threshold}
+        for prefix, summary in (("swap", cross), ("swap_control", control)):
+            row |= {f"{prefix}_{k}": (summary or {}).get(k, np.nan) for k in ("mean", "ci95_low", "ci95_high", "n")}
+        rows.append(row | {"swap_reason": reason, "swap_sentence": swap_sentence(outcome, cross, control, threshold)})
+    extra = pd.DataFrame(rows, columns=SWAP_RULE_COLUMNS, index=table.index)
+    return pd.concat([table.drop(columns=[c for c in SWAP_RULE_COLUMNS if c in table.columns]), extra], axis=1)
+
+
+def swap_lines(row) -> list[str]:
+    """The R3 line of a group in findings.md (none for a verdict table without R3)."""
+    text = getattr(row, "swap_sentence", None)
+    return [f"- {text}"] if isinstance(text, str) and text else []
+
+
+SWAP_RULE_TEXT = """\
+- R3 swap, reported beside the verdict (not part of it): are the encoders of a family interchangeable across the
+  decoders of other architectures, is "the encoder" a separable part at all? Each of the family's encoders is put in
+  front of the decoder of every other architecture of its group (same data, kind, bottleneck size and seed) through
+  an affine map at the bottleneck, fitted by least squares and trained on the MSE of the decoder's mean output
+  (results/tables/swap.csv). Its penalty, test MSE(swapped) - test MSE(B), is divided by that of an untrained encoder
+  of the same shape stitched the same way (`{metric}`); per seed averaged over the family's architectures, the
+  decoders and the bottlenecks. `interchangeable` if the 95% t-interval over seeds lies below {threshold:g};
+  `not interchangeable` if it lies above while the control, the family's encoders put in front of the same
+  architecture trained from another seed, lies below {threshold:g}; otherwise `undecided` (the interval contains
+  {threshold:g}, or the control fails too: then the stitch itself falls short); `no data` without another
+  architecture in the group or with fewer than 2 seeds.
+"""
+
+
+def swap_rule_text(threshold: float = SWAP_THRESHOLD, metric: str = SWAP_METRIC) -> str:
+    return SWAP_RULE_TEXT.format(threshold=threshold, metric=metric)
+
+
 # ---------------------------------------------------------------- findings.md and the front page
 
 RULES_TEXT = """\
@@ -1162,7 +1297,7 @@ def markdown(
                 (summary["dataset"] == dataset) & (summary["kind"] == kind) & (summary["family"] == row.family)
             ]
             lines += [f"**{row.family}**: {row.sentence}", ""]
-            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), *swap_lines(row), ""]
     if fixed_rows:
         lines += ["## Fixed by construction: no verdict", ""]
         for dataset, kind, row in fixed_rows:
@@ -1170,10 +1305,12 @@ def markdown(
                 (summary["dataset"] == dataset) & (summary["kind"] == kind) & (summary["family"] == row.family)
             ]
             lines += [f"**{dataset}, {kind.upper()}, {row.family}**: {row.sentence}", ""]
-            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), ""]
+            lines += [*_group_lines(group, row, critical, (dataset, kind, row.family)), *swap_lines(row), ""]
     lines += parameters_markdown(parameters)
     lines += plain_rules_markdown()
     lines += ["## How the verdicts are chosen", "", rules_text(tolerance, majority, completion)]
+    if "swap" in verdict_table.columns:
+        lines.append(swap_rule_text(verdict_table["swap_threshold"].iloc[0], verdict_table["swap_metric"].iloc[0]))
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""The intervention tables: freeze sweep and encoder share, layer criticality, stitching; each with its summary.
+"""The intervention tables: freeze sweep and encoder share, layer criticality, stitching; each with its summary; and
+the swap matrix (``swap_table``), the stitching table's cross-architecture part at the bottleneck.
 
 Read from the files the torch jobs of ``aedissect.nets.interventions`` wrote; pandas only.
 """
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from aedissect import io
+from aedissect.analysis.aggregate import runs_table
 from aedissect.analysis.aggregate import with_config as join
 from aedissect.analysis.stats import mean_ci, summarize
 from aedissect.config import Run, config_columns
@@ -244,9 +246,35 @@ def criticality_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+# the penalties of stitching.csv (``nets.interventions.normalised_penalties``): raw, and normalised by the init_a
+# control and by the mean predictor
+STITCH_PENALTIES = ["penalty", "normalised_penalty_init_a", "normalised_penalty_mean"]
+# A's architecture beside B's config columns
+A_COLUMNS = {"run_id": "run_id_a", "family": "a_family", "encoder": "a_encoder", "decoder": "a_decoder"}
+
+
+def stitching_table(runs: list[dict], paths: list[str]) -> pd.DataFrame:
+    """The stitching jobs' rows with B's config columns (``run_id`` is B's) and A's architecture (``a_arch``,
+    ``a_family``, ``a_encoder``, ``a_decoder``)."""
+    table = with_config(runs, paths)
+    a = runs_table(runs)[list(A_COLUMNS)].rename(columns=A_COLUMNS)
+    table = table.drop(columns=[c for c in A_COLUMNS.values() if c != "run_id_a" and c in table.columns])
+    table = table.merge(a, on="run_id_a", how="left", validate="many_to_one")
+    columns = list(table.columns)
+    for name in reversed(["a_family", "a_encoder", "a_decoder"]):
+        columns.remove(name)
+        columns.insert(columns.index("a_arch") + 1, name)
+    return table[columns]
+
+
 def stitching_summary(table: pd.DataFrame) -> pd.DataFrame:
-    by = [*GROUP, "a_arch", "arch", "pair_type", "stitch"]
-    return summarize(table, by, value="penalty")
+    """Every penalty (``metric``: raw and both normalisations) per pair of architectures, pair type, stitch and cut:
+    mean, std, n and 95% CI over seeds."""
+    cut = [c for c in ("cut_name", "cut_side", "cut_offset") if c in table.columns]
+    by = [*GROUP, "a_arch", "arch", "pair_type", "stitch", *cut]
+    metrics = [m for m in STITCH_PENALTIES if m in table.columns]
+    long = table.melt(id_vars=by, value_vars=metrics, var_name="metric", value_name="value")
+    return summarize(long, [*by, "metric"])
 
 
 # ---------------------------------------------------------------- the share against the parameter counts
@@ -450,3 +478,42 @@ def _matched_rows(kept: pd.DataFrame, head: dict, common: dict, matched, slope, 
         | {"note": "slope x the difference of the two encoder parameter fractions"}
     )  # fmt: skip
     return out
+
+
+# the swap matrix: the trained stitches at the bottleneck between architectures (``arch``, same seed) and, as its
+# control, within one architecture (``seed``: the next seed of the same architecture)
+SWAP_PAIR_TYPES = ["arch", "seed"]
+SWAP_CONFIG = ["dataset", "kind", "activation", "epochs", "batch_size", "lr", "beta", "likelihood", "stitch_objective"]
+SWAP_PAIR = ["a_arch", "a_family", "a_encoder", "a_decoder", "arch", "family", "encoder", "decoder", "bottleneck"]
+SWAP_COLUMNS = [
+    "level", *SWAP_CONFIG, "pair_type", *SWAP_PAIR, "metric", "mean", "std", "n", "ci95_low", "ci95_high",
+]  # fmt: skip
+
+
+def swap_table(stitching: pd.DataFrame) -> pd.DataFrame:
+    """swap.csv: A's encoder into B's decoder through a trained affine stitch at the bottleneck, every penalty
+    (``metric``: ``penalty``, ``normalised_penalty_init_a``, ``normalised_penalty_mean``) with a 95% t-interval
+    over seeds, in tidy long format:
+
+    - ``level = pair``: per pair of architectures A (``a_*``) and B (``arch``, ``family``, ``encoder``,
+      ``decoder``) and bottleneck; ``pair_type = arch`` for A and B of two architectures (the same seed),
+      ``seed`` for one architecture (B the next seed: the matrix's diagonal, the control);
+    - ``level = family``: per family of A (``a_family``) and pair type, each seed's mean over A's architectures of
+      the family, every B and every bottleneck, then the interval over seeds (the columns of the pair are
+      ``all``): what rule R3 of ``findings`` reads.
+
+    The stitch's objective (``stitch_objective``) is the MSE of B's mean output, for the VAE too.
+    """
+    rows = stitching[
+        (stitching["stitch"] == "trained")
+        & stitching["pair_type"].isin(SWAP_PAIR_TYPES)
+        & (stitching["cut_side"] == "bottleneck")
+    ]
+    metrics = [m for m in STITCH_PENALTIES if m in rows.columns]
+    long = rows.melt(id_vars=[*SWAP_CONFIG, "pair_type", *SWAP_PAIR, "seed"], value_vars=metrics, var_name="metric")
+    pair = summarize(long, [*SWAP_CONFIG, "pair_type", *SWAP_PAIR, "metric"]).assign(level="pair")
+    by_family = [*SWAP_CONFIG, "pair_type", "a_family", "metric"]
+    per_seed = long.groupby([*by_family, "seed"], dropna=False, sort=True)["value"].mean().reset_index()
+    family = summarize(per_seed, by_family).assign(level="family")
+    family = family.assign(**{c: "all" for c in SWAP_PAIR if c != "a_family"})
+    return pd.concat([pair, family], ignore_index=True)[SWAP_COLUMNS]

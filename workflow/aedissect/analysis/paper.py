@@ -42,8 +42,10 @@ def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
-    return verdicts[["dataset", "kind", "family", "compression", "work", "verdict"]].rename(
-        columns={"compression": "R1 compression", "work": "R2 work"}
+    """The verdict per group with its rules' outcomes; rule R3 (swap) beside it where the findings have it."""
+    columns = ["dataset", "kind", "family", "compression", "work", "verdict", "swap"]
+    return verdicts[[c for c in columns if c in verdicts.columns]].rename(
+        columns={"compression": "R1 compression", "work": "R2 work", "swap": "R3 swap (beside)"}
     )
 
 

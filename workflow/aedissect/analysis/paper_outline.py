@@ -83,8 +83,8 @@ FIGURES = [
     ),
     Figure(
         "stitching",
-        "results/tables/stitching.csv",
-        "intervention_tables",
+        "results/tables/swap.csv",
+        "swap",
         "plotting_interventions",
         "stitching_matrix",
         "paper_stitching.rst",
@@ -112,6 +112,8 @@ FINDINGS_INPUTS = {
     "share_vs_parameters": ("results/tables/share_vs_parameters.csv", "intervention_tables"),
     "layer_criticality": ("results/tables/layer_criticality.csv", "intervention_tables"),
     "stitching": ("results/tables/stitching.csv", "intervention_tables"),
+    # the swap matrix: rule R3, are encoders interchangeable across decoders of other architectures
+    "swap": ("results/tables/swap.csv", "swap"),
     # the control checks: a failed one makes every verdict at its training budget undecided
     "controls": ("results/tables/controls.csv", "controls_table"),
 }
@@ -150,7 +152,8 @@ TABLE_CAPTIONS = {
     "reconstruction": "Test reconstruction error per architecture: mean over seeds with Student-t 95% CI and n.",
     "findings": "Where compression completes (layers relative to the bottleneck; negative = encoder), the encoder "
     "share of the work, critical layers and the stitching penalty: mean over seeds [95% CI] (n seeds).",
-    "verdicts": "Verdict per data set, model kind and family by the rules R1 (compression) and R2 (work).",
+    "verdicts": "Verdict per data set, model kind and family by the rules R1 (compression) and R2 (work); beside it, "
+    "not part of the verdict, rule R3 (swap): are the family's encoders interchangeable across other decoders.",
 }
 # the report category each table is shown in, beside the figures of the same experiment
 TABLE_CATEGORIES = {"reconstruction": "Training", "findings": "Findings", "verdicts": "Findings"}

@@ -1,4 +1,4 @@
-"""Intervention figures, each drawn from one tidy table: freeze sweep, criticality heatmap, stitching matrix."""
+"""Intervention figures, each drawn from one tidy table: freeze sweep, criticality heatmap, the swap matrix."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 
 from aedissect.analysis import style
+from aedissect.analysis.findings import SWAP_METRIC, SWAP_THRESHOLD
 from aedissect.analysis.stats import mean_ci
 
 
@@ -141,57 +142,57 @@ def criticality_heatmap(table: pd.DataFrame):
     return fig
 
 
-def stitching_matrix(table: pd.DataFrame):
-    """Mean stitching penalty (test MSE of A's prefix -> trained affine stitch -> B's suffix, minus B's own)
-    for every pair of architectures; diagonal: the same architecture, other seeds. Rows: data set and kind;
-    columns: bottleneck size. Each data set has its own colour scale (MSEs differ by orders of magnitude
-    between data sets); cells print the penalty in the unit of its colour bar (test MSE x 10^-k)."""
+def stitching_matrix(swap: pd.DataFrame, metric: str = SWAP_METRIC):
+    """The swap matrix (swap.csv, ``level = pair``): A's encoder into B's decoder through a trained affine stitch at
+    the bottleneck, the penalty normalised by the init_a control ((stitched - B) / (init_a stitched - B); 0: as good
+    as B, 1: no better than an untrained encoder of A's shape), mean over seeds, for every pair of architectures;
+    diagonal (dotted): the same architecture from the next seed, R3's control. Rows: data set and kind; columns:
+    bottleneck size; one colour scale for all (the values are normalised). Bold: the 95% CI over seeds lies below
+    rule R3's threshold (``findings.SWAP_THRESHOLD``)."""
     style.apply()
-    trained = table[(table["stitch"] == "trained") & (table["pair_type"] != "self")]
-    rows = list(table[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
-    zs = sorted(table["bottleneck"].unique())
-    order = list(table.sort_values(["family", "arch"])["arch"].unique())
+    pairs = swap[(swap["level"].astype(str) == "pair") & (swap["metric"] == metric)].copy()
+    pairs["bottleneck"] = pairs["bottleneck"].astype(float).astype(int)
+    rows = list(pairs[["dataset", "kind"]].drop_duplicates().sort_values(["dataset", "kind"]).itertuples(index=False))
+    zs = sorted(pairs["bottleneck"].unique())
+    families = {
+        **dict(zip(pairs["a_arch"], pairs["a_family"], strict=True)),
+        **dict(zip(pairs["arch"], pairs["family"], strict=True)),
+    }
+    order = sorted(families, key=lambda arch: (families[arch], arch))
     fig, axes = plt.subplots(
-        len(rows), len(zs), figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.55, 1.0)), squeeze=False,
-        sharex=True, sharey=True,
+        max(len(rows), 1), max(len(zs), 1), figsize=(style.PAGE_WIDTH, style.grid_height(len(rows), 1.55, 1.0)),
+        squeeze=False, sharex=True, sharey=True,
     )  # fmt: skip
-    for dataset in sorted({row.dataset for row in rows}):
-        sel = trained[trained["dataset"] == dataset]
-        means = sel.groupby(["kind", "bottleneck", "a_arch", "arch"])["penalty"].mean()
-        limit = float(np.nanmax(np.abs(means))) if len(means) and np.isfinite(means).any() else 1.0
-        limit = limit if limit > 0 else 1.0
-        exponent = int(np.floor(np.log10(limit))) - 1  # cells print penalty / 10^exponent: at most 3 digits
-        scale = 10.0**exponent
-        image = None
-        dataset_axes = []
-        for i, row in enumerate(rows):
-            if row.dataset != dataset:
-                continue
-            for j, z in enumerate(zs):
-                ax = axes[i, j]
-                dataset_axes.append(ax)
-                panel = sel[(sel["kind"] == row.kind) & (sel["bottleneck"] == z)]
-                values = panel.pivot_table(index="a_arch", columns="arch", values="penalty", aggfunc="mean")
-                values = values.reindex(index=order, columns=order).to_numpy(dtype=float)
-                image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-                for (r, c), v in np.ndenumerate(values):
-                    if np.isfinite(v):
-                        shown = round(v / scale, 1)
-                        text = "0" if shown == 0 else (f"{shown:.1f}" if abs(shown) < 10 else f"{shown:.0f}")
-                        ax.text(c, r, text.replace("-", "\N{MINUS SIGN}"), ha="center", va="center",
-                                fontsize=CELL_FONTSIZE, color="white" if abs(v) > 0.6 * limit else "black")  # fmt: skip
-                for d in range(len(order)):  # the diagonal: the same architecture, other seeds
-                    ax.add_patch(Rectangle((d - 0.5, d - 0.5), 1, 1, fill=False, ec="0.4", lw=0.6, ls=":"))
-                ax.set_xticks(range(len(order)), order, rotation=25, ha="right")
-                ax.set_yticks(range(len(order)), order)
-                ax.tick_params(length=0)
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-                ax.set_title(f"{row.dataset}, {row.kind.upper()}, z={z}")
-        if image is not None:
-            fig.colorbar(image, ax=dataset_axes, shrink=0.85, aspect=12,
-                         label=f"{dataset}: penalty\n(test MSE \N{MULTIPLICATION SIGN} $10^{{{exponent}}}$)",
-                         format=lambda x, _pos, s=scale: f"{x / s:g}")  # fmt: skip
+    finite = pairs["mean"].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    limit = min(1.0, max(SWAP_THRESHOLD * 2, float(np.abs(finite).max()) if finite.size else 1.0))
+    image = None
+    for i, row in enumerate(rows):
+        for j, z in enumerate(zs):
+            ax = axes[i, j]
+            panel = pairs[(pairs["dataset"] == row.dataset) & (pairs["kind"] == row.kind) & (pairs["bottleneck"] == z)]
+            means = panel.pivot_table(index="a_arch", columns="arch", values="mean", aggfunc="first")
+            highs = panel.pivot_table(index="a_arch", columns="arch", values="ci95_high", aggfunc="first")
+            means = means.reindex(index=order, columns=order).to_numpy(dtype=float)
+            highs = highs.reindex(index=order, columns=order).to_numpy(dtype=float)
+            image = ax.imshow(np.clip(means, -limit, limit), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+            for (r, c), v in np.ndenumerate(means):
+                if np.isfinite(v):
+                    text = f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}"
+                    ax.text(c, r, text.replace("-", "\N{MINUS SIGN}"), ha="center", va="center",
+                            fontsize=CELL_FONTSIZE, color="white" if abs(v) > 0.6 * limit else "black",
+                            fontweight="bold" if highs[r, c] < SWAP_THRESHOLD else "normal")  # fmt: skip
+            for d in range(len(order)):  # the diagonal: the same architecture, the next seed (the control)
+                ax.add_patch(Rectangle((d - 0.5, d - 0.5), 1, 1, fill=False, ec="0.4", lw=0.6, ls=":"))
+            ax.set_xticks(range(len(order)), order, rotation=25, ha="right")
+            ax.set_yticks(range(len(order)), order)
+            ax.tick_params(length=0)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.set_title(f"{row.dataset}, {row.kind.upper()}, z={z}")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.85, aspect=12,
+                     label="penalty / penalty of an\nuntrained encoder (init_a)")  # fmt: skip
     fig.supxlabel("B: decoder after the stitch", fontsize=8)
     fig.supylabel("A: encoder before the stitch", fontsize=8)
     return fig

@@ -28,7 +28,7 @@ from aedissect.config import Run
 from aedissect.nets.ensemble import train_members
 from aedissect.nets.models import MLPAutoencoder, build_model, initial_models, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
-from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_pairs, variant_key
+from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_cuts, stitch_pairs, variant_key
 from aedissect.references import ridge_optimum
 from aedissect.status import TrainingDiverged
 
@@ -339,32 +339,56 @@ def criticality_table(
 
 # ---------------------------------------------------------------- 4. stitching
 
+# what a stitch is trained on, the same for the AE and the VAE: the MSE between B's mean output after the stitch
+# (a Bernoulli VAE's logits squashed) and the input, per element (``Stitched``)
+STITCH_OBJECTIVE = "mse_of_b_mean_output"
+
 
 class Stitched(nn.Module):
-    """A's prefix to its bottleneck, an affine stitch, B's suffix; both networks frozen.
+    """A's prefix to cut ``cut_a``, an affine stitch, B's suffix from cut ``cut_b``; both networks frozen
+    (``frozen_parameters``: only the stitch trains). The cuts default to the bottlenecks (the VAE's mu): A's encoder
+    into B's decoder. It holds A and B themselves, not copies: training copies a start (``fit_stitches``).
 
     It outputs B's mean reconstruction (a Bernoulli VAE's logits squashed), so as ``kind = "ae"`` the training
-    loop fits the stitch to, and ``evaluate`` reports, the reconstruction MSE.
+    loop fits the stitch to, and ``evaluate`` reports, the reconstruction MSE (``STITCH_OBJECTIVE``). The cuts are
+    no parameters: ``stitch_start`` names them in the stitch's run config, so that stitches at different cuts whose
+    weights happen to have the same shapes are never stacked into one ensemble.
     """
 
     kind = "ae"
 
-    def __init__(self, a: MLPAutoencoder, b: MLPAutoencoder, stitch: nn.Linear, b_run: Run):
+    def __init__(
+        self,
+        a: MLPAutoencoder,
+        b: MLPAutoencoder,
+        stitch: nn.Linear,
+        b_run: Run,
+        cut_a: int | None = None,
+        cut_b: int | None = None,
+    ):
         super().__init__()
         self.a, self.b, self.stitch = a, b, stitch
-        self.a.requires_grad_(False)
-        self.b.requires_grad_(False)
+        self.cut_a = a.bottleneck_cut if cut_a is None else cut_a
+        self.cut_b = b.bottleneck_cut if cut_b is None else cut_b
         self.squash = b.kind == "vae" and b_run["vae"]["likelihood"] == "bernoulli"
 
     def frozen_parameters(self, spec: str) -> list[str]:
+        """Both networks' parameters: only the stitch trains."""
         if spec != "none":
             raise ValueError("a stitched model takes no freeze spec: both networks are frozen already")
-        return []
+        return [name for name, _ in self.named_parameters() if not name.startswith("stitch.")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stitch(self.a.forward_to(x, self.a.bottleneck_cut))
-        out = self.b.forward_from(h, self.b.bottleneck_cut)
+        h = self.stitch(self.a.forward_to(x, self.cut_a))
+        out = self.b.forward_from(h, self.cut_b)
         return torch.sigmoid(out) if self.squash else out
+
+
+def cut_width(model: MLPAutoencoder, cut: int) -> int:
+    """The width of the activations at a hidden cut (the code's for the bottleneck: the VAE's mu only)."""
+    if cut == model.bottleneck_cut:
+        return model.latent_dim
+    return model.layers[cut - 1][0].out_features
 
 
 def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
@@ -376,10 +400,21 @@ def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
 
 
 @torch.no_grad()
-def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) -> nn.Linear:
-    """The affine map that best predicts B's code from A's code on ``x`` (least squares, with a bias)."""
-    ha = a.forward_to(x, a.bottleneck_cut).double()
-    hb = b.forward_to(x, b.bottleneck_cut).double()
+def least_squares_stitch(
+    a: MLPAutoencoder,
+    b: MLPAutoencoder,
+    x: torch.Tensor,
+    cut_a: int | None = None,
+    cut_b: int | None = None,
+    codes: dict | None = None,
+) -> nn.Linear:
+    """The affine map that best predicts B's activations at ``cut_b`` from A's at ``cut_a`` on ``x`` (least
+    squares with a bias, minimum norm where dead units make it underdetermined); the cuts default to the codes.
+    ``codes``: a dict that keeps each network's code on ``x`` once computed (a group's job stitches every code
+    into several networks); activations at other cuts are computed each time (they are wide, used at most twice)."""
+    cut_a = a.bottleneck_cut if cut_a is None else cut_a
+    cut_b = b.bottleneck_cut if cut_b is None else cut_b
+    ha, hb = _activations(a, x, cut_a, codes), _activations(b, x, cut_b, codes)
     design = torch.cat([ha, torch.ones(ha.shape[0], 1, dtype=ha.dtype, device=ha.device)], dim=1)
     solution = torch.linalg.lstsq(design.cpu(), hb.cpu(), driver="gelsd").solution
     stitch = nn.Linear(ha.shape[1], hb.shape[1]).to(x.device)
@@ -388,12 +423,37 @@ def least_squares_stitch(a: MLPAutoencoder, b: MLPAutoencoder, x: torch.Tensor) 
     return stitch
 
 
-def stitch_start(a, b, b_run: Run, data: dict, options: dict, device) -> tuple[Run, Stitched]:
-    """A stitch's training run and its start: the least-squares match of the two codes on the training set
-    between copies of both (frozen) networks. Trained on B's reconstruction, it reports the reconstruction MSE."""
-    start = least_squares_stitch(a, b, data["x_train"].to(device))
-    stitched = Stitched(copy.deepcopy(a), copy.deepcopy(b), start, b_run)
-    run = copy.deepcopy(b_run) | {"run_id": f"stitch-to-{b_run['run_id']}"}
+def _activations(model: MLPAutoencoder, x: torch.Tensor, cut: int, codes: dict | None) -> torch.Tensor:
+    if codes is None or cut != model.bottleneck_cut:
+        return model.forward_to(x, cut).double()
+    key = id(model)  # the job holds its models until it ends: ids stay theirs
+    if key not in codes:
+        codes[key] = model.forward_to(x, cut).double()
+    return codes[key]
+
+
+def stitch_start(
+    a,
+    b,
+    b_run: Run,
+    data: dict,
+    options: dict,
+    device,
+    cut_a: int | None = None,
+    cut_b: int | None = None,
+    codes: dict | None = None,
+) -> tuple[Run, Stitched]:
+    """A stitch's training run and its start: the least-squares match of A's activations at ``cut_a`` to B's at
+    ``cut_b`` (default: the codes) on the training set, between both (frozen) networks themselves: training fits a
+    copy (``fit_stitches``). Trained on B's reconstruction, it reports the reconstruction MSE. The run names the
+    cuts (``plans.stitch_cuts``): stitches at other cuts are other trainings, never one ensemble. ``codes``: as
+    ``least_squares_stitch``."""
+    cut_a = a.bottleneck_cut if cut_a is None else cut_a
+    cut_b = b.bottleneck_cut if cut_b is None else cut_b
+    start = least_squares_stitch(a, b, data["x_train"].to(device), cut_a, cut_b, codes)
+    # a model stitched to itself: two modules, else its state dict would name the shared weights once only
+    stitched = Stitched(a, copy.deepcopy(b) if b is a else b, start, b_run, cut_a, cut_b)
+    run = copy.deepcopy(b_run) | {"run_id": f"stitch-to-{b_run['run_id']}", "stitch_cuts": [cut_a, cut_b]}
     run["training"] = run["training"] | {
         "epochs": options["epochs"],
         "batch_size": options["batch_size"],
@@ -405,22 +465,53 @@ def stitch_start(a, b, b_run: Run, data: dict, options: dict, device) -> tuple[R
 
 
 def fit_stitches(starts: list[tuple[dict, Stitched]], names: list[str], data: dict, device, state_dir=None) -> list:
-    """Fit every (run, stitched start) with the one training path; their test metrics, in order."""
+    """Fit every (run, stitched start) with the one training path; their test metrics, in order. The starts share
+    their networks (``stitch_start``): an ensemble trains copies of them, training one by one gets a copy each."""
     runs, models = [run for run, _ in starts], [model for _, model in starts]
+    if not ensemble_on(runs):
+        models = [copy.deepcopy(model) for model in models]
     results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir))
     return [result["metrics"] for result in results]
 
 
-def fit_stitch(a, b, b_run: Run, data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
-    """One stitch from A's code into B's decoder, fitted; its test metrics."""
-    return fit_stitches([stitch_start(a, b, b_run, data, options, device)], ["stitch"], data, device, state_dir)[0]
+def fit_stitch(
+    a, b, b_run: Run, data: dict, options: dict, device, state_dir: Path | None = None, cut_a=None, cut_b=None
+) -> dict:
+    """One stitch from A's activations at ``cut_a`` into B's at ``cut_b`` (default: the codes), fitted; its test
+    metrics."""
+    start = stitch_start(a, b, b_run, data, options, device, cut_a, cut_b)
+    return fit_stitches([start], ["stitch"], data, device, state_dir)[0]
+
+
+def normalised_penalties(table: pd.DataFrame) -> pd.DataFrame:
+    """stitching rows with the penalty normalised two ways (NaN where the denominator is not positive):
+
+    - ``normalised_penalty_init_a`` = (stitched - B) / (init_a stitched - B), the ``init_a`` row of the same pair
+      and cuts (``init_a_test_mse``) as the control: 0 when the stitched network is as good as B, 1 when A's
+      trained prefix is worth no more than its untrained one, stitched the same way;
+    - ``normalised_penalty_mean`` = (stitched - B) / (mean predictor - B) (``mean_predictor_test_mse``): 1 when
+      the stitched network is no better than predicting the training mean.
+
+    Expects ``run_id_a, run_id_b, cut_a, cut_b, stitch, test_mse, b_test_mse, mean_predictor_test_mse``."""
+    table = table.copy()
+    pair = ["run_id_a", "run_id_b", "cut_a", "cut_b"]
+    controls = table[table["stitch"] == "init_a"].set_index(pair)["test_mse"]
+    keys = pd.MultiIndex.from_frame(table[pair])
+    table["init_a_test_mse"] = controls.reindex(keys).to_numpy()
+    gain = table["test_mse"] - table["b_test_mse"]
+    for column, reference in (("init_a", "init_a_test_mse"), ("mean", "mean_predictor_test_mse")):
+        gap = table[reference] - table["b_test_mse"]
+        table[f"normalised_penalty_{column}"] = (gain / gap.where(gap > 0)).astype(float)
+    return table
 
 
 def stitching_table(
     runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
 ) -> pd.DataFrame:
-    """Every configured pair of one group (same data set, kind and bottleneck size): one row per stitch with its
-    penalty. The stitches of like pairs (same architectures) are fitted as one ensemble."""
+    """Every configured pair of one group (same data set, kind, bottleneck size and activation): one row per pair,
+    cut and stitch (``identity``, ``trained``, ``init_a``) with its penalty, normalised (``normalised_penalties``).
+    Pairs of one architecture are stitched at every hidden cut, pairs of two at the bottleneck
+    (``plans.stitch_cuts``). The stitches of like pairs (same architectures, same cut) are fitted as one ensemble."""
     x_test = data["x_test"].to(dev)
     models = [m for m, _ in loaded]
     inits = []
@@ -430,29 +521,37 @@ def stitching_table(
         inits.append(init)
     own = [evaluate(m, x_test, run)["test_mse"] for m, run in zip(models, runs, strict=True)]
     pairs = stitch_pairs(runs, options["pair_types"])
-    results, starts, names, slots = [], [], [], []
+    results, starts, names, slots, codes = [], [], [], [], {}
     for i, j, pair_type in pairs:
         a, b, b_run = models[i], models[j], runs[j]
-        identity = Stitched(a, b, identity_stitch(a.latent_dim, b.latent_dim), b_run)
-        results.append({"identity": evaluate(identity, x_test, b_run)})
-        if pair_type != "self" or options["fit_self"]:
-            for stitch, start in (("trained", a), ("init_a", inits[i])):
-                starts.append(stitch_start(start, b, b_run, data, options, dev))
-                names.append(f"{runs[i]['run_id']}__{b_run['run_id']}__{stitch}")
-                slots.append((len(results) - 1, stitch))
-    log.info("fitting %d stitches of %d pairs", len(starts), len(pairs))
-    for (pair, stitch), metrics in zip(slots, fit_stitches(starts, names, data, dev, state_dir), strict=True):
-        results[pair][stitch] = metrics
+        for cut_a, cut_b in stitch_cuts(runs[i], b_run, pair_type):
+            stitch = identity_stitch(cut_width(a, cut_a), cut_width(b, cut_b))
+            identity = Stitched(a, b, stitch, b_run, cut_a, cut_b)
+            results.append(((i, j, pair_type, cut_a, cut_b), {"identity": evaluate(identity, x_test, b_run)}))
+            if pair_type != "self" or options["fit_self"]:
+                for stitch, start in (("trained", a), ("init_a", inits[i])):
+                    starts.append(stitch_start(start, b, b_run, data, options, dev, cut_a, cut_b, codes))
+                    names.append(f"{runs[i]['run_id']}__{b_run['run_id']}__c{cut_a}-{cut_b}__{stitch}")
+                    slots.append((len(results) - 1, stitch))
+    log.info("fitting %d stitches of %d pairs at %d cuts", len(starts), len(pairs), len(results))
+    for (slot, stitch), metrics in zip(slots, fit_stitches(starts, names, data, dev, state_dir), strict=True):
+        results[slot][1][stitch] = metrics
+    mean_mse = mean_predictor_mse(data["x_train"], data["x_test"])
     rows = []
-    for (i, j, pair_type), fitted in zip(pairs, results, strict=True):
+    for (i, j, pair_type, cut_a, cut_b), fitted in results:
+        b = models[j]
+        where = {"cut_a": cut_a, "cut_b": cut_b, "cut_name": b.cut_names()[cut_b], "cut_side": b.cut_side(cut_b)}
+        where |= {"cut_offset": cut_b - b.bottleneck_cut}
         for stitch, metrics in fitted.items():
             rows.append(
                 {"run_id": runs[j]["run_id"], "run_id_a": runs[i]["run_id"], "run_id_b": runs[j]["run_id"]}
                 | {"a_arch": runs[i]["arch"]}
                 | {"a_seed": runs[i]["seed"], "pair_type": pair_type, "stitch": stitch}
-                | {"test_mse": metrics["test_mse"], "b_test_mse": own[j], "penalty": metrics["test_mse"] - own[j]}
+                | where
+                | {"stitch_objective": STITCH_OBJECTIVE, "test_mse": metrics["test_mse"], "b_test_mse": own[j]}
+                | {"mean_predictor_test_mse": mean_mse, "penalty": metrics["test_mse"] - own[j]}
             )
-    return pd.DataFrame(rows)
+    return normalised_penalties(pd.DataFrame(rows))
 
 
 # ---------------------------------------------------------------- the group jobs (rules criticality, stitching)

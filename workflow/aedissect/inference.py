@@ -168,10 +168,10 @@ def twonn_mle_from_ratios(mu, level: float | None = 0.95) -> dict:
     mu = np.asarray(mu, dtype=np.float64).ravel()
     n = mu.size
     total = float(np.sum(np.log(mu)))
-    nan = float("nan")
-    interval = ("ci_low", "ci_high") if level is not None else ()
     if n < 3 or not total > 0:
-        return {"dimension": nan, "se": nan} | dict.fromkeys(interval, nan) | {"n": n}
+        nan = float("nan")
+        interval = {} if level is None else {"ci_low": nan, "ci_high": nan}
+        return {"dimension": nan, "se": nan} | interval | {"n": n}
     dimension = (n - 1) / total
     out = {"dimension": dimension, "se": dimension / np.sqrt(n - 2)}
     if level is not None:

@@ -247,8 +247,8 @@ def mlp_probe(
         perm = torch.randperm(n_fit, generator=gen).to(device)
         for begin in range(0, n_fit, batch):
             idx = perm[begin : begin + batch]
-            # summing the members' mean losses keeps every member's gradient its own; index_select copies the
-            # batch ~15x faster than indexing the middle axis
+            # the members' summed mean losses (mlp_gradients) keep every member's gradient its own; index_select
+            # copies the batch ~15x faster than indexing the middle axis
             optimizer.step(mlp_gradients(params, torch.index_select(xf_t, 1, idx), yf[idx]))
     pred = mlp_forward(params, xt_t)[-1].double().cpu().numpy() + y_mean
     err = (pred - y_test[None]) ** 2

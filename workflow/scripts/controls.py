@@ -6,6 +6,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+import scipy.linalg  # noqa: F401  loads scipy's own OpenBLAS first: threadpool_limits reaches only loaded libraries
 from threadpoolctl import threadpool_limits
 
 from aedissect.nets.controls import controls_dataset

@@ -133,6 +133,8 @@ BAD = [
     ),
     ("unknown lr schedule", lambda c: c["training"].update(lr_schedule="step"), "training.lr_schedule", "cosine"),
     ("unknown init", lambda c: c["training"].update(init="xavier"), "training.init", "centred"),
+    ("negative kl warm-up", lambda c: c["vae"].update(kl_warmup_epochs=-1), "vae.kl_warmup_epochs", "minimum of 0"),
+    ("fractional kl warm-up", lambda c: c["vae"].update(kl_warmup_epochs=2.5), "vae.kl_warmup_epochs", "integer"),
     (
         "unknown architecture activation",
         lambda c: c["architectures"]["sym"].update(activation="swish"),
@@ -174,6 +176,17 @@ def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, ke
     message = str(err.value)
     assert f"config key {key}" in message
     assert allowed in message
+
+
+def test_keys_added_without_a_default_keep_the_run_hashes_of_configs_without_them(tiny_config):
+    """training.lr_schedule, training.init and vae.kl_warmup_epochs have no schema default: validating a config that
+    does not set them adds nothing to its runs, so their config hashes (and results) stay what they were."""
+    vae = next(run for run in config.grid(check(tiny_config)) if run["kind"] == "vae")
+    assert "kl_warmup_epochs" not in vae["vae"]
+    assert "lr_schedule" not in vae["training"] and "init" not in vae["training"]
+    tiny_config["vae"]["kl_warmup_epochs"] = 0
+    warm = next(run for run in config.grid(check(tiny_config)) if run["kind"] == "vae")
+    assert config.config_hash(warm) != config.config_hash(vae)  # set, even to 0, it is part of the run
 
 
 def test_bottleneck_wider_than_the_layer_before_is_refused_unless_allowed(tiny_config):

@@ -228,6 +228,33 @@ def test_killed_ensemble_resumes_to_the_same_weights(tiny_config, data, tmp_path
     assert [r["metrics"] for r in again] == [r["metrics"] for r in reference]
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("freeze", [None, "encoder"])
+def test_a_member_with_kl_warmup_equals_its_one_by_one_training(tiny_config, data, likelihood, freeze):
+    """vae.kl_warmup_epochs: every member gets the rate's weight of its step, as its own ``train`` does (2 of 3
+    epochs warm up, so the weight is below beta for most steps and at beta after)."""
+    cfg = make_config(tiny_config, "vae")
+    cfg["vae"] |= {"likelihood": likelihood, "kl_warmup_epochs": 2}
+    study.validate(cfg, SCHEMA)
+    runs = cell_runs(cfg, freeze=freeze)
+    device = training.setup_torch(1, "cpu")
+    together = ensemble.train_ensemble(runs, data, device)
+    sequential = [training.train(run, data, device) for run in runs]
+    for run, ens, seq in zip(runs, together, sequential, strict=True):
+        assert_same_training(ens, seq, ensemble.frozen_names(build_model(run, 12), run))
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(ens["history"]), pd.DataFrame(seq["history"]), check_exact=False, atol=1e-4, rtol=1e-4
+        )
+    # the warm-up changes the training (with the encoder frozen it cannot: the rate's gradient only reaches the
+    # encoder), and members with another warm-up do not stack with these
+    plain = copy.deepcopy(runs[0])
+    del plain["vae"]["kl_warmup_epochs"]
+    without = training.train(plain, data, device)["state"]
+    changed = any(not torch.equal(value, sequential[0]["state"][key]) for key, value in without.items())
+    assert changed == (freeze is None)
+    assert ensemble.stack_key(plain, None, 12) != ensemble.stack_key(runs[0], None, 12)
+
+
 def assert_same_training(ens: dict, seq: dict, frozen: set[str]):
     """An ensemble member against its one-by-one training: same start, same trajectory within float tolerance, and
     its frozen parameters bitwise where they started."""

@@ -511,3 +511,126 @@ def test_an_unknown_init_is_refused(data):
 
     with pytest.raises(ValueError, match="training.init"):
         initial_model(make_run("ae", init="lsuv"), data["x_train"])
+
+
+# ---------------------------------------------------------------- vae.kl_warmup_epochs: the KL warm-up
+
+
+def make_vae_run(seed=0, warmup=None, **training_overrides):
+    run = make_run("vae", seed, **training_overrides)
+    if warmup is not None:
+        run["vae"]["kl_warmup_epochs"] = warmup
+    return run
+
+
+def test_the_kl_weight_rises_per_step_from_zero_to_beta():
+    run = make_vae_run(warmup=2)  # beta 0.5
+    weights = [training.kl_weight(run, step, steps_per_epoch=7) for step in range(20)]
+    assert weights[0] == 0.0
+    assert weights[7] == pytest.approx(0.25)  # half-way: the first step of epoch 2
+    assert weights[:14] == pytest.approx([0.5 * step / 14 for step in range(14)])
+    assert all(a < b for a, b in zip(weights[:14], weights[1:14], strict=False))
+    assert weights[14:] == [0.5] * 6  # from step W x steps_per_epoch on: beta itself
+    for absent in (make_vae_run(), make_vae_run(warmup=0)):
+        assert [training.kl_weight(absent, step, 7) for step in (0, 1, 100)] == [0.5] * 3
+    assert training.kl_weight(make_run("ae"), 0, 7) is None
+    assert training.kl_warmup_steps(run, 7) == 14 and training.kl_warmup_steps(make_run("ae"), 7) == 0
+
+
+def test_the_warmup_weights_the_rate_in_training_only(data, device, monkeypatch):
+    """loss_terms' beta replaces vae.beta in the loss; every step of train() gets kl_weight of its own step; the
+    test loss and the metrics use beta itself."""
+    run = make_vae_run(warmup=1, epochs=2)
+    model = build_model(run, 8)
+    x = data["x_train"][:16]
+    with torch.no_grad():
+        terms = training.loss_terms(model, x, run, torch.Generator().manual_seed(0), beta=0.1)
+        full = training.loss_terms(model, x, run, torch.Generator().manual_seed(0))
+    assert torch.equal(terms["rate"], full["rate"]) and torch.equal(terms["distortion"], full["distortion"])
+    assert float(terms["loss"]) == pytest.approx(float(full["distortion"] + 0.1 * full["rate"]), rel=1e-6)
+    assert float(full["loss"]) == pytest.approx(float(full["distortion"] + 0.5 * full["rate"]), rel=1e-6)
+
+    seen, real = [], training.loss_terms
+
+    def spy(model, x, run, generator, eps=None, beta=None):
+        seen.append(beta)
+        return real(model, x, run, generator, eps, beta)
+
+    monkeypatch.setattr(training, "loss_terms", spy)
+    result = training.train(run, data, device)
+    steps = math.ceil(200 / 32)
+    train_steps = [b for b in seen if b is not None]
+    assert train_steps == [training.kl_weight(run, s, steps) for s in range(2 * steps)]
+    assert train_steps[0] == 0.0 and train_steps[steps:] == [0.5] * steps
+    assert seen.count(None) == 3  # evaluate(): the test loss of both epochs and the final metrics, at beta
+    monkeypatch.setattr(training, "loss_terms", real)
+    without = training.train(make_vae_run(epochs=2), data, device)
+    assert result["metrics"]["neg_elbo"] == pytest.approx(
+        result["metrics"]["distortion"] + result["metrics"]["rate"], rel=1e-6
+    )
+    assert result["metrics"]["test_loss"] == pytest.approx(
+        result["metrics"]["distortion"] + 0.5 * result["metrics"]["rate"], rel=1e-5
+    )
+    assert not torch.equal(result["state"]["layers.0.0.weight"], without["state"]["layers.0.0.weight"])
+
+
+def test_a_run_without_kl_warmup_trains_bitwise_as_before(data, device):
+    from aedissect.nets import ensemble
+
+    run = make_vae_run()
+    assert "kl_warmup_epochs" not in run["vae"]
+    before = _loop_without_schedule(run, data, device)
+    alone = training.train(run, data, device)
+    zero = training.train(make_vae_run(warmup=0), data, device)
+    stacked = ensemble.train_ensemble([run, make_vae_run(seed=1)], data, device)
+    stacked_zero = ensemble.train_ensemble([make_vae_run(warmup=0), make_vae_run(seed=1, warmup=0)], data, device)
+    for key in before:
+        assert torch.equal(alone["state"][key], before[key]), key
+        assert torch.equal(zero["state"][key], before[key]), key
+        assert torch.equal(stacked_zero[0]["state"][key], stacked[0]["state"][key]), key
+    assert config.config_hash(run) != config.config_hash(make_vae_run(warmup=0))
+
+
+@pytest.mark.parametrize("ensembled", [False, True])
+def test_a_warmed_up_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
+    """The warm-up depends on the step alone: killed in epoch 3 of a 3-epoch warm-up, the rerun ends where one run
+    ends."""
+    from aedissect import io
+    from aedissect.nets import ensemble
+
+    runs = [make_vae_run(seed=s, warmup=3, epochs=4, lr_schedule="cosine") for s in (0, 1)]
+
+    def fit(resume=None):
+        if ensembled:
+            return ensemble.train_ensemble(runs, data, device, resume)
+        return [training.train(runs[0], data, device, resume)]
+
+    reference = fit()
+    resume = tmp_path / "resume.pt"
+    real_atomic_path, saves = io.atomic_path, []
+
+    def killed_while_saving_epoch_three(path):
+        saves.append(path)
+        if len(saves) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_atomic_path(path)
+
+    monkeypatch.setattr(io, "atomic_path", killed_while_saving_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        fit(resume)
+    monkeypatch.setattr(io, "atomic_path", real_atomic_path)
+    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    resumed = fit(resume)
+    for ref, res in zip(reference, resumed, strict=True):
+        for key in ref["state"]:
+            assert torch.equal(ref["state"][key], res["state"][key]), key
+        assert res["history"] == ref["history"]
+
+
+def test_retraining_a_layer_drops_the_kl_warmup():
+    from aedissect.nets import interventions
+
+    run = make_vae_run(warmup=5)
+    retrain = interventions.retrain_run(run, 2)
+    assert "kl_warmup_epochs" not in retrain["vae"] and run["vae"]["kl_warmup_epochs"] == 5
+    assert retrain["vae"] | {"kl_warmup_epochs": 5} == run["vae"]

@@ -15,7 +15,9 @@ with ``vmap`` + ``functional_call``. Everything that makes a training a training
 - its optimiser state: Adam is elementwise, so one Adam over the stacked tensors keeps a separate
   first and second moment for every member's every weight, and each member's gradient is that of
   its own loss (the members' losses are summed, and share no weights);
-- its budget: a member with fewer epochs is taken as it was after its last one.
+- its budget: a member with fewer epochs is taken as it was after its last one;
+- its KL warm-up (a VAE's ``vae.kl_warmup_epochs``, shared by the members): the rate's weight of the step,
+  ``training.kl_weight``, passed into the mapped loss; every member is at the same step.
 
 So every member's final weights equal those of its own ``train`` run within float tolerance (the
 batched matrix products round differently), and each result has the layout ``train`` returns,
@@ -46,6 +48,7 @@ from aedissect.nets.training import (
     checkpoint_path,
     clone_state,
     evaluate,
+    kl_weight,
     load_resume,
     loss_terms,
     lr_schedule_name,
@@ -67,8 +70,8 @@ class _Loss(nn.Module):
         self.model = model
         self.run = run
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
-        return loss_terms(self.model, x, self.run, None, eps)["loss"]
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None, beta: float | None = None) -> torch.Tensor:
+        return loss_terms(self.model, x, self.run, None, eps, beta)["loss"]
 
 
 def shared_part(run: Run) -> dict:
@@ -153,6 +156,7 @@ def train_ensemble(
     starts = {name: params[name].detach().clone() for name in masks} if tr["weight_decay"] > 0 else {}
     generators = [torch.Generator(device=device).manual_seed(run["seed"]) for run in runs]
     epochs = [run["training"]["epochs"] for run in runs]
+    steps_per_epoch = math.ceil(n / batch_size)
 
     base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
     prefixed = {f"model.{k}": v for k, v in params.items()}
@@ -160,15 +164,15 @@ def train_ensemble(
     is_vae = getattr(members[0], "kind", "ae") == "vae"
     latent = getattr(members[0], "latent_dim", 0)
 
-    def member_loss(p, b, x, eps):
-        return functional_call(base, (p, b), (x, eps))
+    def member_loss(p, b, x, eps, beta=None):
+        return functional_call(base, (p, b), (x, eps, beta))
 
     # the noise of the VAE's test loss: evaluate() draws it from a generator seeded EVAL_SEED, the same for all
     eval_eps = None
     if is_vae:
         gen = torch.Generator(device=device).manual_seed(EVAL_SEED)
         eval_eps = torch.randn((x_test.shape[0], latent), generator=gen, device=device)
-    batched_loss = vmap(member_loss, in_dims=(0, 0, 0, 0 if is_vae else None))
+    batched_loss = vmap(member_loss, in_dims=(0, 0, 0, 0 if is_vae else None, None))
     test_loss = vmap(member_loss, in_dims=(0, 0, None, None))
 
     histories = [[] for _ in runs]
@@ -200,14 +204,15 @@ def train_ensemble(
     for epoch in range(start, max(epochs) + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         total = torch.zeros(n_members, device=device)
-        for begin in range(0, n, batch_size):
+        for step, begin in enumerate(range(0, n, batch_size), start=(epoch - 1) * steps_per_epoch):
             idx = perms[:, begin : begin + batch_size]  # [M, b]
             xb = x_train[idx]  # [M, b, d]
             eps = None
             if is_vae:
                 shape = (idx.shape[1], latent)
                 eps = torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
-            losses = batched_loss(prefixed, prefixed_buffers, xb, eps)
+            # the KL warm-up's weight: every member is at the same step (their vae options are shared)
+            losses = batched_loss(prefixed, prefixed_buffers, xb, eps, kl_weight(run0, step, steps_per_epoch))
             optimizer.zero_grad()
             losses.sum().backward()
             for name, mask in masks.items():

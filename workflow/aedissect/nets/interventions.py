@@ -229,8 +229,12 @@ def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder
 
 
 def retrain_run(run: Run, epochs: int) -> Run:
+    """The run that retrains one layer of a trained model for ``epochs``. A VAE's KL warm-up is dropped: it is
+    meant for training from init, and a retraining shorter than the warm-up would never reach the ELBO."""
     out = copy.deepcopy(run)
     out["training"] = out["training"] | {"epochs": epochs, "keep_epochs": []}
+    if "vae" in out:
+        out["vae"].pop("kl_warmup_epochs", None)
     return out
 
 

@@ -123,11 +123,14 @@ def loss_terms(
     run: Run,
     generator: torch.Generator | None,
     eps: torch.Tensor | None = None,
+    beta: float | None = None,
 ) -> dict:
     """Per-batch mean loss; for the VAE also distortion (-log p(x|z)) and rate (KL) per sample.
 
     The VAE's noise is drawn from ``generator`` unless ``eps`` gives it (the vmapped ensemble draws each
-    member's noise from that member's generator outside vmap, exactly as ``train`` would)."""
+    member's noise from that member's generator outside vmap, exactly as ``train`` would). ``beta``: the rate's
+    weight in ``loss`` (the KL warm-up's ``kl_weight`` of the step while training); None: the run's ``vae.beta``,
+    as every evaluation uses it."""
     if model.kind == "ae":
         mse = (model(x) - x).pow(2).mean()
         return {"loss": mse}
@@ -140,7 +143,7 @@ def loss_terms(
     out = model.decode(z)
     distortion = negative_log_likelihood(out, x, vae)
     return {
-        "loss": (distortion + vae["beta"] * rate).mean(),
+        "loss": (distortion + (vae["beta"] if beta is None else beta) * rate).mean(),
         "distortion": distortion.mean(),
         "rate": rate.mean(),
     }
@@ -279,6 +282,25 @@ def lr_schedule_name(tr: dict) -> str:
     return tr.get("lr_schedule") or "constant"
 
 
+def kl_warmup_steps(run: dict, steps_per_epoch: int) -> int:
+    """The KL warm-up's length in optimiser steps: ``vae.kl_warmup_epochs`` x ``steps_per_epoch``; 0 for an AE and
+    for a VAE whose config does not set it (no warm-up)."""
+    return int((run.get("vae") or {}).get("kl_warmup_epochs") or 0) * steps_per_epoch
+
+
+def kl_weight(run: dict, step: int, steps_per_epoch: int) -> float | None:
+    """The weight of the rate term at optimiser step ``step`` (0 for the first of the run), the KL warm-up
+    (Bowman et al. 2016; Sonderby et al. 2016): beta * step / (W * steps_per_epoch) while ``step`` is below the
+    warm-up's ``kl_warmup_steps``, then ``vae.beta`` itself (the same float, so a run without a warm-up trains
+    bitwise as before the key existed). A function of the step alone, so a resumed run continues it exactly.
+    None for an AE (``loss_terms`` has no rate)."""
+    if "vae" not in run:
+        return None
+    beta = run["vae"]["beta"]
+    warmup = kl_warmup_steps(run, steps_per_epoch)
+    return beta * (step / warmup) if step < warmup else beta
+
+
 def train(
     run: Run,
     data: dict,
@@ -328,14 +350,16 @@ def train(
         generator.set_state(resume["generator"])
         history, epoch_states, start = resume["history"], resume["epoch_states"], resume["epoch"] + 1
 
+    steps_per_epoch = math.ceil(n / batch_size)
     progress = progress or Progress([([run["run_id"]], tr["epochs"])])
     progress.begin(start)
     for epoch in range(start, tr["epochs"] + 1):
         perm = torch.randperm(n, generator=generator, device=device)
         total = torch.zeros((), device=device)
-        for begin in range(0, n, batch_size):
+        for step, begin in enumerate(range(0, n, batch_size), start=(epoch - 1) * steps_per_epoch):
             xb = x_train[perm[begin : begin + batch_size]]
-            loss = loss_terms(model, xb, run, generator)["loss"]
+            beta = kl_weight(run, step, steps_per_epoch)
+            loss = loss_terms(model, xb, run, generator, beta=beta)["loss"]
             optimizer.zero_grad()
             loss.backward()
             for p, mask in partly.items():

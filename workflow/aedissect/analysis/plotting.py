@@ -55,7 +55,7 @@ def training_curves(curves: pd.DataFrame):
             ax.set_xlabel("epoch")
         ax.set_ylabel("test MSE\nper element" if kind == "ae" else "test −ELBO\n(nats per sample)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
+    style.legend(fig, handles, labels)
     return fig
 
 
@@ -127,7 +127,7 @@ def reconstruction_error(metrics: pd.DataFrame):
     ]
     if "pca_mse" in ok and ok["pca_mse"].notna().any():
         key.append(style.reference_handle("PCA-z: top z principal components of train"))
-    fig.legend(handles=key, loc="outside lower center", ncol=len(key), frameon=False)
+    style.legend(fig, key)
     return fig
 
 

@@ -63,7 +63,7 @@ def freeze_prefix(freeze: pd.DataFrame):
             handles.setdefault(lab, h)
     handles = dict(sorted(handles.items()))
     handles["bottleneck (whole encoder frozen)"] = style.bottleneck_handle()
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4, frameon=False)
+    style.legend(fig, list(handles.values()), list(handles))
     return fig
 
 

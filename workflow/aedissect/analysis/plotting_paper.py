@@ -10,11 +10,13 @@ from aedissect.analysis import style
 from aedissect.analysis.findings import QUANTITY_LABELS
 from aedissect.analysis.stats import mean_ci
 
+# what the verdict reads: R1's completion offset, R2's Shapley share, and beside them the leave-one-out share and
+# its control (a study without the symmetric design has no Shapley share: its panel is left out)
 PANELS = [
-    ("twonn_completion_offset", "compression completes\n(TwoNN; layers from\nthe bottleneck)", 0.0),
-    ("pr_completion_offset", "compression completes\n(PR; layers from\nthe bottleneck)", 0.0),
-    ("encoder_share", "encoder share of the work\n(fraction of loss increase;\noutput bias trained)", 0.5),
-    ("encoder_share_frozen_output_bias", "control: encoder share\nwith the output bias\nfrozen too", 0.5),
+    ("twonn_completion_offset", "R1: compression\ncompletes (TwoNN; layers\nfrom the bottleneck)", 0.0),
+    ("encoder_share_shapley", "R2: encoder share\n(Shapley; symmetric\ndesign, converged runs)", 0.5),
+    ("encoder_share", "leave-one-out share\n(output bias trained)", 0.5),
+    ("encoder_share_frozen_output_bias", "control: leave-one-out,\noutput bias frozen too", 0.5),
 ]
 
 
@@ -103,5 +105,5 @@ def verdict_summary(per_run: pd.DataFrame):
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], color="0.6", lw=0.7, ls=":", label="even split (0.5)"))
-    fig.legend(handles=handles, loc="outside lower center", frameon=False, ncol=len(handles))
+    style.legend(fig, handles)
     return fig

@@ -15,17 +15,17 @@ METRIC_LABELS = {
     "nonlinear_r2": "MLP R² (h → x)",
     "linear_mse": "ridge MSE (h → x)",
     "nonlinear_mse": "MLP MSE (h → x)",
-    "label_accuracy": "label probe accuracy",
+    "label_accuracy": "label probe\naccuracy",
     "factor_r2_linear": "factor R², linear",
     "factor_r2_nonlinear": "factor R², MLP",
     "twonn": "TwoNN dimension",
     "twonn_mle": "TwoNN dimension (MLE)",
-    "jacobian_rank": "Jacobian rank",
+    "jacobian_rank": "Jacobian\nrank",
     "jacobian_pr": "Jacobian PR",
-    "jacobian_reduction_share": "share of rank reduction",
-    "participation_ratio": "participation ratio",
-    "pca_dim_90": "PCA dim. (90%)",
-    "pca_dim_99": "PCA dim. (99%)",
+    "jacobian_reduction_share": "share of rank\nreduction",
+    "participation_ratio": "participation\nratio",
+    "pca_dim_90": "PCA dim.\n(90%)",
+    "pca_dim_99": "PCA dim.\n(99%)",
     "width": "width",
     "cka_bottleneck": "CKA to bottleneck",
     "cka_input": "CKA to input",
@@ -132,7 +132,9 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
                         lw=0,
                     )
             if i == 0:
-                ax.set_title(f"{family}\n{kind.upper()}")
+                # eight columns leave no room for a hyphenated family name on one line: break it at its hyphen
+                name = family.replace("-", "-\n") if len(columns) > 6 else family
+                ax.set_title(f"{name}\n{kind.upper()}")
             if j == 0:
                 ax.set_ylabel(f"{dataset}\n{METRIC_LABELS.get(metric, metric)}")
             ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
@@ -148,7 +150,7 @@ def profile_grid(table: pd.DataFrame, metrics: list[str], datasets: list[str] | 
         from matplotlib.lines import Line2D
 
         handles["at init (thin)"] = Line2D([], [], color="0.3", **INIT_STYLE)
-    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=5, frameon=False)
+    style.legend(fig, list(handles.values()), list(handles), loc="outside upper center")
     return fig
 
 
@@ -287,5 +289,5 @@ def encoding_locus(table: pd.DataFrame):
         Line2D([], [], color="0.1", ls="none", marker="o", markersize=3, label="single runs"),
         style.bottleneck_handle("bottleneck (< 0: inside the encoder, > 0: inside the decoder)"),
     ]
-    fig.legend(handles=key, loc="outside lower center", ncol=len(key), frameon=False)
+    style.legend(fig, key)
     return fig

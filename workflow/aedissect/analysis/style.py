@@ -96,6 +96,28 @@ def reference_handle(label: str):
     return Line2D([], [], label=label, **{k: v for k, v in REFERENCE_STYLE.items() if k != "zorder"})
 
 
+def legend_columns(labels: list[str], width: float = PAGE_WIDTH) -> int:
+    """The most legend columns whose entries fit across ``width`` inches (a legend wider than the figure is cut off
+    at both sides). Matplotlib fills the columns top to bottom, the first ``len % ncol`` of them one entry longer;
+    a column is as wide as its longest label (about 0.6 em per character at the legend's font size) plus its
+    handle and the spacing (about 5 em)."""
+    em = RC["legend.fontsize"] / 72
+    for ncol in range(len(labels), 1, -1):
+        rows, longer = divmod(len(labels), ncol)
+        sizes = [rows + 1] * longer + [rows] * (ncol - longer)
+        starts = [sum(sizes[:k]) for k in range(ncol)]
+        columns = [labels[start : start + size] for start, size in zip(starts, sizes, strict=True)]
+        if sum(max(map(len, column)) * 0.6 * em + 5 * em for column in columns if column) <= width:
+            return ncol
+    return 1
+
+
+def legend(fig, handles: list, labels: list[str] | None = None, loc: str = "outside lower center") -> None:
+    """The figure's legend, in as many columns as fit across the page (``legend_columns``)."""
+    labels = [h.get_label() for h in handles] if labels is None else list(labels)
+    fig.legend(handles, labels, loc=loc, ncol=legend_columns(labels), frameon=False)
+
+
 def family_handles(families=None, kinds=None):
     """Legend entries: one per architecture family (its fixed colour) and one per model kind (its marker)."""
     from matplotlib.lines import Line2D

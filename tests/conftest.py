@@ -29,6 +29,28 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+def killed_while_saving(monkeypatch, fit, resume, at: int = 3):
+    """Run ``fit(resume)`` until its ``at``-th checkpoint save, which raises KeyboardInterrupt (a kill), as a job
+    killed while writing that checkpoint; the save machinery is put back after. Returns the checkpoint left."""
+    import torch
+
+    from aedissect import io
+
+    real_atomic_path, saves = io.atomic_path, []
+
+    def killed(path):
+        saves.append(path)
+        if len(saves) == at:
+            raise KeyboardInterrupt("killed")
+        return real_atomic_path(path)
+
+    monkeypatch.setattr(io, "atomic_path", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(resume)
+    monkeypatch.setattr(io, "atomic_path", real_atomic_path)
+    return torch.load(resume, weights_only=True)
+
+
 def load_yaml(path) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)

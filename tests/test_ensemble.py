@@ -13,7 +13,7 @@ from aedissect import config as study
 from aedissect import io, status
 from aedissect.nets import ensemble, jobs, training
 from aedissect.nets.models import build_model, load_model
-from conftest import SCHEMA
+from conftest import SCHEMA, killed_while_saving
 
 ATOL = 2e-5  # the batched products round differently from the single ones; a few epochs stay this close
 # CUDA where there is one (CI has none; the note of a session with a GPU says what ran there)
@@ -203,19 +203,11 @@ def test_killed_ensemble_resumes_to_the_same_weights(tiny_config, data, tmp_path
     device = training.setup_torch(1, "cpu")
     reference = ensemble.train_ensemble(runs, data, device)
     resume = tmp_path / ".ensemble.resume.pt"
-    real_atomic_path, saves = io.atomic_path, []
 
-    def killed_while_saving_epoch_three(path):
-        saves.append(path)
-        if len(saves) == 3:
-            raise KeyboardInterrupt("killed")
-        return real_atomic_path(path)
+    def fit(path):
+        return ensemble.train_ensemble(runs, data, device, path)
 
-    monkeypatch.setattr(ensemble.io, "atomic_path", killed_while_saving_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        ensemble.train_ensemble(runs, data, device, resume)
-    monkeypatch.setattr(ensemble.io, "atomic_path", real_atomic_path)
-    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    assert killed_while_saving(monkeypatch, fit, resume)["epoch"] == 2
     resumed = ensemble.train_ensemble(runs, data, device, resume)
     for ref, res in zip(reference, resumed, strict=True):
         for key in ref["state"]:

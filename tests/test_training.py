@@ -8,6 +8,7 @@ import torch
 from aedissect import config
 from aedissect.nets import training
 from aedissect.nets.models import build_model
+from conftest import killed_while_saving
 
 STUDY = {
     "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},
@@ -357,7 +358,6 @@ def test_adam_steps_bitwise_as_torchs_fused_adam(weight_decay, name):
 @pytest.mark.parametrize("ensembled", [False, True])
 def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
     """The scheduler's position is part of the checkpoint: killed in epoch 3, the rerun ends where one run ends."""
-    from aedissect import io
     from aedissect.nets import ensemble
 
     runs = [make_run("ae", seed=s, epochs=4, lr_schedule="cosine") for s in (0, 1)]
@@ -369,20 +369,9 @@ def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, devic
 
     reference = fit()
     resume = tmp_path / "resume.pt"
-    real_atomic_path, saves = io.atomic_path, []
-
-    def killed_while_saving_epoch_three(path):
-        saves.append(path)
-        if len(saves) == 3:
-            raise KeyboardInterrupt("killed")
-        return real_atomic_path(path)
-
-    monkeypatch.setattr(io, "atomic_path", killed_while_saving_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        fit(resume)
-    monkeypatch.setattr(io, "atomic_path", real_atomic_path)
-    assert torch.load(resume, weights_only=True)["epoch"] == 2
-    assert torch.load(resume, weights_only=True)["optimizer"]["steps"] == 2 * math.ceil(data["x_train"].shape[0] / 32)
+    checkpoint = killed_while_saving(monkeypatch, fit, resume)
+    assert checkpoint["epoch"] == 2
+    assert checkpoint["optimizer"]["steps"] == 2 * math.ceil(data["x_train"].shape[0] / 32)
     resumed = fit(resume)
     for ref, res in zip(reference, resumed, strict=True):
         for key in ref["state"]:
@@ -595,7 +584,6 @@ def test_a_run_without_kl_warmup_trains_bitwise_as_before(data, device):
 def test_a_warmed_up_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
     """The warm-up depends on the step alone: killed in epoch 3 of a 3-epoch warm-up, the rerun ends where one run
     ends."""
-    from aedissect import io
     from aedissect.nets import ensemble
 
     runs = [make_vae_run(seed=s, warmup=3, epochs=4, lr_schedule="cosine") for s in (0, 1)]
@@ -607,19 +595,7 @@ def test_a_warmed_up_training_resumes_to_the_same_weights(ensembled, data, devic
 
     reference = fit()
     resume = tmp_path / "resume.pt"
-    real_atomic_path, saves = io.atomic_path, []
-
-    def killed_while_saving_epoch_three(path):
-        saves.append(path)
-        if len(saves) == 3:
-            raise KeyboardInterrupt("killed")
-        return real_atomic_path(path)
-
-    monkeypatch.setattr(io, "atomic_path", killed_while_saving_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        fit(resume)
-    monkeypatch.setattr(io, "atomic_path", real_atomic_path)
-    assert torch.load(resume, weights_only=True)["epoch"] == 2
+    assert killed_while_saving(monkeypatch, fit, resume)["epoch"] == 2
     resumed = fit(resume)
     for ref, res in zip(reference, resumed, strict=True):
         for key in ref["state"]:

@@ -104,6 +104,8 @@ BUDGET = ["epochs", "batch_size", "lr"]
 # ... on the same data and objective: whether a budget trains a network to its optimum depends on the data set
 # and the loss (a collapsed factors VAE says nothing about the digits AEs)
 CONTROL_SCOPE = ["dataset", "kind"]
+# a quantity's summary over seeds: mean, spread, t-interval and hierarchical bootstrap interval, runs counted
+SUMMARY_COLUMNS = ["mean", "std", "n", "ci95_low", "ci95_high", "boot95_low", "boot95_high", "n_runs"]
 DEFAULT_TOLERANCE = 0.10
 DEFAULT_MAJORITY = 0.66
 # TwoNN completion with standard errors: within this many combined SEs of the minimum
@@ -503,14 +505,7 @@ def summarize_groups(
     columns = [
         *by,
         "quantity",
-        "mean",
-        "std",
-        "n",
-        "ci95_low",
-        "ci95_high",
-        "boot95_low",
-        "boot95_high",
-        "n_runs",
+        *SUMMARY_COLUMNS,
         "n_below",
         "n_at",
         "n_above",
@@ -1496,14 +1491,7 @@ FACTOR_LOCI = {
 FACTOR_LOCUS_COLUMNS = [
     *GROUP,
     "locus",
-    "mean",
-    "std",
-    "n",
-    "ci95_low",
-    "ci95_high",
-    "boot95_low",
-    "boot95_high",
-    "n_runs",
+    *SUMMARY_COLUMNS,
     "n_encoder",
     "n_input",
     "n_bottleneck",

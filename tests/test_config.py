@@ -165,6 +165,18 @@ BAD = [
         "interventions.freeze.sides.0",
         "prefix",
     ),
+    (
+        "no sweep seeds",
+        lambda c: c["interventions"]["freeze"].update(sweep_seeds=0),
+        "interventions.freeze.sweep_seeds",
+        "minimum of 1",
+    ),
+    (
+        "sweep seeds not a count",
+        lambda c: c["interventions"]["freeze"].update(sweep_seeds=[0, 1]),
+        "interventions.freeze.sweep_seeds",
+        "not of type",
+    ),
 ]
 
 

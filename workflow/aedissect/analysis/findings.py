@@ -1472,18 +1472,9 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
         "hidden layers on both sides; **fragile**: another rule setting changes it. Each verdict with its numbers: "
         "**Findings**."
     )
-    # which checks failed, said once per data set and model kind (the scope of a control, CONTROL_SCOPE)
-    failed = {}
-    for row in verdict_table.to_dict("records"):
-        if _controls_failed(row):
-            checks = str(row["undecided_reason"]).removeprefix("controls failed:").strip()
-            failed.setdefault(f"{row['dataset']} {str(row['kind']).upper()}", checks)
+    failed = list(dict.fromkeys(r["undecided_reason"] for r in verdict_table.to_dict("records") if _controls_failed(r)))
     if failed:
-        where = "; ".join(f"{scope}: {checks}" for scope, checks in failed.items())
-        legend = (
-            f"\\* controls failed ({where}): the verdicts of that data set and model kind at this training budget "
-            "are undecided. " + legend
-        )
+        legend = f"\\* {'; '.join(failed)}: verdicts at this training budget are undecided. " + legend
     title = "Is the encoder what encodes?"
     out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
     return "\n".join(out) + "\n"

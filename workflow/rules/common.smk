@@ -25,9 +25,13 @@ config.clear()
 config.update(_canonical)
 
 from aedissect.io import clear_stale_locks, record_lock_owner  # noqa: E402
+from aedissect.scheduling import coalesce_wakeups  # noqa: E402
 
-# A killed run leaves Snakemake's lock behind; when its owner is gone, rerunning the same command resumes.
 if workflow.is_main_process:
+    # Snakemake's scheduler arms one more wake-up timer per finished job (aedissect/scheduling.py): on the
+    # default study its own process took a third of a core from the jobs.
+    coalesce_wakeups()
+    # A killed run leaves Snakemake's lock behind; when its owner is gone, rerunning the same command resumes.
     stale = clear_stale_locks(".snakemake/locks")
     if stale:
         logger.warning(stale)

@@ -139,14 +139,21 @@ def test_the_closed_form_elbo_of_a_trained_linear_vae_is_the_loops_test_loss_in_
     assert ncontrols.expected_negative_elbo(m64, x64, run, 200) == pytest.approx(closed["neg_elbo"], rel=2e-3)
 
 
+def turned(columns, column, degrees, towards):
+    """``columns`` with one column turned by ``degrees`` towards the unit vector ``towards`` (orthogonal to all of
+    them), its norm kept."""
+    out, theta = columns.copy(), np.radians(degrees)
+    out[:, column] = math.cos(theta) * out[:, column] + math.sin(theta) * np.linalg.norm(out[:, column]) * towards
+    return out
+
+
 def ppca_vae(run, data, turn_degrees=0.0):
-    """A linear VAE (6 -> 4 -> 2 -> 4 -> 6) whose weights are pPCA's optimum, its first latent's encoder row turned
-    by ``turn_degrees`` towards the third principal direction."""
+    """A linear VAE (6 -> 4 -> 2 -> 4 -> 6) whose weights are pPCA's optimum, its first latent's decoder column
+    turned by ``turn_degrees`` towards the third principal direction."""
     ppca = references.ppca_optimum(data["x_train"], Z, run["vae"]["sigma"], run["vae"]["beta"])
-    enc = ppca["enc_weight"].copy()
+    enc = ppca["enc_weight"]
     third = references.pca_reference(data["x_train"], data["x_test"], 3)["components"][:, 2]
-    norm, theta = np.linalg.norm(enc[0]), np.radians(turn_degrees)
-    enc[0] = math.cos(theta) * enc[0] + math.sin(theta) * norm * third
+    decoder = turned(ppca["W"], 0, turn_degrees, third)
     model = build_model(run, 6).double()
     eye42, zeros = torch.eye(4, 2, dtype=torch.float64), torch.zeros
     layers = [layer[0] for layer in model.layers]
@@ -158,7 +165,7 @@ def ppca_vae(run, data, turn_degrees=0.0):
         layers[1].bias.copy_(torch.from_numpy(np.concatenate([[0.0, 0.0], np.log(ppca["posterior_var"])])))
         layers[2].weight.copy_(eye42)
         layers[2].bias.zero_()
-        layers[3].weight.copy_(torch.from_numpy(np.hstack([ppca["W"], np.zeros((6, 2))])))
+        layers[3].weight.copy_(torch.from_numpy(np.hstack([decoder, np.zeros((6, 2))])))
         layers[3].bias.copy_(torch.from_numpy(ppca["mean"]))
     return model
 
@@ -172,12 +179,59 @@ def test_a_linear_vae_at_the_ppca_optimum_passes_and_one_turned_away_fails(data,
     rows = by_check(controls.control_rows(run, measured, ref))
     assert set(rows) == {"linear_vae_ppca_elbo", "linear_vae_subspace_angle"}
     elbo, angle = rows["linear_vae_ppca_elbo"], rows["linear_vae_subspace_angle"]
-    assert elbo["ratio"] == pytest.approx(1 + (elbo["value"] - elbo["reference"]) / abs(elbo["reference"]))
-    assert angle["value"] == pytest.approx(turn, abs=1e-3)
+    nothing = references.no_latent_negative_elbo(data["x_train"], data["x_test"], run["vae"]["sigma"])
+    assert ref["no_latent_neg_elbo"] == pytest.approx(nothing) and nothing > elbo["reference"]
+    assert elbo["ratio"] == pytest.approx((elbo["value"] - elbo["reference"]) / (nothing - elbo["reference"]))
+    assert elbo["threshold"] == controls.ELBO_EXCESS_LIMIT == 0.02
+    assert angle["value"] == pytest.approx(turn, abs=1e-6) and "2 of 2 latents identified" in angle["note"]
     if turn == 0:
         assert elbo["value"] == pytest.approx(elbo["reference"], rel=1e-6) and elbo["passed"] and angle["passed"]
     else:
         assert elbo["passed"] is False and angle["passed"] is False
+
+
+def test_the_decoder_angle_compares_only_the_directions_ppca_identifies(data):
+    """At beta sigma^2 = 0.7 pPCA keeps one latent (lambda_1 ~ 1 > 0.7 > lambda_2 ~ 0.5): a trained decoder whose
+    second, collapsed column has not shrunk to zero is at angle 0, and its first column turned by 20 degrees at 20."""
+    vae = STUDY["vae"] | {"beta": 70.0}
+    ref = reference(data, vae)
+    assert ref["ppca_n_active"] == 1 and ref["ppca_eigen_gap"] >= controls.MIN_EIGEN_GAP
+    W = references.ppca_optimum(data["x_train"], Z, vae["sigma"], vae["beta"])["W"]
+    components = references.pca_reference(data["x_train"], data["x_test"], 3)["components"]
+    leftover = W.copy()
+    leftover[:, 1] = 0.3 * np.linalg.norm(W[:, 0]) * components[:, 2]
+    assert controls.ppca_decoder_angle(leftover, ref) == pytest.approx(0.0, abs=1e-6)
+    assert controls.decoder_angle(leftover, ref["components"]) > 80  # the whole column space: the leftover counts
+    assert controls.ppca_decoder_angle(turned(leftover, 0, 20.0, components[:, 1]), ref) == pytest.approx(20.0)
+    run = make_run("vae")
+    run["vae"] = vae
+    measured = {"status": "ok", "neg_elbo": ref["ppca_neg_elbo"], "decoder_angle": 0.0}
+    angle = by_check(controls.control_rows(run, measured, ref))["linear_vae_subspace_angle"]
+    assert angle["passed"] is True and "1 of 2 latents identified" in angle["note"]
+
+
+def test_the_elbo_excess_does_not_move_with_the_likelihoods_constant(data):
+    """Data and sigma scaled by c shift every -ELBO by d log c: the excess over pPCA, a share of pPCA's gain over no
+    code, stays; 1 + (L - L*) / |L*| does not. And a pPCA that keeps no latent leaves no gain to take a share of."""
+    rows = []
+    for c in (1.0, 10.0):
+        scaled = {split: data[split].double() * c for split in ("x_train", "x_test")}
+        vae = STUDY["vae"] | {"sigma": 0.1 * c}
+        ref = controls.reference(scaled["x_train"], scaled["x_test"], Z, vae)
+        value = ref["ppca_neg_elbo"] + 0.01 * (ref["no_latent_neg_elbo"] - ref["ppca_neg_elbo"])
+        (row,) = controls.control_rows(
+            make_run("vae", "sym"), {"status": "ok", "neg_elbo": value, "elbo_samples": 1}, ref
+        )
+        rows.append(row)
+    assert rows[1]["value"] == pytest.approx(rows[0]["value"] + 6 * math.log(10.0))
+    assert rows[0]["ratio"] == pytest.approx(0.01) and rows[1]["ratio"] == pytest.approx(0.01)
+    assert all(row["passed"] is True for row in rows)
+    old = [(row["value"] - row["reference"]) / abs(row["reference"]) for row in rows]  # the former check's excess
+    assert old[0] != pytest.approx(old[1], rel=0.1)
+    none = reference(data, STUDY["vae"] | {"sigma": 10.0})
+    assert none["ppca_n_active"] == 0
+    (row,) = controls.control_rows(make_run("vae", "sym"), {"status": "ok", "neg_elbo": 0.0, "elbo_samples": 1}, none)
+    assert row["applies"] is False and row["passed"] is None and "no scale" in row["note"]
 
 
 def test_a_nonlinear_vae_is_compared_with_ppca_by_its_expected_elbo(data, device):

@@ -176,6 +176,23 @@ def test_ppca_elbo_at_beta_one_is_the_marginal_likelihood(split):
     assert res["loss"] == pytest.approx(-logpdf.mean(), rel=1e-6)
 
 
+@pytest.mark.parametrize("beta", [1.0, 3.0])
+def test_the_no_latent_elbo_is_the_likelihood_of_the_train_mean_and_the_fully_collapsed_ppca(beta):
+    """The -ELBO of a code that carries nothing: minus the mean log density of N(train mean, sigma^2 I) on the test
+    split (scipy), whatever beta (its rate is 0); pPCA with every latent collapsed (beta sigma^2 above lambda_1) is
+    that model, and on the train split pPCA with active latents is below it."""
+    train, test = anisotropic(300, [3, 2, 1, 0.5, 0.3]), anisotropic(200, [3, 2, 1, 0.5, 0.3], seed=11)
+    sigma = 0.6
+    nothing = references.no_latent_negative_elbo(train, test, sigma)
+    logpdf = multivariate_normal(train.mean(axis=0), sigma**2 * np.eye(5)).logpdf(test)
+    assert nothing == pytest.approx(-logpdf.mean(), rel=1e-12)
+    collapsed = references.ppca_negative_elbo(train, test, 2, sigma=10.0, beta=beta)
+    assert collapsed["optimum"]["n_active"] == 0
+    assert references.no_latent_negative_elbo(train, test, 10.0) == pytest.approx(collapsed["loss"], rel=1e-12)
+    ppca = references.ppca_negative_elbo(train, train, 2, sigma, beta)
+    assert ppca["optimum"]["n_active"] == 2 and ppca["loss"] < references.no_latent_negative_elbo(train, train, sigma)
+
+
 def pack(V, b, W, c, s2):
     return np.concatenate([V.ravel(), b, W.ravel(), c, np.log(s2)])
 

@@ -174,6 +174,27 @@ def test_active_units_and_psnr(data, device):
     assert metrics["neg_elbo"] == pytest.approx(metrics["distortion"] + metrics["rate"])
 
 
+def test_a_latent_unit_is_active_by_its_rate_not_by_the_spread_of_its_mean(data, device):
+    """Unit 0: a mean spread of 0.011 under a posterior as wide as the prior (0.0055 nats, Burda et al.'s 0.01 would
+    count it); units 1 and 2: a spread of only 0.005 under a posterior 100 times narrower still (4.1 nats each)."""
+    run = make_run("vae")
+    model = build_model(run, 8)
+    x = data["x_test"]
+    layer = model.layers[model.bottleneck_layer][0]
+    with torch.no_grad():
+        signal = model.forward_to(x, model.bottleneck_layer).sum(dim=1)
+        layer.weight.zero_()
+        layer.bias.zero_()
+        for unit, spread in ((0, 0.011), (1, 0.005), (2, 0.005)):
+            scale = math.sqrt(spread / float(signal.var()))
+            layer.weight[unit, :] = scale
+            layer.bias[unit] = -scale * float(signal.mean())
+        layer.bias[4:] = math.log(1e-4)  # log variances of units 1 and 2
+        mu, _ = model.posterior(x)
+    assert mu.var(dim=0).tolist() == pytest.approx([0.011, 0.005, 0.005], rel=1e-4)
+    assert training.evaluate(model, x, run)["active_units"] == 2
+
+
 def test_bernoulli_likelihood_and_its_gradient_match_pytorchs_closed_form():
     gen = torch.Generator().manual_seed(3)
     logits = (torch.randn(64, 50, generator=gen) * 8).requires_grad_(True)  # saturated logits included

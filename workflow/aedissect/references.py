@@ -5,6 +5,8 @@
 - ``ppca_optimum`` / ``ppca_negative_elbo`` / ``linear_vae_negative_elbo``: the global optimum of a linear
   VAE with a fixed Gaussian likelihood std and a diagonal posterior, which is probabilistic PCA
   (Tipping & Bishop 1999; Lucas et al. 2019, "Don't blame the ELBO!"), and its negative ELBO.
+- ``no_latent_negative_elbo``: the negative ELBO of the same VAE whose code carries nothing, the zero of what a
+  code can gain.
 - ``ridge_optimum``: the least-squares / ridge linear decoder from frozen features.
 
 Arrays are (n_samples, n_features); tensors are accepted too (``metrics.as_float64``).
@@ -221,6 +223,21 @@ def ppca_negative_elbo(train, test, z: int, sigma: float, beta: float = 1.0) -> 
         beta,
     )
     return {"loss": elbo["loss"], "distortion": elbo["distortion"], "rate": elbo["rate"], "optimum": optimum}
+
+
+def no_latent_negative_elbo(train, test, sigma: float) -> float:
+    """The test-set negative ELBO per sample of the linear VAE whose code carries nothing: the decoder outputs the
+    train mean whatever the code, the posterior is the prior (rate 0, so beta does not enter), sigma fixed.
+
+    It is the pPCA optimum with every latent collapsed (``ppca_optimum`` when beta sigma^2 >= lambda_1), and
+    ``ppca_negative_elbo`` can only be below it on the train split: the gap between the two is what a code can gain,
+    the scale a trained VAE's excess over pPCA is measured on (``aedissect.controls``). Equal to
+    mean |x - train mean|^2 / (2 sigma^2) + d log sigma + d/2 log 2 pi."""
+    train, test = as_float64(train), as_float64(test)
+    d = train.shape[1]
+    nothing = np.zeros((1, d))
+    elbo = linear_vae_negative_elbo(test, nothing, np.zeros(1), np.ones(1), nothing.T, train.mean(axis=0), sigma)
+    return elbo["loss"]
 
 
 def ridge_optimum(

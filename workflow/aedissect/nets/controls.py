@@ -61,9 +61,8 @@ def measure(model: MLPAutoencoder, run: Run, x_train: torch.Tensor, x_test: torc
         return measured
     if controls.is_linear(run):
         measured |= linear_vae_terms(model, run, x_test)
-        mean_train, _ = model.posterior(x_train)
-        enc_weight, _ = affine_map(lambda x: model.posterior(x)[0], x_test.shape[1])
-        measured["posterior_angle"] = controls.posterior_angle(enc_weight, mean_train.var(dim=0).numpy(), ref)
+        decoder, _ = affine_map(model.decode, model.latent_dim)
+        measured["decoder_angle"] = controls.ppca_decoder_angle(decoder, ref)
     else:
         measured["neg_elbo"] = expected_negative_elbo(model, x_test, run, ELBO_SAMPLES)
         measured["elbo_samples"] = ELBO_SAMPLES

@@ -65,6 +65,9 @@ def _swap_panel(ax, points: pd.DataFrame, ylabels: list[tuple[str, str]]) -> Non
                 linewidth=0.5 if cross else 0.9,
                 zorder=4,
             )
+    if points.empty:  # as the other panels say it
+        ax.text(0.5, 0.5, "not measured\nfor this data set", transform=ax.transAxes, ha="center", va="center",
+                fontsize=7, color="0.4")  # fmt: skip
     ax.axvline(SWAP_THRESHOLD, **style.REFERENCE_STYLE)
     ax.axvline(0.0, color="0.8", lw=0.6, zorder=0)
 

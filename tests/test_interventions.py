@@ -674,6 +674,39 @@ def test_the_swap_table_on_a_hand_made_stitching_table():
     assert symmetric_mean["mean"] == pytest.approx(0.15)
 
 
+def test_the_per_cut_stitching_figure_reads_same_architecture_seed_pairs_per_cut():
+    from aedissect.analysis import plotting_interventions as plots
+
+    stitching = hand_made_stitching(
+        {("seed", "sym", "sym"): [0.1, 0.2, 0.3], ("arch", "sym", "enc"): [0.5, 0.5, 0.5]}
+    ).assign(cut_offset=0)
+    # its stitch at a hidden cut goes (this test puts its own there); its self pair (99) stays, to be left out
+    stitching = stitching[(stitching["cut_side"] == "bottleneck") | (stitching["pair_type"] == "self")]
+    # the same seed pairs at the encoder's cut -1, one seed without a finite value (not counted), and 1.5 at cut 1
+    hidden = stitching[(stitching["pair_type"] == "seed") & (stitching["cut_side"] == "bottleneck")]
+    hidden = hidden.assign(cut_offset=-1, cut_side="encoder")
+    hidden.loc[(hidden["seed"] == 2) & (hidden["stitch"] == "trained"), "normalised_penalty_init_a"] = np.nan
+    above = hidden.assign(cut_offset=1, cut_side="decoder", normalised_penalty_init_a=1.5)
+    lines = plots.stitching_cut_lines(pd.concat([stitching, hidden, above], ignore_index=True))
+    assert list(lines.columns) == plots.CUT_LINE_COLUMNS
+    # the seed pairs of sym only (no arch pair, no init_a or identity stitch, no self pair), one row per cut
+    assert set(lines["arch"]) == {"sym"} and lines["cut_offset"].tolist() == [-1, 0, 1]
+    at = lines.set_index("cut_offset")
+    assert at.loc[0, "mean"] == pytest.approx(0.2) and at.loc[0, "n"] == 3
+    half = 4.302653 * 0.1 / 3**0.5
+    assert at.loc[0, ["ci95_low", "ci95_high"]].tolist() == pytest.approx([0.2 - half, 0.2 + half], abs=1e-5)
+    assert at.loc[-1, "mean"] == pytest.approx(0.15) and at.loc[-1, "n"] == 2
+    fig = plots.stitching_by_cut(pd.concat([stitching, hidden, above], ignore_index=True))
+    (ax,) = [a for a in fig.axes if a.get_title()]
+    assert ax.get_title() == "digits, AE"
+    # the mean above 1 is drawn at 1 and written out
+    assert max(ax.get_lines()[0].get_ydata()) == plots.CUT_Y_LIMIT
+    assert [t.get_text() for t in ax.texts] == ["1.50↑"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- the symmetric freezing design (issue 15)
 
 

@@ -472,7 +472,7 @@ def test_a_failed_control_makes_every_verdict_at_its_budget_undecided_and_is_sai
     assert (failed["rule_verdict"] == "yes").all()  # what the rules alone say stays in the table
     # the front page keeps its table short: which controls failed is said once, below it
     page = findings.front_page_rst(failed, "Intro\n=====\n")
-    assert page.count("controls failed: pca_reference") == 1
+    assert page.count("pca_reference") == 1 and "controls failed in d AE (pca_reference)" in page
     from docutils.core import publish_parts
     from jinja2 import Environment
 
@@ -499,6 +499,107 @@ def test_a_failed_control_makes_every_verdict_at_its_budget_undecided_and_is_sai
     assert (
         "3 of 3 applicable control checks passed (1 more did not apply)." in passed and "Controls failed" not in passed
     )
+
+
+def failed_verdicts() -> pd.DataFrame:
+    """Verdicts of two data sets, kinds and families, three scopes with failed controls: two families of d AE
+    (the same checks), d VAE (another set), e AE (one check); e VAE passed."""
+    reasons = {
+        ("d", "ae"): "controls failed: a_check, b_check",
+        ("d", "vae"): "controls failed: b_check, c_check",
+        ("e", "ae"): "controls failed: a_check",
+        ("e", "vae"): "",
+    }
+    rows = []
+    for (dataset, kind), reason in reasons.items():
+        for family in ("symmetric", "encoder-heavy"):
+            verdict = "undecided" if reason else "yes"
+            rows.append({"dataset": dataset, "kind": kind, "family": family, "verdict": verdict})
+            rows[-1] |= {"undecided_reason": reason, "fragile": False}
+    return pd.DataFrame(rows)
+
+
+def test_the_front_page_names_each_failed_scope_once_with_its_checks_and_is_shorter_than_before():
+    verdicts = failed_verdicts()
+    assert findings.failed_scopes(verdicts) == {
+        "d AE": ["a_check", "b_check"], "d VAE": ["b_check", "c_check"], "e AE": ["a_check"],
+    }  # fmt: skip
+    page = findings.front_page_rst(verdicts, "Intro\n=====\n")
+    footnote = next(line for line in page.splitlines() if line.startswith("\\*"))
+    assert footnote.startswith(
+        "\\* controls failed in d AE (a_check, b_check), d VAE (b_check, c_check), e AE (a_check). "
+    )
+    assert footnote.count("controls failed") == 1 and "e VAE" not in footnote
+    for scope in ("d AE", "d VAE", "e AE"):
+        assert footnote.count(f"{scope} (") == 1, scope
+    # shorter than the footnote it replaces, which said "controls failed: ..." once per distinct list of checks
+    reasons = list(dict.fromkeys(r for r in verdicts["undecided_reason"] if r))
+    before = f"\\* {'; '.join(reasons)}: verdicts at this training budget are undecided. "
+    assert len(footnote.split(". ")[0]) + 2 < len(before)
+    # scopes whose checks are the same share them
+    assert findings.failed_scopes_text({"x AE": ["a"], "y VAE": ["b"], "z AE": ["a"]}) == (
+        "controls failed in x AE and z AE (a), y VAE (b)"
+    )
+    # a verdict that failed no control has no footnote
+    assert "controls failed" not in findings.front_page_rst(verdicts[verdicts["dataset"] == "e"].iloc[2:], "I\n=\n")
+
+
+def test_the_front_page_shows_rule_r3_beside_each_verdict():
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    swap = {"symmetric": "interchangeable", "encoder-heavy": "not interchangeable", "linear": "undecided"}
+    verdicts = pd.DataFrame(
+        [{"dataset": "d", "kind": "ae", "family": f, "verdict": "no", "swap": o} for f, o in swap.items()]
+        + [{"dataset": "d", "kind": "vae", "family": "symmetric", "verdict": "yes", "swap": "no data"}]
+    )
+    page = findings.front_page_rst(verdicts, "Intro\n=====\n")
+    html = publish_parts(Environment().from_string(page).render(), writer="html")["html_body"]
+    assert "system-message" not in html
+    cells = re.findall(r"<t[dh][^>]*>(?:<p>)?(.*?)(?:</p>)?</t[dh]>", html)
+    # one column beside the verdicts: a mark per family, in the columns' order (the pane has no room for more)
+    assert cells[:6] == ["data set", "model", "symmetric", "encoder-heavy", "linear", "R3"]
+    assert cells[6:] == ["d", "AE", "no", "no", "no", "✓✗?", "d", "VAE", "yes", "n/a", "n/a", "–––"]
+    assert "<strong>R3</strong>, per family: do its encoders serve" in html
+    # without R3's column in the verdict table, no R3 column
+    assert "R3" not in findings.front_page_rst(verdicts.drop(columns="swap"), "Intro\n=====\n")
+
+
+def test_the_verdict_figure_reads_r3_from_the_verdict_table():
+    from aedissect.analysis import plotting_paper
+
+    verdicts = pd.DataFrame(
+        [
+            {"dataset": "d", "kind": "ae", "family": "symmetric", "swap": "interchangeable"}
+            | {"swap_mean": 0.1, "swap_ci95_low": 0.05, "swap_ci95_high": 0.15, "swap_n": 3}
+            | {"swap_control_mean": 0.02, "swap_control_ci95_low": 0.0, "swap_control_ci95_high": 0.04}
+            | {"swap_control_n": 3},
+            {"dataset": "d", "kind": "ae", "family": "linear", "swap": "no data"}
+            | {"swap_mean": np.nan, "swap_ci95_low": np.nan, "swap_ci95_high": np.nan, "swap_n": 0}
+            | {"swap_control_mean": 0.3, "swap_control_ci95_low": np.nan, "swap_control_ci95_high": np.nan}
+            | {"swap_control_n": 1},
+        ]
+    )
+    points = plotting_paper.swap_points(verdicts)
+    assert list(points.columns) == plotting_paper.SWAP_POINT_COLUMNS
+    got = points[["family", "pair", "mean", "ci95_low", "ci95_high", "n"]].to_numpy().tolist()
+    assert got[:2] == [["symmetric", "arch", 0.1, 0.05, 0.15, 3.0], ["symmetric", "seed", 0.02, 0.0, 0.04, 3.0]]
+    assert got[2][:3] == ["linear", "seed", 0.3] and len(got) == 3  # no cross-architecture mean: no point
+    assert plotting_paper.swap_points(None).empty and plotting_paper.swap_points(verdicts[["dataset"]]).empty
+    per_run = pd.DataFrame(
+        {"dataset": "d", "kind": "ae", "family": "symmetric", "seed": [0, 1, 2], "quantity": "encoder_share"}
+        | {"value": [0.4, 0.5, 0.6]}
+    )
+    import matplotlib.pyplot as plt
+
+    with_r3 = plotting_paper.verdict_summary(per_run, verdicts=verdicts)
+    labels = [ax.get_xlabel() for ax in with_r3.axes if ax.get_xlabel()]
+    assert labels[-1] == plotting_paper.R3_PANEL[1] and len(labels) == 2
+    r3 = [ax for ax in with_r3.axes if ax.get_xlabel() == plotting_paper.R3_PANEL[1]][0]
+    assert findings.SWAP_THRESHOLD in [line.get_xdata()[0] for line in r3.get_lines()]
+    without = plotting_paper.verdict_summary(per_run)
+    assert len([ax for ax in without.axes if ax.get_xlabel()]) == 1
+    plt.close("all")
 
 
 def test_r1_is_fixed_by_construction_for_an_architecture_with_an_empty_side():

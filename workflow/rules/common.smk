@@ -208,7 +208,10 @@ def get_group_checks(wildcards):
 def get_intervention_outputs(wildcards):
     tables = ["freeze", "freeze_summary", "encoder_share", "encoder_share_summary", "share_vs_parameters"]
     tables += ["layer_criticality", "layer_criticality_summary", "stitching", "stitching_summary", "swap"]
-    return [f"results/tables/{name}.csv" for name in tables]
+    figures = ["stitching_cuts"]
+    return [f"results/tables/{name}.csv" for name in tables] + [
+        f"results/figures/{name}.{ext}" for name in figures for ext in ("pdf", "png")
+    ]
 
 
 # ---- truncation (workflow/rules/truncation.smk) ----

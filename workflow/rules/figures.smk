@@ -38,6 +38,16 @@ FIGURES = {
         "caption": "encoding_locus.rst",
         "category": "Truncation",
     },
+    # the stitching penalty against the cut, same-architecture seed pairs (the swap matrix, paper figure 7, is the
+    # bottleneck across architectures)
+    "stitching_cuts": {
+        "stem": "stitching_cuts",
+        "table": "results/tables/stitching.csv",
+        "draw": "plotting_interventions.stitching_by_cut",
+        "caption": "stitching_cuts.rst",
+        "category": "Interventions",
+        "labels": {"figure": "stitching per cut"},
+    },
 }
 
 

@@ -46,6 +46,7 @@ for _number, _fig in paper_outline.numbered(rules.has):
             f"paper_{paper_outline.figure_stem(_number, _fig)}"
         input:
             table=_fig.table,
+            **_fig.tables,
         output:
             pdf=f"results/paper/{paper_outline.figure_stem(_number, _fig)}.pdf",
             png=report(
@@ -59,7 +60,12 @@ for _number, _fig in paper_outline.numbered(rules.has):
         log:
             f"results/logs/paper/{paper_outline.figure_stem(_number, _fig)}.log",
         params:
-            figure={"module": _fig.module, "function": _fig.function, "kwargs": _fig.kwargs},
+            figure={
+                "module": _fig.module,
+                "function": _fig.function,
+                "kwargs": _fig.kwargs,
+                "tables": list(_fig.tables),
+            },
             dpi=config["figures"]["dpi"],
         conda:
             "../../envs/analysis.yaml"

@@ -741,8 +741,12 @@ def sentence(row: dict) -> str:
     return text
 
 
+# how ``apply_controls`` begins the reason of a verdict a failed control made undecided, the checks after it
+CONTROLS_FAILED = "controls failed: "
+
+
 def _controls_failed(row: dict) -> bool:
-    return str(row.get("undecided_reason") or "").startswith("controls failed")
+    return str(row.get("undecided_reason") or "").startswith(CONTROLS_FAILED.strip())
 
 
 VERDICT_COLUMNS = [
@@ -981,7 +985,7 @@ def apply_controls(verdict_table: pd.DataFrame, runs: pd.DataFrame, controls: pd
     for i, key in enumerate(zip(*(table[c] for c in GROUP), strict=True)):
         if key in failed:
             table.loc[table.index[i], "verdict"] = "undecided"
-            table.loc[table.index[i], "undecided_reason"] = f"controls failed: {', '.join(failed[key])}"
+            table.loc[table.index[i], "undecided_reason"] = CONTROLS_FAILED + ", ".join(failed[key])
     return _resentence(table)
 
 
@@ -1448,13 +1452,54 @@ def parameters_markdown(table: pd.DataFrame | None, metric: str = "test_loss") -
 
 
 def display_verdict(row: dict) -> str:
-    """A verdict as the front page shows it: ``undecided*`` where a control failed, ``yes (fragile)``;
+    """A verdict as the front page shows it: ``undecided*`` where a control failed, ``yes (fragile)``, ``fixed``
+    (by construction);
     which controls failed is said once below the table (``front_page_rst``), in reStructuredText: the table must fit
     the first screen."""
     if _controls_failed(row):
         return r"undecided\*"
-    text = str(row["verdict"])
+    text = "fixed" if row["verdict"] == FIXED else str(row["verdict"])  # three words would take a second line
     return f"{text} (fragile)" if row.get("fragile") is True or str(row.get("fragile")) == "True" else text
+
+
+def failed_scopes(verdict_table: pd.DataFrame) -> dict[str, list[str]]:
+    """Which control checks failed, per scope a control speaks for (``CONTROL_SCOPE``: data set and model kind,
+    written ``digits VAE``), in the table's order: the checks of every verdict of the scope that a failed control
+    made undecided, each once."""
+    out: dict[str, list[str]] = {}
+    for row in verdict_table.to_dict("records"):
+        if _controls_failed(row):
+            scope = f"{row['dataset']} {str(row['kind']).upper()}"
+            checks = str(row["undecided_reason"]).removeprefix(CONTROLS_FAILED.strip()).strip(" :").split(", ")
+            out.setdefault(scope, [])
+            out[scope] += [c for c in checks if c and c not in out[scope]]
+    return out
+
+
+def failed_scopes_text(failed: dict[str, list[str]]) -> str:
+    """The front page's footnote to ``undecided*``: each failed scope once, with its checks, as few words as the
+    first screen allows: scopes whose checks are the same share them (``controls failed in digits VAE (a, b),
+    factors AE and factors VAE (c)``)."""
+    by_checks: dict[tuple, list[str]] = {}
+    for scope, checks in failed.items():
+        by_checks.setdefault(tuple(checks), []).append(scope)
+    parts = [f"{' and '.join(scopes)} ({', '.join(checks)})" for checks, scopes in by_checks.items()]
+    return "controls failed in " + ", ".join(parts)
+
+
+# R3 on the front page: a column beside the verdicts, one mark per family in the columns' order, the question and
+# the marks said once below the table
+SWAP_DISPLAY = {INTERCHANGEABLE: "✓", NOT_INTERCHANGEABLE: "✗", "undecided": "?", "no data": "–"}
+SWAP_LEGEND = "**R3**, per family: do its encoders serve other architectures' decoders (✓, ✗, ? undecided, – no other)?"
+
+
+def display_swap(row: dict) -> str:
+    """R3's outcome as the front page shows it beside the verdicts (``SWAP_DISPLAY``): ``–`` where the verdict
+    table has none."""
+    outcome = row.get("swap")
+    if not isinstance(outcome, str) or not outcome:
+        return SWAP_DISPLAY["no data"]
+    return SWAP_DISPLAY.get(outcome, "?")
 
 
 def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
@@ -1467,22 +1512,26 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     be read as a template tag.
     """
     families = [f for f in FAMILIES if f in set(verdict_table["family"])]
-    rows = [["data set", "model", *families]]
+    r3 = "swap" in verdict_table.columns
+    rows = [["data set", "model", *families, *(["R3"] if r3 else [])]]
     for (dataset, kind), block in verdict_table.groupby(["dataset", "kind"], sort=True):
-        by_family = {r["family"]: display_verdict(r) for r in block.to_dict("records")}
-        rows.append([dataset, kind.upper(), *(by_family.get(f, "n/a") for f in families)])
+        by_family = {r["family"]: r for r in block.to_dict("records")}
+        cells = [display_verdict(by_family[f]) if f in by_family else "n/a" for f in families]
+        if r3:  # one mark per family, in the columns' order: the pane has no room for a column per family
+            cells.append("".join(display_swap(by_family.get(f, {})) for f in families))
+        rows.append([dataset, kind.upper(), *cells])
     table = [".. list-table::", "   :header-rows: 1", ""]
     for row in rows:
         table += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
     legend = (
-        "**yes**: R1 and R2 both point to the encoder; **partly**: one does; **no**: either points to the decoder; "
-        "**undecided**: neither, or a control failed; **fixed by construction**: no architecture of the family has "
-        "hidden layers on both sides; **fragile**: another rule setting changes it. Each verdict with its numbers: "
-        "**Findings**."
+        "**yes**: R1 and R2 point to the encoder, **partly**: one does, **no**: either points to the decoder, "
+        "**undecided**: neither; **fixed**: by construction, no architecture of the family has hidden layers on both "
+        "sides; **fragile**: another rule setting changes it."
     )
-    failed = list(dict.fromkeys(r["undecided_reason"] for r in verdict_table.to_dict("records") if _controls_failed(r)))
+    legend += f" {SWAP_LEGEND} Numbers: **Findings**." if r3 else " Numbers: **Findings**."
+    failed = failed_scopes(verdict_table)
     if failed:
-        legend = f"\\* {'; '.join(failed)}: verdicts at this training budget are undecided. " + legend
+        legend = f"\\* {failed_scopes_text(failed)}. " + legend
     title = "Is the encoder what encodes?"
     out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
     return "\n".join(out) + "\n"

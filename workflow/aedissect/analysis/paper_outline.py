@@ -2,8 +2,9 @@
 
 Each figure is drawn from one CSV table by a function ``module.function(table, **kwargs)`` returning a
 matplotlib figure; ``results/paper/fig<N>_<name>.{pdf,png}`` is written next to a copy of that table,
-``fig<N>_<name>.csv``. A figure whose table comes from a rule that the workflow does not define is left
-out and the later figures move up, so numbers always run 1, 2, 3, ... in paper order.
+``fig<N>_<name>.csv``; it may read more tables of results/paper/ (``Figure.tables``), passed by keyword. A figure
+whose table comes from a rule that the workflow does not define is left out and the later figures move up, so
+numbers always run 1, 2, 3, ... in paper order.
 
 The workflow reads this module when it parses the rules, so it imports only the standard library (no pandas,
 no matplotlib): Snakemake's own process may run where only Snakemake is installed. ``paper`` builds the tables.
@@ -24,6 +25,9 @@ class Figure:
     caption: str  # caption file in workflow/report/
     category: str  # report category (the experiment)
     kwargs: dict = field(default_factory=dict)
+    # more tables the function reads, keyword -> CSV, each written by ``producer`` too and kept where it is (a paper
+    # table of results/paper/ beside the figure); passed as DataFrames
+    tables: dict = field(default_factory=dict)
 
 
 FIGURES = [
@@ -98,6 +102,8 @@ FIGURES = [
         "verdict_summary",
         "paper_verdict.rst",
         "Findings",
+        # rule R3 (swap) beside R1 and R2: the family-level stitching penalties the verdict table carries
+        tables={"verdicts": "results/paper/verdicts.csv"},
     ),
 ]
 

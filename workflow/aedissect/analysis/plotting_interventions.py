@@ -196,3 +196,94 @@ def stitching_matrix(swap: pd.DataFrame, metric: str = SWAP_METRIC):
     fig.supxlabel("B: decoder after the stitch", fontsize=8)
     fig.supylabel("A: encoder before the stitch", fontsize=8)
     return fig
+
+
+# the per-cut stitching figure: same-architecture seed pairs (B's architecture from the next seed), trained stitch
+CUT_PAIR_TYPE, CUT_STITCH = "seed", "trained"
+CUT_LINE_KEY = ["dataset", "kind", "family", "arch", "activation", "bottleneck", "cut_offset"]
+CUT_LINE_COLUMNS = [*CUT_LINE_KEY, "mean", "std", "n", "ci95_low", "ci95_high"]
+# a panel's y axis stops here when a mean runs past it (1: no better than an untrained encoder); the clipped
+# points are marked with their value
+CUT_Y_LIMIT = 1.0
+
+
+def stitching_cut_lines(stitching: pd.DataFrame, metric: str = SWAP_METRIC) -> pd.DataFrame:
+    """The lines of ``stitching_by_cut`` from stitching.csv: per data set, kind, architecture, bottleneck and cut
+    (``cut_offset``, layers from the bottleneck), the mean of ``metric`` over seeds with its 95% t-interval, for A
+    and B of the same architecture and different seeds (``pair_type`` seed) joined by a trained stitch. Seeds
+    whose value is not finite (the untrained encoder's penalty, the denominator, not positive) are not counted."""
+    rows = stitching[
+        (stitching["pair_type"].astype(str) == CUT_PAIR_TYPE)
+        & (stitching["stitch"].astype(str) == CUT_STITCH)
+        & (stitching["a_arch"].astype(str) == stitching["arch"].astype(str))
+    ]
+    out = []
+    for key, group in rows.groupby(CUT_LINE_KEY, sort=True):
+        out.append(dict(zip(CUT_LINE_KEY, key, strict=True)) | mean_ci(group.groupby("seed")[metric].mean()))
+    return pd.DataFrame(out, columns=CUT_LINE_COLUMNS)
+
+
+def stitching_by_cut(stitching: pd.DataFrame, metric: str = SWAP_METRIC):
+    """The stitching penalty against the cut: A's network up to the cut, a trained affine stitch, B's network from
+    the cut on, A and B the same architecture trained from different seeds; the penalty normalised by an untrained
+    encoder's (init_a: 0, as good as B; 1, no better than an untrained A). One panel per data set (rows) and kind
+    (columns), one line per architecture (dotted: a smaller bottleneck) with its 95% CI over seeds as a band; the
+    cut in layers from the bottleneck (dashed, 0; negative: inside the encoder); dotted black: R3's threshold."""
+    from matplotlib.lines import Line2D
+
+    from aedissect.formatting import number
+
+    style.apply()
+    lines = stitching_cut_lines(stitching, metric)
+    datasets = sorted(lines["dataset"].unique())
+    kinds = sorted(lines["kind"].unique())
+    colours = style.table_arch_colours(lines) if len(lines) else {}
+    zs = sorted(lines["bottleneck"].unique())
+    fig, axes = plt.subplots(
+        max(len(datasets), 1), max(len(kinds), 1),
+        figsize=(style.PAGE_WIDTH, style.grid_height(len(datasets), 1.9, 0.9)),
+        squeeze=False, sharex=True,
+    )  # fmt: skip
+    handles = {}
+    for i, dataset in enumerate(datasets):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            panel = lines[(lines["dataset"] == dataset) & (lines["kind"] == kind)]
+            top = CUT_Y_LIMIT if (panel["mean"] > CUT_Y_LIMIT).any() else None
+            for (_, arch, act, z), line in panel.groupby(CUT_LINE_KEY[2:6], sort=True):
+                line = line.sort_values("cut_offset")
+                label = arch if len(zs) == 1 else f"{arch}, z={z}"
+                if lines[lines["arch"] == arch]["activation"].nunique() > 1:
+                    label += f", {act}"
+                x, mean = line["cut_offset"].to_numpy(), line["mean"].to_numpy(dtype=float)
+                ls = "-" if z == max(zs) else ":"
+                shown = np.minimum(mean, top) if top is not None else mean
+                (handle,) = ax.plot(x, shown, marker="o", ms=2.5, lw=1.0, ls=ls, color=colours[arch], label=label)
+                handles.setdefault(label, handle)
+                low, high = line["ci95_low"].to_numpy(dtype=float), line["ci95_high"].to_numpy(dtype=float)
+                if top is not None:
+                    low, high = np.minimum(low, top), np.minimum(high, top)
+                ax.fill_between(x, low, high, color=colours[arch], alpha=0.18, lw=0)
+                for xi, m in zip(x, mean, strict=True):
+                    if top is not None and m > top:  # clipped: its value at the top of the panel
+                        ax.annotate(f"{number(m)}↑", (xi, top), xytext=(0, 2), textcoords="offset points",
+                                    ha="center", va="bottom", fontsize=6, color=colours[arch])  # fmt: skip
+            style.mark_bottleneck(ax, 0.0)
+            ax.axhline(SWAP_THRESHOLD, **style.REFERENCE_STYLE)
+            ax.axhline(0.0, color="0.8", lw=0.6, zorder=0)
+            if top is not None:
+                ax.set_ylim(top=top * 1.12)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_title(f"{dataset}, {kind.upper()}")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("cut (layers from the bottleneck; negative: encoder)")
+            if j == 0:
+                ax.set_ylabel("penalty / untrained\nencoder's (init_a)")
+    if not len(lines):
+        axes[0, 0].text(0.5, 0.5, "no same-architecture stitching", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)  # fmt: skip
+    entries = list(handles.values())
+    entries += [style.bottleneck_handle(), style.reference_handle(f"R3 threshold ({SWAP_THRESHOLD:g})")]
+    entries.append(Line2D([], [], color="0.5", lw=6, alpha=0.3, label="95% CI over seeds"))
+    style.legend(fig, entries)
+    return fig

@@ -277,3 +277,27 @@ def test_a_study_killed_during_every_kind_of_job_finishes_with_the_same_tables(t
     for rel in tables:
         assert (workdir / rel).read_bytes() == (tiny_study / rel).read_bytes(), rel
     assert not list(workdir.glob("results/**/.*.resume*")), "finished jobs leave no resume state"
+
+
+def test_a_job_logs_its_wall_cpu_and_peak_memory_when_it_ends(tmp_path):
+    """What replaced Snakemake's `benchmark:` on the torch rules: the job's last log line, written at exit even
+    after an error, with CPU seconds that count the job's own work."""
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO, format='%(message)s')\n"
+        "from aedissect.io import log_resources_at_exit\n"
+        "log_resources_at_exit()\n"
+        "import time\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        "block = b'x' * (200 * 2**20)  # written, so resident\n"
+        "raise SystemExit(3)\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(REPO / "workflow")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 3
+    last = result.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"job resources: ([\d.e+-]+) s wall, ([\d.e+-]+) s CPU, peak memory ([\d.e+-]+) MB", last)
+    assert match, last
+    wall, cpu, peak = map(float, match.groups())
+    assert cpu >= 0.3 and wall >= cpu * 0.5 and peak >= 200

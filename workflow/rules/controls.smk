@@ -12,8 +12,6 @@ rule controls:
         references="results/controls/{dataset}/references.csv",
     log:
         "results/logs/controls/{dataset}.log",
-    benchmark:
-        "results/benchmarks/controls/{dataset}.tsv"
     params:
         runs=get_dataset_runs,
     threads: TORCH_THREADS

@@ -10,8 +10,6 @@ rule freeze:
         directory(f"results/freeze/{CELL}"),
     log:
         f"results/logs/freeze/{CELL}.log",
-    benchmark:
-        f"results/benchmarks/freeze/{CELL}.tsv"
     params:
         runs=get_cell_runs,
         specs=get_freeze_specs,
@@ -34,8 +32,6 @@ rule criticality:
         f"results/interventions/criticality/{GROUP}.csv",
     log:
         f"results/logs/criticality/{GROUP}.log",
-    benchmark:
-        f"results/benchmarks/criticality/{GROUP}.tsv"
     params:
         runs=get_group_runs,
         options=config["interventions"]["criticality"],
@@ -55,8 +51,6 @@ use rule criticality as stitching with:
         f"results/interventions/stitching/{GROUP}.csv",
     log:
         f"results/logs/stitching/{GROUP}.log",
-    benchmark:
-        f"results/benchmarks/stitching/{GROUP}.tsv"
     params:
         options=config["interventions"]["stitching"],
 

@@ -45,8 +45,8 @@ for _number, _fig in paper_outline.numbered(rules.has):
         name:
             f"paper_{paper_outline.figure_stem(_number, _fig)}"
         input:
-            table=_fig.table,
             **_fig.tables,
+            table=_fig.table,
         output:
             pdf=f"results/paper/{paper_outline.figure_stem(_number, _fig)}.pdf",
             png=report(

@@ -11,12 +11,11 @@ rule train:
         provenance=cell_outputs("provenance.json"),
     log:
         f"results/logs/train/{CELL}.log",
-    benchmark:
-        f"results/benchmarks/train/{CELL}.tsv"
     params:
         runs=get_cell_runs,
         device=TORCH_DEVICE,
         n_examples=RECORDED_EXAMPLES,
+    priority: 1
     threads: TORCH_THREADS
     resources:
         **TORCH_RESOURCES,

@@ -6,6 +6,10 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+from aedissect.io import log_resources_at_exit
+
+log_resources_at_exit()  # wall, CPU and peak memory of the job, last line of its log
+
 import scipy.linalg  # noqa: F401  loads scipy's own OpenBLAS first: threadpool_limits reaches only loaded libraries
 from threadpoolctl import threadpool_limits
 

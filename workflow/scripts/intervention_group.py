@@ -8,6 +8,10 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+from aedissect.io import log_resources_at_exit
+
+log_resources_at_exit()  # wall, CPU and peak memory of the job, last line of its log
+
 from aedissect.nets import interventions, training
 
 getattr(interventions, f"{snakemake.rule}_group")(

@@ -39,6 +39,7 @@ rule check_training:
         f"results/runs/{CELL}/training_check.json",
     log:
         f"results/logs/check_training/{CELL}.log",
+    priority: 1  # in the chain train -> check -> truncate, all before the interventions (truncation.smk)
     conda:
         "../../envs/analysis.yaml"
     script:

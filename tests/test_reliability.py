@@ -297,7 +297,7 @@ def test_a_job_logs_its_wall_cpu_and_peak_memory_when_it_ends(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 3
     last = result.stderr.strip().splitlines()[-1]
-    match = re.fullmatch(r"job resources: ([\d.e+-]+) s wall, ([\d.e+-]+) s CPU, peak memory ([\d.e+-]+) MB", last)
+    match = re.fullmatch(r"job resources: (\S+) s wall, (\S+) s CPU, peak memory (\S+) GB", last)
     assert match, last
-    wall, cpu, peak = map(float, match.groups())
-    assert cpu >= 0.3 and wall >= cpu * 0.5 and peak >= 200
+    wall, cpu, peak = (float(v.replace("\N{MINUS SIGN}", "-")) for v in match.groups())  # plain: all below 1000
+    assert cpu >= 0.3 and wall >= cpu * 0.5 and peak >= 0.2

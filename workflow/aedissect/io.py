@@ -172,10 +172,10 @@ def log_resources_at_exit() -> None:
     def report():
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-        peak_mb = own.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+        peak_gb = own.ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20)  # bytes on macOS, KiB on Linux
         wall = time.time() - psutil.Process().create_time()
         logging.getLogger("aedissect").info(
-            "job resources: %s s wall, %s s CPU, peak memory %s MB", number(wall), number(cpu), number(peak_mb)
+            "job resources: %s s wall, %s s CPU, peak memory %s GB", number(wall), number(cpu), number(peak_gb)
         )
 
     atexit.register(report)

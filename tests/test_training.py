@@ -376,17 +376,31 @@ def test_adam_steps_bitwise_as_torchs_fused_adam(weight_decay, name):
             optimizer = again
 
 
-@pytest.mark.parametrize("ensembled", [False, True])
-def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
-    """The scheduler's position is part of the checkpoint: killed in epoch 3, the rerun ends where one run ends."""
+def resumable_fit(runs, ensembled, data, device):
+    """Train ``runs`` as one ensemble (or the first alone), resuming from the checkpoint path given, if any."""
     from aedissect.nets import ensemble
-
-    runs = [make_run("ae", seed=s, epochs=4, lr_schedule="cosine") for s in (0, 1)]
 
     def fit(resume=None):
         if ensembled:
             return ensemble.train_ensemble(runs, data, device, resume)
         return [training.train(runs[0], data, device, resume)]
+
+    return fit
+
+
+def assert_same_weights_and_history(reference, resumed):
+    for ref, res in zip(reference, resumed, strict=True):
+        for key in ref["state"]:
+            assert torch.equal(ref["state"][key], res["state"][key]), key
+        assert res["history"] == ref["history"]
+
+
+@pytest.mark.parametrize("ensembled", [False, True])
+def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
+    """The scheduler's position is part of the checkpoint: killed in epoch 3, the rerun ends where one run ends."""
+    runs = [make_run("ae", seed=s, epochs=4, lr_schedule="cosine") for s in (0, 1)]
+
+    fit = resumable_fit(runs, ensembled, data, device)
 
     reference = fit()
     resume = tmp_path / "resume.pt"
@@ -394,10 +408,7 @@ def test_a_scheduled_training_resumes_to_the_same_weights(ensembled, data, devic
     assert checkpoint["epoch"] == 2
     assert checkpoint["optimizer"]["steps"] == 2 * math.ceil(data["x_train"].shape[0] / 32)
     resumed = fit(resume)
-    for ref, res in zip(reference, resumed, strict=True):
-        for key in ref["state"]:
-            assert torch.equal(ref["state"][key], res["state"][key]), key
-        assert res["history"] == ref["history"]
+    assert_same_weights_and_history(reference, resumed)
     unscheduled = training.train(make_run("ae", epochs=4), data, device)
     assert not torch.equal(unscheduled["state"]["layers.0.0.weight"], reference[0]["state"]["layers.0.0.weight"])
 
@@ -605,23 +616,15 @@ def test_a_run_without_kl_warmup_trains_bitwise_as_before(data, device):
 def test_a_warmed_up_training_resumes_to_the_same_weights(ensembled, data, device, tmp_path, monkeypatch):
     """The warm-up depends on the step alone: killed in epoch 3 of a 3-epoch warm-up, the rerun ends where one run
     ends."""
-    from aedissect.nets import ensemble
-
     runs = [make_vae_run(seed=s, warmup=3, epochs=4, lr_schedule="cosine") for s in (0, 1)]
 
-    def fit(resume=None):
-        if ensembled:
-            return ensemble.train_ensemble(runs, data, device, resume)
-        return [training.train(runs[0], data, device, resume)]
+    fit = resumable_fit(runs, ensembled, data, device)
 
     reference = fit()
     resume = tmp_path / "resume.pt"
     assert killed_while_saving(monkeypatch, fit, resume)["epoch"] == 2
     resumed = fit(resume)
-    for ref, res in zip(reference, resumed, strict=True):
-        for key in ref["state"]:
-            assert torch.equal(ref["state"][key], res["state"][key]), key
-        assert res["history"] == ref["history"]
+    assert_same_weights_and_history(reference, resumed)
 
 
 def test_retraining_a_layer_drops_the_kl_warmup():

@@ -484,6 +484,11 @@ def test_a_failed_control_makes_every_verdict_at_its_budget_undecided_and_is_sai
     controls_section = text.split("## Controls")[1].split("\n## ")[0]
     assert "2 of 3 applicable control checks passed (1 more did not apply)" in controls_section
     assert "value 0.235 against threshold 0.200" in controls_section  # three significant figures
+    # where the check compares a ratio (MSE / PCA's, the -ELBO's excess), the line names the ratio, not the value
+    with_ratio = controls.assign(reference=[43.0, 43.0, np.nan, np.nan], ratio=[0.02468, 0.01, np.nan, np.nan])
+    text = findings.markdown(summary, failed, {}, 0.1, 0.66, controls=with_ratio)
+    assert "ratio 0.0247 against threshold 0.200 (value 0.235, reference 43)" in text
+    assert "value 0.235 against" not in text
     # a failure at another training budget, or one that does not apply, leaves the verdicts alone
     elsewhere = findings.apply_controls(verdicts, runs, controls_table(budget_epochs=80))
     assert (elsewhere["verdict"] == "yes").all() and (elsewhere["undecided_reason"] == "").all()

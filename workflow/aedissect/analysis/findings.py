@@ -1019,8 +1019,11 @@ def controls_markdown(controls: pd.DataFrame | None) -> list[str]:
     for row in failed.head(CONTROL_LIST_LIMIT).to_dict("records"):
         where = row.get("run_id") or "/".join(str(row.get(c)) for c in GROUP if c in row)
         budget = ", ".join(f"{c} {number(row[c])}" for c in BUDGET if c in row)
-        numbers = f"value {number(row.get('value'))} against threshold {number(row.get('threshold'))}"
-        extra = [f"{c} {number(row.get(c))}" for c in ("reference", "ratio") if _finite(row.get(c))]
+        # controls.csv compares `ratio` with the threshold where it has one (MSE / PCA's, the -ELBO's excess over
+        # pPCA's), `value` where it has none (angles): name the number the check compared
+        compared = "ratio" if _finite(row.get("ratio")) else "value"
+        numbers = f"{compared} {number(row.get(compared))} against threshold {number(row.get('threshold'))}"
+        extra = [f"{c} {number(row.get(c))}" for c in ("value", "reference") if c != compared and _finite(row.get(c))]
         note = row.get("note")
         note = f"; {note}" if isinstance(note, str) and note.strip() else ""
         detail = f" ({', '.join(extra)})" if extra else ""

@@ -115,6 +115,23 @@ def test_chain_rule_jacobians_equal_torch_func_jacfwd(activation, kind):
         torch.testing.assert_close(jac, ref, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_the_decoders_cuts_in_the_codes_basis_keep_the_full_jacobians_singular_values(kind):
+    """jacobian_rank_profile computes the cuts after the code as J_c Q (Q a basis of the code Jacobian's rows):
+    the same ranks and participation ratios as the full (width x in_dim) Jacobians, here wider than the input."""
+    torch.manual_seed(3)
+    model = MLPAutoencoder(20, [12], 4, [40, 32], "tanh", kind)
+    x = points(25, 20)
+    full = cut_jacobians(model, x)
+    profile = jacobian_rank_profile(model, x, rel_threshold=1e-6, chunk_size=10)
+    assert [p["width"] for p in profile] == [20, 12, 4, 40, 32, 20]
+    for c, (jac, p) in enumerate(zip(full, profile, strict=True)):
+        rank, pr = numpy_rank_and_pr(jac.numpy(), 1e-6)
+        assert p["rank_mean"] == rank.mean() and p["rank_std"] == pytest.approx(rank.std(), abs=1e-12), c
+        assert p["pr_mean"] == pytest.approx(pr.mean(), rel=1e-9) and p["pr_std"] == pytest.approx(pr.std(), abs=1e-9)
+    assert [p["rank_mean"] for p in profile[2:]] == [4.0] * 4  # tanh: full rank up to the code's
+
+
 def test_relu_rank_never_increases_and_matches_numpy():
     model = relu_net()
     x = points(100, 12)

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from aedissect import config as study
-from aedissect import metrics
+from aedissect import datasets, metrics
 from aedissect.analysis import truncation_tables
 from aedissect.nets import jacobian, probes, reparam
 from aedissect.nets.models import build_model
@@ -132,6 +132,32 @@ def test_profile_cell_factor_probes(tmp_path):
     metrics_present = set(trained_rows(profiles[runs[0]["run_id"]])["metric"])
     assert {"factor_r2_linear", "factor_r2_nonlinear", "factor0_r2_linear", "factor1_r2_nonlinear"} <= metrics_present
     assert "label_accuracy" not in metrics_present
+
+
+def test_the_mean_factor_r2_weighs_every_factor_once_an_angle_being_two_columns(tmp_path):
+    """shapes' orientation is two columns (sine, cosine): unweighted it would be 2/5 of the mean factor R²."""
+    assert datasets.factor_weights(["scale", "orientation_sin", "orientation_cos", "x", "y"]) == [1, 0.5, 0.5, 1, 1]
+    assert datasets.factor_weights(["factor0", "factor1"]) == [1, 1]
+    assert datasets.factor_columns("shapes", STUDY["data"] | {"shapes": {}}) == list(datasets.SHAPES_FACTORS)
+    runs, paths = saved_cell(tmp_path, arch="dec")
+    data = fake_data(labels=False)
+    g = torch.Generator().manual_seed(5)
+    for split, n in (("train", 200), ("test", 100)):
+        data[f"factors_{split}"] = torch.cat([data[f"factors_{split}"], torch.rand(n, 1, generator=g)], dim=1)
+    named = OPTIONS | {"factor_columns": ["angle_sin", "angle_cos", "x"]}
+    for options, weights in ((OPTIONS, [1, 1, 1]), (named, [0.5, 0.5, 1])):
+        profiles, _ = probes.profile_cell(runs, paths, data, options)
+        prof = trained_rows(profiles[runs[0]["run_id"]])
+        for probe in ("linear", "nonlinear"):
+            for cut, values in prof.groupby("cut"):
+                value = values.set_index("metric")["value"]
+                per_column = np.array([value[f"factor{k}_r2_{probe}"] for k in range(3)])
+                expected = np.dot(per_column, weights) / sum(weights)
+                assert value[f"factor_r2_{probe}"] == pytest.approx(expected, rel=1e-12), (probe, cut, weights)
+    with pytest.raises(ValueError, match="factor_columns names 2 columns"):
+        probes.probe_data(data, OPTIONS | {"factor_columns": ["x", "y"]})
+    # a column without a finite R² is left out of the mean, with its weight
+    assert probes.factor_mean([0.2, np.nan, 0.8], np.array([0.5, 0.5, 1.0])) == pytest.approx((0.1 + 0.8) / 1.5)
 
 
 def test_profile_cell_is_reproducible(tmp_path):

@@ -11,6 +11,7 @@ Every error names the file or the config key; the exit status is 1 after one.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def option_values(pairs: list[str]) -> dict:
 
 
 def profile(args) -> int:
-    from aedissect import io
+    from aedissect import datasets, io
     from aedissect.nets import api, data
     from aedissect.nets.models import load_model
 
@@ -137,7 +138,13 @@ def profile(args) -> int:
             f"--data {source}: samples have {tensors['x_test'].shape[1]} features, "
             f"{args.model} was trained on {payload['in_dim']}"
         )
+    if options is None:  # the prepared data set's description (results/data/<dataset>.json) names its factors
+        info = Path(source).with_suffix(".json")
+        factor_columns = json.loads(info.read_text())["factor_names"] if info.exists() else None
+    else:
+        factor_columns = datasets.factor_columns(source, options)
     targets = {
+        "factor_columns": factor_columns or None,
         "y": tensors.get("y_test"),
         "y_fit": tensors.get("y_train"),
         "factors": tensors.get("factors_test"),

@@ -162,6 +162,26 @@ def data_options(name: str, data: dict) -> dict:
     return {key: data[key] for key in REGISTRY[name].keys}
 
 
+def factor_columns(name: str, data: dict) -> list[str]:
+    """The column names of a data set's factors_train / factors_test (empty without factors)."""
+    return list(REGISTRY[name].factor_names(data_options(name, data)))
+
+
+def factor_of(column: str) -> str:
+    """The factor a factor column belongs to: an angle is two columns, ``<factor>_sin`` and ``<factor>_cos``."""
+    for suffix in ("_sin", "_cos"):
+        if column.endswith(suffix):
+            return column[: -len(suffix)]
+    return column
+
+
+def factor_weights(columns: list[str]) -> list[float]:
+    """Each column's weight in a mean over factors, 1 / the number of columns of its factor: every factor counts
+    once (shapes' orientation, two of its five columns, would otherwise weigh 2/5 of the mean factor R²)."""
+    factors = [factor_of(c) for c in columns]
+    return [1.0 / factors.count(f) for f in factors]
+
+
 def _torchvision_files(name: str, options: dict) -> list[Path]:
     folder = Path(options["root"]) / REGISTRY[name].torchvision[1]
     return [folder / f for f in (CIFAR10_FILES if name == "cifar10" else IDX_FILES)]

@@ -224,7 +224,9 @@ LAYER_PROFILE_PARTS = ["content", "dimension", "similarity"]
 
 
 def get_truncation_options(wildcards):
-    return plans.truncation_options(config)
+    """The probe settings, and the data set's factor columns (a mean factor R² weighs every factor once)."""
+    factor_columns = datasets.factor_columns(wildcards.dataset, config["data"])
+    return plans.truncation_options(config) | {"factor_columns": factor_columns}
 
 
 def get_truncation_runs(wildcards):

@@ -31,6 +31,7 @@ def profile(
     y_fit: torch.Tensor | None = None,
     factors: torch.Tensor | None = None,
     factors_fit: torch.Tensor | None = None,
+    factor_columns: list[str] | None = None,
     name: str = "model",
     device: str = "cpu",
     **options,
@@ -40,7 +41,8 @@ def profile(
 
     ``model``: an ``MLPAutoencoder`` or the path of a ``model.pt`` written by the pipeline. ``x``: inputs (one
     flattened row per sample, as the model was trained on) to measure the cuts on; ``y``: their integer labels
-    (adds the label probe) and ``factors`` their generative factors (adds the factor probes). The probes are
+    (adds the label probe) and ``factors`` their generative factors (adds the factor probes; ``factor_columns``
+    names their columns so that the mean factor R² weighs an angle's sine and cosine as one factor). The probes are
     fitted on ``x_fit`` (with ``y_fit``, ``factors_fit``), by default on a seeded half of ``x`` and scored on the
     other half. ``options``: any key of the config's ``truncation:`` section (e.g. ``nonlinear_epochs=5``),
     the schema's defaults otherwise; an unknown key or a bad value raises ``config.ConfigError`` naming it.
@@ -54,7 +56,11 @@ def profile(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["seed"])  # as the truncate job does
         profiles, _ = probes.profile_cell(
-            [{"run_id": name, "seed": 0}], [model], data, options | {"device": device}, init=False
+            [{"run_id": name, "seed": 0}],
+            [model],
+            data,
+            options | {"device": device, "factor_columns": factor_columns},
+            init=False,
         )
     return profiles[name]
 

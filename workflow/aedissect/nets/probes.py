@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from aedissect import inference, io, metrics
+from aedissect import datasets, inference, io, metrics
 from aedissect.analysis.truncation_tables import PROFILE_COLUMNS, REPARAM_COLUMNS
 from aedissect.config import Run, run_cell
 from aedissect.nets import jacobian, reparam
@@ -124,7 +124,7 @@ def linear_probes(fit: np.ndarray, test: np.ndarray, data: dict, options: dict) 
         )
     if "f_fit" in data:
         fac = metrics.ridge_reconstruction(fit, data["f_fit"], test, data["f_test"], lambdas, seed=options["seed"])
-        out["factor_r2_linear"] = float(np.nanmean(fac["r2_per_target"]))
+        out["factor_r2_linear"] = factor_mean(fac["r2_per_target"], data["f_weights"])
         out |= {f"factor{k}_r2_linear": float(v) for k, v in enumerate(fac["r2_per_target"])}
     return out
 
@@ -307,9 +307,26 @@ def probe_data(data: dict, options: dict) -> tuple[dict, torch.Tensor, torch.Ten
     if "factors_train" in data:
         targets |= {"f_fit": data["factors_train"][probe].double().numpy()}
         targets |= {"f_test": data["factors_test"][test].double().numpy()}
+        targets["f_weights"] = factor_weights(options.get("factor_columns"), targets["f_fit"].shape[1])
     n = x_test.shape[0]
     jac = np.sort(np.random.default_rng(options["seed"]).permutation(n)[: min(JACOBIAN_POINTS, n)])
     return targets, x_fit, x_test, x_test[jac]
+
+
+def factor_weights(columns: list[str] | None, n_columns: int) -> np.ndarray:
+    """``datasets.factor_weights`` of the named factor columns; with no names every column is its own factor."""
+    if columns is None:
+        return np.ones(n_columns)
+    if len(columns) != n_columns:
+        raise ValueError(f"factor_columns names {len(columns)} columns ({columns}), the data has {n_columns}")
+    return np.asarray(datasets.factor_weights(columns))
+
+
+def factor_mean(r2_per_column, weights: np.ndarray) -> float:
+    """The mean R² over factors, every factor once (``factor_weights``), over the columns with a finite R²."""
+    r2 = np.asarray(r2_per_column, dtype=float)
+    finite = np.isfinite(r2)
+    return float(np.sum(r2[finite] * weights[finite]) / np.sum(weights[finite])) if finite.any() else math.nan
 
 
 def cut_metrics(fit_h, test_h, targets: dict, options: dict, input_cut: dict) -> list[tuple[np.ndarray, dict, dict]]:
@@ -390,7 +407,7 @@ def profile_cell(runs: list[Run], model_paths: list, data: dict, options: dict, 
     if "f_fit" in targets:
         _, fr2 = mlp_probe(inputs_fit, inputs_test, targets["f_fit"], targets["f_test"], options)
         for g, (run, c) in enumerate(members):
-            per_run[run["run_id"]][c]["factor_r2_nonlinear"] = float(np.nanmean(fr2[g]))
+            per_run[run["run_id"]][c]["factor_r2_nonlinear"] = factor_mean(fr2[g], targets["f_weights"])
             per_run[run["run_id"]][c] |= {f"factor{k}_r2_nonlinear": float(v) for k, v in enumerate(fr2[g])}
     log.info("nonlinear probes of %d members in %.1f s", len(members), time.perf_counter() - start)
 

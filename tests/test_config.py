@@ -135,6 +135,13 @@ BAD = [
     ("unknown init", lambda c: c["training"].update(init="xavier"), "training.init", "centred"),
     ("negative kl warm-up", lambda c: c["vae"].update(kl_warmup_epochs=-1), "vae.kl_warmup_epochs", "minimum of 0"),
     ("fractional kl warm-up", lambda c: c["vae"].update(kl_warmup_epochs=2.5), "vae.kl_warmup_epochs", "integer"),
+    ("unknown logvar init", lambda c: c["vae"].update(logvar_init="zero"), "vae.logvar_init", "likelihood"),
+    (
+        "logvar init without a Gaussian likelihood",
+        lambda c: c["vae"].update(logvar_init="likelihood", likelihood="bernoulli"),
+        "vae.logvar_init",
+        "vae.likelihood is 'bernoulli'",
+    ),
     (
         "unknown architecture activation",
         lambda c: c["architectures"]["sym"].update(activation="swish"),
@@ -191,10 +198,10 @@ def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, ke
 
 
 def test_keys_added_without_a_default_keep_the_run_hashes_of_configs_without_them(tiny_config):
-    """training.lr_schedule, training.init and vae.kl_warmup_epochs have no schema default: validating a config that
+    """training.lr_schedule, training.init, vae.kl_warmup_epochs and vae.logvar_init have no schema default: validating a config that
     does not set them adds nothing to its runs, so their config hashes (and results) stay what they were."""
     vae = next(run for run in config.grid(check(tiny_config)) if run["kind"] == "vae")
-    assert "kl_warmup_epochs" not in vae["vae"]
+    assert "kl_warmup_epochs" not in vae["vae"] and "logvar_init" not in vae["vae"]
     assert "lr_schedule" not in vae["training"] and "init" not in vae["training"]
     tiny_config["vae"]["kl_warmup_epochs"] = 0
     warm = next(run for run in config.grid(check(tiny_config)) if run["kind"] == "vae")

@@ -467,6 +467,31 @@ def test_centred_init_centres_every_pre_activation_and_the_output_mean(kind, dat
         assert torch.equal(result["init_state"][key], value), key
 
 
+@pytest.mark.parametrize("init", ["default", "centred"])
+def test_the_log_variance_head_starts_at_the_likelihoods_noise_with_vae_logvar_init(init, data):
+    """vae.logvar_init: likelihood sets the log-variance rows' biases to log(sigma^2), whatever training.init
+    does to the rest (the mean rows stay as init made them); the freeze variants and the train job share it."""
+    from aedissect.nets.models import initial_model
+
+    run = make_run("vae", init=init)
+    plain = initial_model(run, data["x_train"])
+    run["vae"] |= {"logvar_init": "likelihood", "sigma": 0.05}
+    model = initial_model(run, data["x_train"])
+    key = f"layers.{model.bottleneck_layer}.0.bias"
+    bias, plain_bias = model.state_dict()[key], plain.state_dict()[key]
+    assert torch.equal(bias[3:], torch.full((3,), 2 * math.log(0.05)))
+    assert torch.equal(bias[:3], plain_bias[:3]) and not torch.equal(bias[3:], plain_bias[3:])
+    for name, value in plain.state_dict().items():
+        if name != key:
+            assert torch.equal(model.state_dict()[name], value), name
+    with torch.no_grad():
+        _, logvar = model.posterior(data["x_train"])
+    # the head's weights still act: the posterior variance is sigma^2 on average over the data, not exactly
+    assert abs(float(logvar.mean()) - 2 * math.log(0.05)) < 1.0
+    result = training.train(run | {"training": run["training"] | {"epochs": 1}}, data, training.setup_torch(1, "cpu"))
+    assert torch.equal(result["init_state"][key], bias)
+
+
 def test_runs_that_share_their_start_are_centred_once_and_alike(data, monkeypatch):
     """initial_models centres each distinct start once (a seed's freeze variants share it) and gives every run
     exactly what initial_model gives it alone."""

@@ -100,6 +100,12 @@ def check_semantics(config: dict) -> None:
                         f"config key bottlenecks: {z} is wider than the last encoder layer of "
                         f"architectures.{name} ({before}); set allow_wide_bottleneck: true to allow it"
                     )
+    vae = config.get("vae") or {}
+    if vae.get("logvar_init") == "likelihood" and vae.get("likelihood") != "gaussian":
+        raise ConfigError(
+            f"config key vae.logvar_init: 'likelihood' starts the log-variance at log(sigma^2) of a Gaussian "
+            f"likelihood; vae.likelihood is {vae.get('likelihood')!r} (remove vae.logvar_init)"
+        )
     for key in ("datasets", "model_kinds", "bottlenecks", "activations", "seeds"):
         values = config[key]
         if len(set(map(str, values))) != len(values):

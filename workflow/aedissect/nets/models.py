@@ -15,6 +15,7 @@ model without it. Normal runs do not have it (``build_model``).
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -265,6 +266,9 @@ def initial_models(runs: list[dict], x_train: torch.Tensor, code_map: bool | Non
             with torch.no_grad():
                 for layer, bias in zip(model.layers, centred[key], strict=True):
                     layer[0].bias.copy_(bias)
+        if run["kind"] == "vae" and run["vae"].get("logvar_init") == "likelihood":
+            with torch.no_grad():  # the posterior starts as narrow as the likelihood's noise (schema: vae.logvar_init)
+                model.layers[model.bottleneck_layer][0].bias[model.latent_dim :] = 2 * math.log(run["vae"]["sigma"])
         models.append(model)
     return models
 

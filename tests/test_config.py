@@ -198,8 +198,9 @@ def test_schema_rejects_bad_configs_naming_the_key(tiny_config, name, mutate, ke
 
 
 def test_keys_added_without_a_default_keep_the_run_hashes_of_configs_without_them(tiny_config):
-    """training.lr_schedule, training.init, vae.kl_warmup_epochs and vae.logvar_init have no schema default: validating a config that
-    does not set them adds nothing to its runs, so their config hashes (and results) stay what they were."""
+    """training.lr_schedule, training.init, vae.kl_warmup_epochs and vae.logvar_init have no schema default:
+    validating a config that does not set them adds nothing to its runs, so their config hashes (and results)
+    stay what they were."""
     vae = next(run for run in config.grid(check(tiny_config)) if run["kind"] == "vae")
     assert "kl_warmup_epochs" not in vae["vae"] and "logvar_init" not in vae["vae"]
     assert "lr_schedule" not in vae["training"] and "init" not in vae["training"]

@@ -314,6 +314,11 @@ def test_mnist1d_is_seeded_balanced_scaled_and_leaves_the_global_rngs_alone():
     np.testing.assert_array_equal(np.bincount(labels), np.full(10, 50))
     assert d["x_train"].min() == 0 and d["x_train"].max() == 1
     assert d["x_test"].min() >= 0 and d["x_test"].max() <= 1
+    # the test size is n * test_fraction rounded, as for every other data set (the package's int() rounds the
+    # train size down): 0.33 of 510 = 168.3 -> 168 test, 342 train (the package: int(0.67 * 510) = 341)
+    for n, fraction, n_test in ((510, 0.33, 168), (20, 0.3, 6), (30, 0.25, 8)):
+        odd = data.build("mnist1d", OPTIONS | {"test_fraction": fraction, "mnist1d": {"n_samples": n, "seed": 42}})
+        assert (len(odd["y_train"]), len(odd["y_test"])) == (n - n_test, n_test), (n, fraction)
 
 
 def test_mnist1d_matches_the_package_and_its_factors_are_the_drawn_parameters():

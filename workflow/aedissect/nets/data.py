@@ -1,8 +1,10 @@
 """Data sets, prepared once into one file each and read back as in-memory tensors.
 
-Every prepared data set is a dict of float32 tensors in [0, 1]: ``x_train``, ``x_test``, and where
-the data set has them ``y_train``/``y_test`` (class labels) and ``factors_train``/``factors_test``
-(the true latent factors of the synthetic data set).
+Every prepared data set is a dict of tensors: ``x_train``, ``x_test`` (float32, in [0, 1]), and where the
+data set has them ``y_train``/``y_test`` (int64 class labels) and ``factors_train``/``factors_test`` (float32,
+the generative factors in their own units: ``factors``' uniform draws in [-1, 1], ``shapes``' scale, the sine
+and cosine of its orientation and its positions, ``mnist1d``'s transform parameters; ``datasets.REGISTRY`` names
+the columns).
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ def load_mnist1d(options: dict) -> dict:
 
     spec = options["mnist1d"]
     args = mnist1d_data.get_dataset_args()
-    args.num_samples, args.seed, args.train_split = spec["n_samples"], spec["seed"], 1.0 - options["test_fraction"]
+    # the package's train size is int(n * train_split); the other data sets round the test size: take the same
+    # n_test = round(n * test_fraction), with a train_split half a sample above, out of reach of float rounding
+    n_train = spec["n_samples"] - int(round(spec["n_samples"] * options["test_fraction"]))
+    args.num_samples, args.seed, args.train_split = spec["n_samples"], spec["seed"], (n_train + 0.5) / spec["n_samples"]
     package_transform = mnist1d_data.transform
     params, xs = [], []
     end_state = None
@@ -139,7 +144,8 @@ def load_mnist1d(options: dict) -> dict:
     if not np.allclose((raw - raw.mean()) / raw.std(), x_all):
         raise DataError("data set 'mnist1d': the recorded sequences differ from mnist1d's output; cannot align factors")
     factors = np.asarray(params)[order]
-    n_train = len(made["y"])
+    if len(made["y"]) != n_train:
+        raise DataError(f"data set 'mnist1d': the package split off {len(made['y'])} training samples, not {n_train}")
     low, high = x_all[:n_train].min(), x_all[:n_train].max()
     x = np.clip((x_all - low) / (high - low), 0.0, 1.0)
     return {

@@ -64,6 +64,7 @@ def test_defaults_are_filled(tiny_config):
     assert cfg["vae"]["sigma"] == 0.1
     assert cfg["data"]["shapes"] == {"size": 32, "n_samples": 10000, "antialias": False, "seed": 0}
     assert cfg["data"]["mnist1d"] == {"n_samples": 5000, "seed": 42}
+    assert cfg["logging"] == {"tensorboard": False}
 
 
 BAD = [
@@ -78,6 +79,7 @@ BAD = [
     ("unknown kind", lambda c: c.update(model_kinds=["gan"]), "model_kinds.0", "vae"),
     ("unknown likelihood", lambda c: c["vae"].update(likelihood="poisson"), "vae.likelihood", "bernoulli"),
     ("empty seeds", lambda c: c.update(seeds=[]), "seeds", "non-empty"),
+    ("tensorboard not a boolean", lambda c: c.update(logging={"tensorboard": "yes"}), "logging.tensorboard", "boolean"),
     ("duplicate seeds", lambda c: c.update(seeds=[1, 1]), "seeds", "non-unique"),
     (
         "unknown family",

@@ -1,5 +1,7 @@
+import copy
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 from aedissect import config
 from aedissect.nets import training
 from aedissect.nets.models import build_model
-from conftest import killed_while_saving
+from conftest import REPO, killed_while_saving, load_yaml
 
 STUDY = {
     "architectures": {"sym": {"family": "symmetric", "encoder": [12], "decoder": [12]}},
@@ -272,6 +274,94 @@ def test_a_resumed_training_reports_only_the_epochs_it_runs(data, device, tmp_pa
     with caplog.at_level(logging.INFO, logger="aedissect.nets.training"):
         training.train(run, data, device, resume_path=path)
     assert not [r for r in caplog.records if " epoch " in r.getMessage() and "/4:" in r.getMessage()]
+
+
+# ---------------------------------------------------------------- logging.tensorboard
+
+
+def tensorboard_scalars(folder) -> dict:
+    """A member's event folder read back as TensorBoard reads it: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def as_logged(history: list[dict]) -> dict:
+    """A history as its event file holds it: the losses as float32, TensorBoard's scalar type."""
+    return {
+        f"loss/{split}": [(h["epoch"], float(np.float32(h[f"{split}_loss"]))) for h in history]
+        for split in ("train", "test")
+    }
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_tensorboard_holds_every_members_losses_and_changes_no_weight(ensemble, data, device, tmp_path, monkeypatch):
+    from aedissect.nets.ensemble import train_members
+
+    monkeypatch.chdir(tmp_path)  # anything written to a relative path lands here
+    runs = [make_run(seed=0, epochs=3), make_run(seed=1, epochs=3)]
+    off = train_members(runs, data, device, ["s0", "s1"], ensemble=ensemble)
+    assert not any(tmp_path.rglob("*")), "with TensorBoard off nothing is written"
+    on = train_members(runs, data, device, ["s0", "s1"], ensemble=ensemble, tensorboard=tmp_path / "tb")
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == ["s0", "s1"]
+    for name, result, reference in zip(["s0", "s1"], on, off, strict=True):
+        assert tensorboard_scalars(tmp_path / "tb" / name) == as_logged(result["history"]) != {}
+        assert result["history"] == reference["history"]
+        for key, value in reference["state"].items():
+            assert torch.equal(result["state"][key], value), (name, key)
+
+
+def test_a_resumed_training_logs_every_epoch_to_tensorboard_once(data, device, tmp_path, monkeypatch):
+    """Killed after it logged epoch 3 but before it checkpointed it, the rerun logs epochs 3 and 4 again in a new
+    event file; the purge step hides the killed attempt's epoch 3."""
+    import time
+
+    from aedissect.nets.ensemble import train_members
+
+    runs = [make_run(seed=0, epochs=4), make_run(seed=1, epochs=4)]
+    state, tb = tmp_path / "state", tmp_path / "tb"
+    real_epoch = training.Progress.epoch
+
+    def killed_after_epoch_3(self, epoch, *args):
+        real_epoch(self, epoch, *args)
+        if epoch == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(training.Progress, "epoch", killed_after_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_members(runs, data, device, ["s0", "s1"], state_dir=state, tensorboard=tb)
+    assert [step for step, _ in tensorboard_scalars(tb / "s0")["loss/train"]] == [1, 2, 3]
+    monkeypatch.setattr(training.Progress, "epoch", real_epoch)
+    time.sleep(1.05 - time.time() % 1)  # a rerun is a later process: event file names start with the second
+    resumed = train_members(runs, data, device, ["s0", "s1"], state_dir=state, tensorboard=tb)
+    for name, result in zip(["s0", "s1"], resumed, strict=True):
+        assert len(list((tb / name).iterdir())) == 2  # one event file per attempt
+        assert tensorboard_scalars(tb / name) == as_logged(result["history"])
+        assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
+
+
+def test_tensorboard_is_outside_every_run_config_and_its_hash():
+    study = config.validate(load_yaml(REPO / "config.yaml"))
+    assert study["logging"] == {"tensorboard": False}
+    switched = copy.deepcopy(study)
+    switched["logging"]["tensorboard"] = True
+    runs, switched_runs = config.grid(study), config.grid(switched)
+    assert [config.config_hash(r) for r in runs] == [config.config_hash(r) for r in switched_runs]
+    assert runs == switched_runs and "logging" not in runs[0]
+    assert training.tensorboard_folder(study, "freeze", "digits/ae/sym/z4/relu") is None
+    folder = training.tensorboard_folder(switched, "freeze", "digits/ae/sym/z4/relu")
+    assert folder == Path("results/tensorboard/freeze/digits/ae/sym/z4/relu")
+
+
+def test_tensorboard_on_without_the_package_stops_naming_the_key(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as where the package is not installed
+    with pytest.raises(RuntimeError, match=r"logging\.tensorboard is true but TensorBoard cannot be imported"):
+        training.tensorboard_folder({"logging": {"tensorboard": True}}, "digits/ae/sym/z4/relu")
+    assert training.tensorboard_folder({"logging": {"tensorboard": False}}) is None  # off: never imported
 
 
 def _loop_without_schedule(run, data, device):

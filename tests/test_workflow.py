@@ -138,6 +138,12 @@ def test_changing_a_figure_setting_reruns_figures_only(tiny_study, tmp_path):
     assert jobs and all(rule.startswith(("figure", "paper")) or rule == "all" for rule in jobs), jobs
 
 
+def test_switching_tensorboard_on_reruns_nothing(tiny_study, tmp_path):
+    """logging.tensorboard is in no rule's params (the torch scripts read it from the config): no job reruns."""
+    path = changed_config(tmp_path, lambda c: c.update(logging={"tensorboard": True}))
+    assert planned_jobs(tiny_study, configfile=path) == {}
+
+
 def test_changing_one_training_setting_reruns_training_and_what_depends_on_it(tiny_study, tmp_path):
     path = changed_config(tmp_path, lambda c: c["vae"].update(beta=0.5))
     jobs = planned_jobs(tiny_study, configfile=path)

@@ -56,6 +56,8 @@ TORCH_ENV = "../../envs/torch.yaml"
 TORCH_DEVICE = config["training"]["device"]
 TORCH_THREADS = config["training"]["threads"]
 TORCH_RESOURCES = {"mem_mb": 2000, "gpu": 1 if TORCH_DEVICE == "cuda" else 0}
+# logging.tensorboard is in no rule's params (nor resources): Snakemake reruns a job whose params changed, and event
+# files change no result. The scripts of the training rules read it from snakemake.config (training.tensorboard_folder).
 CELL = "{dataset}/{kind}/{arch}/z{z}/{act}"
 
 

@@ -12,6 +12,7 @@ log_resources_at_exit()  # wall, CPU and peak memory of the job, last line of it
 
 from pathlib import Path
 
+from aedissect.config import run_cell
 from aedissect.nets import interventions, training
 
 runs = snakemake.params.runs
@@ -23,4 +24,6 @@ interventions.train_freeze_cell(
     threads=snakemake.threads,
     device=snakemake.params.device,
     state_dir=training.state_dir(snakemake.output[0]),
+    # read from the config, not a param: switching TensorBoard on or off must rerun no job (tensorboard_folder)
+    tensorboard=training.tensorboard_folder(snakemake.config, "freeze", run_cell(runs[0])),
 )

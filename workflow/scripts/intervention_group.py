@@ -23,4 +23,6 @@ getattr(interventions, f"{snakemake.rule}_group")(
     device=snakemake.params.device,
     out_path=snakemake.output[0],
     state_dir=training.state_dir(snakemake.output[0]),
+    # read from the config, not a param: switching TensorBoard on or off must rerun no job (tensorboard_folder)
+    tensorboard=training.tensorboard_folder(snakemake.config, snakemake.rule),
 )

@@ -13,7 +13,8 @@ log_resources_at_exit()  # wall, CPU and peak memory of the job, last line of it
 from pathlib import Path
 
 from aedissect import io
-from aedissect.nets import jobs
+from aedissect.config import run_cell
+from aedissect.nets import jobs, training
 
 jobs.train_runs(
     snakemake.params.runs,
@@ -23,4 +24,6 @@ jobs.train_runs(
     threads=snakemake.threads,
     device=snakemake.params.device,
     n_examples=snakemake.params.n_examples,
+    # read from the config, not a param: switching TensorBoard on or off must rerun no job (tensorboard_folder)
+    tensorboard=training.tensorboard_folder(snakemake.config, run_cell(snakemake.params.runs[0])),
 )

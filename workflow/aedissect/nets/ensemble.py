@@ -300,13 +300,14 @@ def train_members(
     models: list[nn.Module | None] | None = None,
     ensemble: bool = True,
     state_dir: Path | None = None,
+    tensorboard: Path | None = None,
 ) -> list[dict]:
     """Train every run (from ``models[i]`` where given) and return ``train``-shaped results in order; a diverged
     run gets ``status.diverged_result`` instead of raising. With ``ensemble`` the runs that can be stacked train
     as one ensemble per stack, else one after another. ``names`` are the members' checkpoint names in
     ``state_dir`` (``training.checkpoint_path``); an ensemble's checkpoint is named after its first member. Every
-    epoch of every training is reported to one ``training.Progress`` for the whole job (log and
-    ``<state_dir>/progress.csv``)."""
+    epoch of every training is reported to one ``training.Progress`` for the whole job (log,
+    ``<state_dir>/progress.csv`` and, with ``tensorboard``, ``<tensorboard>/<name>/`` per member)."""
     models = models or [None] * len(runs)
     in_dim = data["x_train"].shape[1]
     results: list[dict | None] = [None] * len(runs)
@@ -318,26 +319,33 @@ def train_members(
             ([names[i] for i in members], max(runs[i]["training"]["epochs"] for i in members))
             for members in stacks.values()
         ]
-        progress = Progress(plan, state_dir)
-        for members in stacks.values():
-            log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
-            out = train_ensemble(
-                [runs[i] for i in members],
-                data,
-                device,
-                checkpoint_path(state_dir, "ensemble", names[members[0]]),
-                [models[i] for i in members],
-                progress,
-            )
-            for i, result in zip(members, out, strict=True):
-                results[i] = result
-        return results
-    progress = Progress([([name], run["training"]["epochs"]) for run, name in zip(runs, names, strict=True)], state_dir)
-    for i, (run, model, name) in enumerate(zip(runs, models, names, strict=True)):
-        log.info("training %s", name)
-        try:
-            results[i] = train(run, data, device, checkpoint_path(state_dir, name), model=model, progress=progress)
-        except TrainingDiverged as err:
-            log.error("%s", err)
-            results[i] = diverged_result(err, in_dim)
+    else:
+        plan = [([name], run["training"]["epochs"]) for run, name in zip(runs, names, strict=True)]
+    progress = Progress(plan, state_dir, tensorboard)
+    try:
+        if ensemble:
+            for members in stacks.values():
+                log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
+                out = train_ensemble(
+                    [runs[i] for i in members],
+                    data,
+                    device,
+                    checkpoint_path(state_dir, "ensemble", names[members[0]]),
+                    [models[i] for i in members],
+                    progress,
+                )
+                for i, result in zip(members, out, strict=True):
+                    results[i] = result
+        else:
+            for i, (run, model, name) in enumerate(zip(runs, models, names, strict=True)):
+                log.info("training %s", name)
+                try:
+                    results[i] = train(
+                        run, data, device, checkpoint_path(state_dir, name), model=model, progress=progress
+                    )
+                except TrainingDiverged as err:
+                    log.error("%s", err)
+                    results[i] = diverged_result(err, in_dim)
+    finally:
+        progress.close()  # the event files complete, also when a training fails
     return results

@@ -52,12 +52,14 @@ def train_freeze_cell(
     threads: int,
     device: str,
     state_dir: Path | None = None,
+    tensorboard: Path | None = None,
 ) -> None:
     """Every freeze variant of every seed of one grid cell: results/freeze/<run_id>/<spec>/train_metrics.json.
 
     Specs that freeze the same layers (``encoder`` and ``prefix-<bottleneck cut>``) are the same training,
     bitwise: it runs once and both folders get its outputs, the alias named in ``same_as``. Each variant keeps
-    its resume checkpoint in ``state_dir`` (``training.state_dir``) until the whole cell is written.
+    its resume checkpoint in ``state_dir`` (``training.state_dir``) until the whole cell is written; with
+    ``tensorboard`` (``training.tensorboard_folder``) its losses go to ``<tensorboard>/s<seed>__<spec>/``.
 
     Where some variant trains a code map (``+code``), every variant of the cell is built with one, frozen at the
     identity where its spec does not train it: it computes exactly the same function, and the cell's variants
@@ -81,9 +83,7 @@ def train_freeze_cell(
     code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
     # a variant starts from its normal run's init (``initial_models``: centred where ``training.init`` says so)
     models = initial_models(variants, data["x_train"], code_map) if code_map else None
-    results = succeeded(
-        train_members(variants, data, dev, names, models, ensemble=ensemble_on(runs), state_dir=state_dir)
-    )
+    results = succeeded(train_members(variants, data, dev, names, models, ensemble_on(runs), state_dir, tensorboard))
     extra = [variant_metrics(v, r, data, dev) for v, r in zip(variants, results, strict=True)]
     for run, out_dir, spec, key in plan:
         first, index = first_spec[key]
@@ -238,9 +238,17 @@ def retrain_run(run: Run, epochs: int) -> Run:
     return out
 
 
-def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_dir: Path | None = None) -> dict:
+def retrain_layers(
+    items: list[tuple],
+    data: dict,
+    options: dict,
+    device,
+    state_dir: Path | None = None,
+    tensorboard: Path | None = None,
+) -> dict:
     """Every layer of every (run, model, payload) re-initialised and retrained alone, the rest frozen at its
-    trained weights: {(run_id, layer): test metrics}. Like architectures' retrainings stack into one ensemble."""
+    trained weights: {(run_id, layer): test metrics}. Like architectures' retrainings stack into one ensemble;
+    with ``tensorboard`` each one's losses go to ``<tensorboard>/<run_id>__retrain-<layer>/``."""
     runs, models, names, keys = [], [], [], []
     for run, model, payload in items:
         for layer in range(model.n_layers):
@@ -248,7 +256,7 @@ def retrain_layers(items: list[tuple], data: dict, options: dict, device, state_
             models.append(with_layer(model, layer, payload["init_state"]))
             names.append(f"{run['run_id']}__retrain-{layer}")
             keys.append((run["run_id"], layer))
-    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir))
+    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir, tensorboard))
     return {key: result["metrics"] for key, result in zip(keys, results, strict=True)}
 
 
@@ -327,12 +335,20 @@ def criticality(
 
 
 def criticality_table(
-    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+    runs: list[Run],
+    loaded: list[tuple],
+    data: dict,
+    options: dict,
+    dev,
+    state_dir: Path | None = None,
+    tensorboard: Path | None = None,
 ) -> pd.DataFrame:
     """Criticality of every layer of every model of one group (all architectures and seeds), ``loaded`` the
     models and payloads of ``runs`` as ``load_model`` returns them."""
     loaded = [(run, *item) for run, item in zip(runs, loaded, strict=True)]
-    retrained = retrain_layers(loaded, data, options, dev, state_dir) if options["retrain_epochs"] > 0 else None
+    retrained = None
+    if options["retrain_epochs"] > 0:
+        retrained = retrain_layers(loaded, data, options, dev, state_dir, tensorboard)
     frames = []
     for run, model, payload in loaded:
         log.info("criticality of %s", run["run_id"])
@@ -468,13 +484,16 @@ def stitch_start(
     return run, stitched
 
 
-def fit_stitches(starts: list[tuple[dict, Stitched]], names: list[str], data: dict, device, state_dir=None) -> list:
+def fit_stitches(
+    starts: list[tuple[dict, Stitched]], names: list[str], data: dict, device, state_dir=None, tensorboard=None
+) -> list:
     """Fit every (run, stitched start) with the one training path; their test metrics, in order. The starts share
-    their networks (``stitch_start``): an ensemble trains copies of them, training one by one gets a copy each."""
+    their networks (``stitch_start``): an ensemble trains copies of them, training one by one gets a copy each.
+    With ``tensorboard`` each one's losses go to ``<tensorboard>/<name>/``."""
     runs, models = [run for run, _ in starts], [model for _, model in starts]
     if not ensemble_on(runs):
         models = [copy.deepcopy(model) for model in models]
-    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir))
+    results = succeeded(train_members(runs, data, device, names, models, ensemble_on(runs), state_dir, tensorboard))
     return [result["metrics"] for result in results]
 
 
@@ -510,7 +529,13 @@ def normalised_penalties(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def stitching_table(
-    runs: list[Run], loaded: list[tuple], data: dict, options: dict, dev, state_dir: Path | None = None
+    runs: list[Run],
+    loaded: list[tuple],
+    data: dict,
+    options: dict,
+    dev,
+    state_dir: Path | None = None,
+    tensorboard: Path | None = None,
 ) -> pd.DataFrame:
     """Every configured pair of one group (same data set, kind, bottleneck size and activation): one row per pair,
     cut and stitch (``identity``, ``trained``, ``init_a``) with its penalty, normalised (``normalised_penalties``).
@@ -538,7 +563,8 @@ def stitching_table(
                     names.append(f"{runs[i]['run_id']}__{b_run['run_id']}__c{cut_a}-{cut_b}__{stitch}")
                     slots.append((len(results) - 1, stitch))
     log.info("fitting %d stitches of %d pairs at %d cuts", len(starts), len(pairs), len(results))
-    for (slot, stitch), metrics in zip(slots, fit_stitches(starts, names, data, dev, state_dir), strict=True):
+    fitted = fit_stitches(starts, names, data, dev, state_dir, tensorboard)
+    for (slot, stitch), metrics in zip(slots, fitted, strict=True):
         results[slot][1][stitch] = metrics
     mean_mse = mean_predictor_mse(data["x_train"], data["x_test"])
     rows = []
@@ -573,16 +599,17 @@ def group_job(
     device: str,
     out_path: str,
     state_dir: Path | None = None,
+    tensorboard: Path | None = None,
 ) -> None:
     """One intervention (a key of ``GROUP_TABLES``) on every model of one group (same data set, kind, bottleneck
     and activation; every architecture and seed): one CSV. What it trains keeps its resume checkpoint in
-    ``state_dir`` until the CSV is written."""
+    ``state_dir`` until the CSV is written, and writes its losses to ``tensorboard`` where given."""
     from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
     loaded = [load_model(path, str(dev)) for path in model_paths]
-    io.write_csv(GROUP_TABLES[intervention](runs, loaded, data, options, dev, state_dir), out_path)
+    io.write_csv(GROUP_TABLES[intervention](runs, loaded, data, options, dev, state_dir, tensorboard), out_path)
     remove_state(state_dir)
 
 

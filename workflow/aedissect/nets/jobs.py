@@ -74,13 +74,21 @@ def save_run(run: Run, result: dict, data: dict, run_dir: Path, n_examples: int,
 
 
 def train_runs(
-    runs: list[Run], data_path: str, data_info: dict, run_dirs: list[str], threads: int, device: str, n_examples: int
+    runs: list[Run],
+    data_path: str,
+    data_info: dict,
+    run_dirs: list[str],
+    threads: int,
+    device: str,
+    n_examples: int,
+    tensorboard: Path | None = None,
 ) -> None:
     """Train the runs of one grid cell, with ``training.ensemble`` all at once as one vmapped model, and save each.
 
     The checkpoints (``<cell>/.resume/``, a folder no rule declares) stay until every run of the cell is saved:
     Snakemake deletes all of a job's outputs before rerunning it, so a seed finished before a kill is restored
-    from its last checkpoint instead of retrained."""
+    from its last checkpoint instead of retrained. ``tensorboard``: the cell's TensorBoard folder
+    (``training.tensorboard_folder``), one event folder per seed in it, or None."""
     from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
@@ -91,7 +99,7 @@ def train_runs(
     log.info("training %d runs of %s on %s%s", len(runs), runs[0]["run_id"], dev, " as one ensemble" * ensemble)
     start = time.perf_counter()
     names = [f"s{run['seed']}" for run in runs]
-    results = train_members(runs, data, dev, names, ensemble=ensemble, state_dir=state_dir)
+    results = train_members(runs, data, dev, names, ensemble=ensemble, state_dir=state_dir, tensorboard=tensorboard)
     seconds = (time.perf_counter() - start) / len(runs)
     for run, run_dir, result in zip(runs, run_dirs, results, strict=True):
         prov = io.provenance(str(dev), threads) | {"train_seconds": seconds}

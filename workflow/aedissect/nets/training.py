@@ -43,17 +43,25 @@ class Progress:
     for ``train``, the stack for ``train_ensemble``), so that the time left counts the trainings still to come.
     ``folder`` is the job's state folder (``state_dir``): outside the declared outputs, so ``tail -f`` works while
     the job runs, and removed with the checkpoints when it ends. None: log only.
+
+    ``tensorboard``: the job's TensorBoard folder (``tensorboard_folder``; None: none): the same losses as scalars
+    ``loss/train`` and ``loss/test`` at step = epoch, one event folder per member, ``<tensorboard>/<member name>``.
+    Like progress.csv it holds what the ensemble computed: a member with a smaller budget goes on to the stack's
+    last epoch, a diverged one shows its NaN. ``close`` closes the writers.
     """
 
-    def __init__(self, plan: list[tuple[list[str], int]], folder: Path | None = None):
+    def __init__(self, plan: list[tuple[list[str], int]], folder: Path | None = None, tensorboard: Path | None = None):
         self.plan = plan
         self.path = None if folder is None else Path(folder) / "progress.csv"
         self.current = -1
         self.job_seconds = 0.0
         self.job_epochs = 0
+        self.tensorboard = None if tensorboard is None else Path(tensorboard)
+        self.writers: dict = {}
 
     def begin(self, first_epoch: int) -> None:
         """The next training of the plan starts at ``first_epoch`` (after 1 when it resumed from a checkpoint)."""
+        self.close()  # the previous training's members are done: only one training's writers are open at a time
         self.current += 1
         self.first_epoch = first_epoch
         self.started = self.tick = time.perf_counter()
@@ -82,6 +90,8 @@ class Progress:
             len(self.plan),
             _duration(left),
         )
+        if self.tensorboard is not None:
+            self._scalars(names, epoch, train_loss, test_loss)
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +106,26 @@ class Progress:
                     [stamp, label, name, epoch, epochs, train_value, test_value, f"{seconds:.3f}", f"{left:.1f}"]
                 )
 
+    def _scalars(self, names: list[str], epoch: int, train_loss: list[float], test_loss: list[float]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        for name, train_value, test_value in zip(names, train_loss, test_loss, strict=True):
+            if name not in self.writers:
+                # a new event file per attempt: a resumed training writes its epochs again from first_epoch, and
+                # purge_step has TensorBoard drop what an earlier attempt wrote from that step on (a killed one's
+                # epochs past its last checkpoint), so no epoch shows twice; a training that starts at 1 replaces all
+                self.writers[name] = SummaryWriter(self.tensorboard / name, purge_step=self.first_epoch)
+            writer = self.writers[name]
+            writer.add_scalar("loss/train", train_value, epoch)
+            writer.add_scalar("loss/test", test_value, epoch)
+            writer.flush()  # every epoch on disk, as progress.csv: a kill loses no epoch that a resume does not redo
+
+    def close(self) -> None:
+        """Close the TensorBoard writers (a no-op without)."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+
 
 def _losses(values: list[float]) -> str:
     return ", ".join(f"{v:.5g}" for v in values)
@@ -105,6 +135,23 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def tensorboard_folder(config: dict, *parts: str) -> Path | None:
+    """Where a job's trainings write TensorBoard event files, ``results/tensorboard/<parts>``, when the study's
+    ``logging.tensorboard`` is on; None when it is off. Called before the job does any work, so that a missing
+    ``tensorboard`` package stops it at once, naming the key. The folder is no declared output: the key is in no
+    rule's params and no run's config, so switching it reruns nothing and changes no hash or table."""
+    if not config["logging"]["tensorboard"]:
+        return None
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError(
+            f"logging.tensorboard is true but TensorBoard cannot be imported ({err}): install tensorboard "
+            "(requirements.txt, envs/torch.yaml) or set logging.tensorboard: false"
+        ) from None
+    return Path("results", "tensorboard", *parts)
 
 
 def setup_torch(threads: int, device: str) -> torch.device:

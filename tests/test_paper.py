@@ -885,7 +885,10 @@ def test_offline_study_runs_every_experiment_on_its_own_data_set(study):
     config = validate(load_yaml(REPO / "studies" / f"{study}.yaml"), SCHEMA)
     assert config["datasets"] == [study]
     families = {arch["family"] for arch in config["architectures"].values()}
-    assert families == {"symmetric", "encoder-heavy", "decoder-heavy"}
+    default = validate(load_yaml(REPO / "config.yaml"), SCHEMA)
+    assert families == {arch["family"] for arch in default["architectures"].values()}  # the linear one included
+    assert config["training"]["init"] == default["training"]["init"]
+    assert config["training"]["lr_schedule"] == default["training"]["lr_schedule"]
     assert set(config["model_kinds"]) == {"ae", "vae"}
     assert len(config["bottlenecks"]) >= 2 and len(config["seeds"]) >= 5
     assert config["interventions"]["cells"]["bottlenecks"] == [max(config["bottlenecks"])]

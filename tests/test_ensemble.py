@@ -1,4 +1,4 @@
-"""The vmapped ensemble (training.ensemble) against independent training of each seed."""
+"""The batched ensemble (training.ensemble) against independent training of each seed."""
 
 from __future__ import annotations
 

@@ -91,3 +91,38 @@ def test_bad_construction_is_refused():
         MLPAutoencoder(4, [], 2, [], "relu", "gan")
     with pytest.raises(IndexError):
         MLPAutoencoder(4, [], 2, [], "relu", "ae").forward_to(torch.zeros(1, 4), 3)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("code_map", [False, True])
+def test_stacked_weights_run_every_member_through_the_one_module(kind, code_map):
+    """The ensemble runs its members' stacked weights through one module (models.Linear takes (M, out, in)
+    weights): every member's output and loss equal its own model's, on its own rows or on rows all share."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state
+
+    from aedissect.nets import training
+    from aedissect.nets.ensemble import _Loss
+
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(MLPAutoencoder(10, [8, 6], 3, [6], "tanh", kind, code_map=code_map))
+    params, buffers = stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
+    run = {"vae": {"likelihood": "gaussian", "sigma": 0.3, "beta": 1.0}}
+    loss = _Loss(base, run)
+    prefixed = {f"model.{k}": v for k, v in {**params, **buffers}.items()}
+    gen = torch.Generator().manual_seed(0)
+    own, shared = torch.rand(3, 7, 10, generator=gen), torch.rand(7, 10, generator=gen)
+    eps = torch.randn(3, 7, 3, generator=gen) if kind == "vae" else None
+    for x in (own, shared):
+        out = functional_call(base, (params, buffers), (x,))
+        losses = functional_call(loss, prefixed, (x, eps, 0.5))
+        assert out.shape == (3, 7, 10) and losses.shape == (3,)
+        for m, model in enumerate(members):
+            xm = x[m] if x.dim() == 3 else x
+            torch.testing.assert_close(out[m], model(xm), atol=1e-6, rtol=1e-5)
+            alone = training.loss_terms(model, xm, run, None, None if eps is None else eps[m], 0.5)["loss"]
+            torch.testing.assert_close(losses[m], alone, atol=1e-5, rtol=1e-5)

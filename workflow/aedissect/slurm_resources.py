@@ -3,7 +3,7 @@
     python -m aedissect.slurm_resources studies/mnist.yaml --seconds-per-epoch 4.5
 
 The unit is one model-epoch: one epoch of one model over the data set's training split. Measure it from a job's
-log (the ``s/epoch`` of its per-epoch lines; a vmapped ensemble's epoch counts as one per member) or its
+log (the ``s/epoch`` of its per-epoch lines; a batched ensemble's epoch counts as one per member) or its
 benchmark file (seconds / (seeds x epochs)). Per job the work is
 
 - train: every seed of a grid cell, ``training.epochs`` each;
@@ -12,7 +12,7 @@ benchmark file (seconds / (seeds x epochs)). Per job the work is
 - stitching: two fitted stitches (trained and init A) per configured pair of a group and cut it is stitched at
   (``plans.stitch_cuts``: every hidden cut for a pair of one architecture), ``stitching.epochs`` each.
 
-A vmapped ensemble trains faster than its members one by one, so the estimate errs long. The printed limits
+A batched ensemble trains faster than its members one by one, so the estimate errs long. The printed limits
 scale with ``attempt``: a job SLURM killed at its limit is resubmitted (``retries``) with that much more time.
 """
 

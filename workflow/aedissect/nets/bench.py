@@ -8,7 +8,7 @@ over time. Parts, each timed here and now (nothing is taken from a file):
   from in-memory tensors: samples/s and model-FLOP utilisation (6 x weight MACs per sample / s / peak)
   at batch 128 and 512;
 - the same AE trained by a plain DataLoader(TensorDataset) loop: the baseline, and our ratio to it;
-- 8 seeds of a digits-sized model: one vmapped ensemble (aedissect.nets.ensemble) against one after another,
+- 8 seeds of a digits-sized model: one batched ensemble (aedissect.nets.ensemble) against one after another,
   with --ensemble-threads (default 1, a train job's training.threads);
 - startup_s: a fresh Python process running what a train job runs (imports, setup_torch, loading the
   prepared data, building the model) up to the end of its first batch; light_startup_s: a fresh process
@@ -231,7 +231,7 @@ PAPER_IN_DIM = 784
 
 
 def member_sample_seconds(kind: str, arch: dict, z: int, batch_size: int, members: int, device, samples: int) -> float:
-    """Seconds per training sample per member of a vmapped ensemble of ``members`` seeds (one timed epoch over
+    """Seconds per training sample per member of a batched ensemble of ``members`` seeds (one timed epoch over
     ``samples`` MNIST-shaped rows after a one-epoch warm-up), per-epoch test evaluation included."""
     from aedissect.nets import ensemble
 
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     note = f"8 digits AEs (64-48-24-8), 10 epochs, {args.ensemble_threads} thread(s), one after another"
     report("sequential_8_seeds_s", seq, "{:.2f}", note)
-    report("ensemble_8_seeds_s", ens, "{:.2f}", "the same 8 as one vmapped ensemble")
+    report("ensemble_8_seeds_s", ens, "{:.2f}", "the same 8 as one batched ensemble")
     report("ensemble_speedup", ratio, "{:.2f}", "sequential / ensemble")
     torch.set_num_threads(args.ensemble_threads)
     seq, ens, ratio, n = freeze_sweep_speedup(device)

@@ -1,7 +1,7 @@
 """Interventions on trained autoencoders: freezing at init, re-initialisation, retraining one layer, stitching.
 
 Everything goes through the one model API (``forward_to``/``forward_from``, ``frozen_parameters``) and the one
-training path (``ensemble.train_members``: one vmapped ensemble per stack of like trainings with
+training path (``ensemble.train_members``: one batched ensemble per stack of like trainings with
 ``training.ensemble``, else ``training.train`` one after another): a freeze variant is the normal run with
 ``run["freeze"]`` set; retraining a layer and fitting a stitch start from a prepared ``model`` whose other
 parameters are frozen.
@@ -26,7 +26,7 @@ from torch import nn
 from aedissect import io
 from aedissect.config import Run
 from aedissect.nets.ensemble import train_members
-from aedissect.nets.models import MLPAutoencoder, build_model, initial_models, load_model
+from aedissect.nets.models import Linear, MLPAutoencoder, build_model, initial_models, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
 from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_cuts, stitch_pairs, variant_key
 from aedissect.references import ridge_optimum
@@ -412,7 +412,7 @@ def cut_width(model: MLPAutoencoder, cut: int) -> int:
 
 
 def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
-    stitch = nn.Linear(dim_in, dim_out)
+    stitch = Linear(dim_in, dim_out)
     with torch.no_grad():
         stitch.weight.copy_(torch.eye(dim_out, dim_in))
         stitch.bias.zero_()
@@ -437,7 +437,7 @@ def least_squares_stitch(
     ha, hb = _activations(a, x, cut_a, codes), _activations(b, x, cut_b, codes)
     design = torch.cat([ha, torch.ones(ha.shape[0], 1, dtype=ha.dtype, device=ha.device)], dim=1)
     solution = torch.linalg.lstsq(design.cpu(), hb.cpu(), driver="gelsd").solution
-    stitch = nn.Linear(ha.shape[1], hb.shape[1]).to(x.device)
+    stitch = Linear(ha.shape[1], hb.shape[1]).to(x.device)
     stitch.weight.copy_(solution[:-1].T.to(stitch.weight))
     stitch.bias.copy_(solution[-1].to(stitch.bias))
     return stitch

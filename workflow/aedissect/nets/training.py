@@ -180,12 +180,13 @@ def loss_terms(
 ) -> dict:
     """Per-batch mean loss; for the VAE also distortion (-log p(x|z)) and rate (KL) per sample.
 
-    The VAE's noise is drawn from ``generator`` unless ``eps`` gives it (the vmapped ensemble draws each
-    member's noise from that member's generator outside vmap, exactly as ``train`` would). ``beta``: the rate's
+    The VAE's noise is drawn from ``generator`` unless ``eps`` gives it (the ensemble draws each member's noise
+    from that member's generator, exactly as ``train`` would). For an ensemble's stacked weights (members first,
+    ``models.linear``) every term is per member. ``beta``: the rate's
     weight in ``loss`` (the KL warm-up's ``kl_weight`` of the step while training); None: the run's ``vae.beta``,
     as every evaluation uses it."""
-    if model.kind == "ae":
-        mse = (model(x) - x).pow(2).mean()
+    if model.kind == "ae":  # per member for an ensemble's stacked weights (models.linear): the mean over its rows
+        mse = (model(x) - x).pow(2).flatten(-2).mean(-1)
         return {"loss": mse}
     vae = run["vae"]
     stats = model.posterior_stats(x)
@@ -196,9 +197,9 @@ def loss_terms(
     out = model.decode(z)
     distortion = negative_log_likelihood(out, x, vae)
     return {
-        "loss": (distortion + (vae["beta"] if beta is None else beta) * rate).mean(),
-        "distortion": distortion.mean(),
-        "rate": rate.mean(),
+        "loss": (distortion + (vae["beta"] if beta is None else beta) * rate).mean(-1),
+        "distortion": distortion.mean(-1),
+        "rate": rate.mean(-1),
     }
 
 
@@ -206,8 +207,6 @@ class SampleAndRate(torch.autograd.Function):
     """The VAE's reparameterised sample z = mu + exp(logvar / 2) eps and its rate KL(N(mu, exp(logvar)) || N(0, I))
     per sample, from the encoder's (mu, logvar) stacked on the last axis. One node with its gradient written out,
     instead of a dozen small ones whose per-op overhead cost more than their arithmetic at these sizes."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(stats: torch.Tensor, eps: torch.Tensor):
@@ -240,9 +239,7 @@ class BernoulliNLL(torch.autograd.Function):
     relu(z) + log(1 + exp(-|z|)) - x z in ops that run vectorised on a CPU: PyTorch's version goes through
     ``log1p``, which runs one element at a time there and made the Bernoulli VAE's step 40% slower than the AE's.
     ``log(1 + e)`` loses e's digits below 1e-7 of 1, an absolute error under 1e-7 per element of a loss whose
-    elements are of order 0.1-1. ``generate_vmap_rule`` lets the vmapped ensemble map it over members."""
-
-    generate_vmap_rule = True
+    elements are of order 0.1-1."""
 
     @staticmethod
     def forward(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -264,8 +261,8 @@ def negative_log_likelihood(out: torch.Tensor, x: torch.Tensor, vae: dict) -> to
     if vae["likelihood"] == "bernoulli":
         return BernoulliNLL.apply(out, x)
     sigma = vae["sigma"]
-    d = x.shape[1]
-    return 0.5 * ((x - out) / sigma).pow(2).sum(dim=1) + d * math.log(sigma) + 0.5 * d * math.log(2 * math.pi)
+    d = x.shape[-1]
+    return 0.5 * ((x - out) / sigma).pow(2).sum(dim=-1) + d * math.log(sigma) + 0.5 * d * math.log(2 * math.pi)
 
 
 def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> torch.Tensor:

@@ -1005,10 +1005,10 @@ def test_the_closed_form_optimum_is_a_lower_bound_the_training_approaches(spec):
     "kind,arch,spec,reason",
     [
         ("vae", "enc-heavy", "encoder+code+logvar", "VAE"),
-        ("ae", "sym", "encoder+code", "layers before the output layer train"),
-        ("ae", "sym", "both+code+bias", "frozen nonlinear decoder"),
-        ("ae", "enc-heavy", "decoder+bias", "layers before the output layer train"),
-        ("ae", "enc-heavy", "prefix-1", "layers before the output layer train"),  # linear but of rank z
+        ("ae", "sym", "encoder+code", "a nonlinear activation follows a trainable layer"),
+        ("ae", "sym", "both+code+bias", "a nonlinear activation follows a trainable layer"),
+        ("ae", "enc-heavy", "decoder+bias", "a nonlinear activation follows a trainable layer"),
+        ("ae", "enc-heavy", "prefix-1", "a nonlinear activation follows a trainable layer"),
     ],
 )
 def test_no_closed_form_where_the_trainable_part_is_not_linear(data, kind, arch, spec, reason):
@@ -1116,3 +1116,61 @@ def test_a_centred_freeze_variant_starts_from_its_normal_runs_saved_init_state(
         assert "layers.0.0.weight" in frozen
         for key in frozen:  # the frozen part of the encoder: bitwise at the normal run's saved (centred) init
             assert torch.equal(result["state"][key], saved[key]), (variant["freeze"], key)
+
+
+def fit_by_descent(model: aemodels.MLPAutoencoder, spec: str, x: torch.Tensor, steps: int = 400) -> float:
+    """The training MSE a freeze variant reaches when its trainable parameters (``frozen_parameters``' complement)
+    are fitted by L-BFGS in float64: the independent computation the closed form is checked against."""
+    model = copy.deepcopy(model).double()
+    frozen = set(model.frozen_parameters(spec))
+    params = [p for name, p in model.named_parameters() if name not in frozen]
+    x = x.double()
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=steps, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            history_size=50, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
+        opt.zero_grad()
+        loss = ((model(x) - x) ** 2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    with torch.no_grad():
+        return float(((model(x) - x) ** 2).mean())
+
+
+@pytest.mark.parametrize(
+    "arch,spec",
+    [
+        ("linear", "encoder+code"),
+        ("linear", "decoder+bias"),
+        ("linear", "decoder"),
+        ("linear", "both+code+bias"),
+        ("linear", "prefix-1"),
+        ("linear", "prefix-3"),
+        ("linear", "suffix-1"),
+        ("linear", "suffix-2+bias"),
+        ("linear", "both+bias"),
+        ("enc-heavy", "encoder+code"),
+        ("enc-heavy", "both+code+bias"),
+    ],
+)
+def test_the_closed_form_optimum_equals_an_independent_fit_of_the_trainable_part(arch, spec):
+    synthetic = low_rank_data()
+    widths = {"linear": ([7], [9], "linear"), "enc-heavy": ([10, 8], [], "relu")}[arch]
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = aemodels.MLPAutoencoder(12, widths[0], 3, widths[1], widths[2], "ae", code_map=True)
+    optimum = iv.closed_form_optimum(model, spec, synthetic["x_train"], synthetic["x_test"])
+    assert optimum["optimum_reason"] == ""
+    descended = fit_by_descent(model, spec, synthetic["x_train"])
+    assert descended == pytest.approx(optimum["optimum_mse"], rel=1e-5)
+    assert optimum["optimum_test_mse"] > 0
+
+
+def test_no_closed_form_where_a_frozen_layer_lies_between_two_that_train():
+    synthetic = low_rank_data()
+    model = aemodels.MLPAutoencoder(12, [7], 3, [9], "linear", "ae", code_map=True)
+    optimum = iv.closed_form_optimum(model, "except-0+code", synthetic["x_train"], synthetic["x_test"])
+    assert pd.isna(optimum["optimum_mse"]) and "not one block" in optimum["optimum_reason"]

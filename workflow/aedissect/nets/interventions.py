@@ -128,60 +128,123 @@ def variant_metrics(run: Run, result: dict, data: dict, device) -> dict:
     )
 
 
+# one affine map of a network seen as a chain (``affine_chain``): its module's name, and whether the activation after it
+# is the identity
+ChainMap = tuple[str, bool]
+
+
+def affine_chain(model: MLPAutoencoder) -> list[ChainMap]:
+    """The AE as a chain of affine maps, each followed by its activation: its layers in order, with the code map (where
+    the model has one) right after the bottleneck layer. A map is named by its module (``layers.3.0``, ``code_map``)."""
+    chain = []
+    for i, layer in enumerate(model.layers):
+        chain.append((f"layers.{i}.0", isinstance(layer[1], nn.Identity)))
+        if i == model.bottleneck_layer and model.code_map is not None:
+            chain.append(("code_map", True))
+    return chain
+
+
+def run_chain(model: MLPAutoencoder, chain: list[ChainMap], lo: int, hi: int, h: torch.Tensor) -> torch.Tensor:
+    """Maps lo..hi-1 of the chain (each with its activation) applied to h."""
+    for name, _ in chain[lo:hi]:
+        h = model.get_submodule(name)(h)
+        if name.startswith("layers."):
+            h = model.layers[int(name.split(".")[1])][1](h)
+    return h
+
+
+def chain_width(model: MLPAutoencoder, name: str, side: str = "out") -> int:
+    module = model.get_submodule(name)
+    return module.weight.shape[0 if side == "out" else 1]
+
+
+def affine_rest(model: MLPAutoencoder, chain: list[ChainMap], lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(G, g0): the maps lo.. of the chain, affine (identity activations), as h -> G h + g0, in float64."""
+    if lo == len(chain):
+        d = chain_width(model, chain[-1][0])
+        return np.eye(d), np.zeros(d)
+    width = chain_width(model, chain[lo][0], "in")
+    basis = torch.cat([torch.zeros(1, width), torch.eye(width)]).to(next(model.parameters()))
+    out = run_chain(model, chain, lo, len(chain), basis).double().cpu().numpy()
+    return (out[1:] - out[0]).T, out[0]
+
+
+def reduced_rank_fit(H: np.ndarray, Y: np.ndarray, G: np.ndarray, rank: int | None, free_bias: bool):
+    """The least-squares fit Y ~ G (M h + c) + b over M of rank at most ``rank`` (None: any) and c free, b free
+    (``free_bias``) or 0: returns the fitted function of features h. In the coordinates of an orthonormal basis Q of
+    G's column space (G maps onto it, so G M reaches every matrix there of rank <= rank) it is reduced-rank regression:
+    least squares, then the fitted values projected on their top ``rank`` right singular vectors (Izenman 1975); the
+    part of Y outside that column space is left, but its mean where b is free."""
+    u, s, _ = np.linalg.svd(G, full_matrices=False)
+    Q = u[:, s > s.max(initial=0.0) * max(G.shape) * np.finfo(np.float64).eps]
+    y_mean = Y.mean(axis=0)
+    outside = y_mean - Q @ (Q.T @ y_mean) if free_bias else np.zeros(Y.shape[1])
+    if Q.shape[1] == 0:  # nothing but the bias trains
+        return lambda h: np.broadcast_to(outside, (h.shape[0], Y.shape[1]))
+    inside = ridge_optimum(H, Y @ Q, H, Y @ Q, lam=0.0)
+    B, h_mean = inside["weights"], H.mean(axis=0)
+    if rank is not None and rank < min(B.shape):
+        _, _, vt = np.linalg.svd((H - h_mean) @ B, full_matrices=False)
+        B = B @ vt[:rank].T @ vt[:rank]
+    centre = h_mean @ inside["weights"] + inside["intercept"]  # the fit's value at the mean features
+
+    def fitted(h: np.ndarray) -> np.ndarray:
+        return ((h - h_mean) @ B + centre) @ Q.T + outside
+
+    return fitted
+
+
 @torch.no_grad()
 def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
-    """The least-squares optimum (``references.ridge_optimum``, lam = 0: minimum-norm least squares) of a freeze
-    variant whose trainable part is linear given its frozen features, from ``model`` at its init (a code map at
-    the identity): ``optimum_mse`` on the training split (what training minimises, so a converged run's training
-    MSE comes within ``CONVERGED_TOLERANCE`` of it), ``optimum_test_mse``, and ``optimum_reason`` ("" when
-    computed, else why not). For the AE's MSE objective only. The linear cases:
+    """The least-squares optimum of a freeze variant whose trainable part is linear in what it computes, from
+    ``model`` at its init (a code map at the identity): ``optimum_mse`` on the training split (what training
+    minimises, so a converged run's training MSE comes within ``CONVERGED_TOLERANCE`` of it), ``optimum_test_mse``,
+    and ``optimum_reason`` ("" when computed, else why not). For the AE's MSE objective only.
 
-    - only the output layer (its weights, with or without its bias) and maybe a code map right before it train
-      (frozen encoder with no hidden decoder layer, ``prefix-(L-1)``): least squares from the features at cut L-1
-      (the raw code where a code map trains: W (A z + c) + b is any affine map of z);
-    - only the output bias trains: the mean residual;
-    - only a code map and the output bias train, the frozen output layer W0 right after the code (``both+code+bias``
-      with no hidden decoder layer): W0 A z + (W0 c + b) is least squares from z to the targets' projection on W0's
-      columns (targets X W0 (W0^T W0)^+), plus the free bias.
+    The network is a chain of affine maps (``affine_chain``). Where the maps whose weights train form one contiguous
+    block and every activation from that block to the output is the identity, the output is G (M h + c) + g0 (+ b):
+    h the frozen features before the block (any function of x), M the block's product (of rank at most its
+    narrowest inner width), c free (the block's biases), G, g0 the frozen affine rest (``affine_rest``), b the output
+    bias where only it trains of a frozen output layer (``+bias``): reduced-rank regression (``reduced_rank_fit``).
+    This covers every freeze variant of a linear network (stacked Linear layers: ``encoder+code``, ``decoder+bias``,
+    ``both+code+bias``, ``prefix-k``, ``suffix-k``, ...) and, in any network, the variants that train only the output
+    layer, only a code map before a linear decoder, or only the output bias (the mean residual).
     """
     nan = {"optimum_mse": float("nan"), "optimum_test_mse": float("nan")}
     if model.kind != "ae":
         return nan | {"optimum_reason": "VAE: the closed form is for the AE's MSE objective"}
-    L = model.n_layers
-    out_w, out_b = f"layers.{L - 1}.0.weight", f"layers.{L - 1}.0.bias"
+    # in float64 throughout: float32 rounding of a rank-deficient linear prefix (a 9-wide cut of a 3-wide code) leaves
+    # singular values ~1e-7 that least squares would fit as features
+    model, x_train, x_test = copy.deepcopy(model).double().cpu(), x_train.double().cpu(), x_test.double().cpu()
     frozen = set(model.frozen_parameters(spec))
-    trainable = {name for name, _ in model.named_parameters()} - frozen
-    code = {"code_map.weight", "code_map.bias"} & trainable
-    if trainable - code - {out_w, out_b}:
-        return nan | {"optimum_reason": "layers before the output layer train: no least-squares closed form"}
-    if not trainable:
+    # a frozen code map stays at its identity init: the function has no such map
+    chain = [
+        (name, identity)
+        for name, identity in affine_chain(model)
+        if f"{name}.weight" not in frozen or name != "code_map"
+    ]
+    block = [i for i, (name, _) in enumerate(chain) if f"{name}.weight" not in frozen]
+    free_bias = f"layers.{model.n_layers - 1}.0.bias" not in frozen
+    if not block and not free_bias:
         return nan | {"optimum_reason": "nothing trains"}
-    if code and model.bottleneck_cut != L - 1:
-        return nan | {"optimum_reason": "a frozen nonlinear decoder lies between the code map and the output"}
-    X, X_test = x_train.double().cpu().numpy(), x_test.double().cpu().numpy()
-    H, H_test = (model.forward_to(x, L - 1).double().cpu().numpy() for x in (x_train, x_test))
-    if out_w in trainable:
-        if out_b in trainable:
-            fit = ridge_optimum(H, X, H_test, X_test, lam=0.0)
-        else:  # the bias stays at init: least squares without an intercept to the targets less it
-            b0 = model.layers[L - 1][0].bias.double().cpu().numpy()
-            fit = ridge_optimum(H, X - b0, H_test, X_test - b0, lam=0.0, fit_intercept=False)
-        return {"optimum_mse": fit["mse_train"], "optimum_test_mse": fit["mse_test"], "optimum_reason": ""}
-    if out_b not in trainable:
-        return nan | {"optimum_reason": "the output bias is frozen with the output layer"}
-    if not code:  # only the output bias: the mean residual of the frozen net
-        out, out_test = (model(x).double().cpu().numpy() for x in (x_train, x_test))
-        shift = (X - out).mean(axis=0)
-        return {
-            "optimum_mse": float(((X - out - shift) ** 2).mean()),
-            "optimum_test_mse": float(((X_test - out_test - shift) ** 2).mean()),
-            "optimum_reason": "",
-        }
-    W0 = model.layers[L - 1][0].weight.double().cpu().numpy()  # (in_dim, z)
-    project = W0 @ np.linalg.pinv(W0.T @ W0)
-    fit = ridge_optimum(H, X @ project, H_test, X_test @ project, lam=0.0)
-    mean_h, mean_x = H.mean(axis=0), X.mean(axis=0)
-    pred, pred_test = ((h - mean_h) @ fit["weights"] @ W0.T + mean_x for h in (H, H_test))
+    if block and block != list(range(block[0], block[-1] + 1)):
+        return nan | {"optimum_reason": "the trainable layers are not one block: no least-squares closed form"}
+    X, X_test = x_train.numpy(), x_test.numpy()
+    if not block:  # only the output bias: the mean residual of the frozen net
+        out, out_test = (model(x).numpy() for x in (x_train, x_test))
+        H, H_test, G, g0, rank, targets = out, out_test, np.zeros((X.shape[1], 0)), 0.0, None, X - out
+    else:
+        if not all(identity for _, identity in chain[block[0] :]):
+            return nan | {
+                "optimum_reason": "a nonlinear activation follows a trainable layer: no least-squares closed form"
+            }
+        H, H_test = (run_chain(model, chain, 0, block[0], x).numpy() for x in (x_train, x_test))
+        G, g0 = affine_rest(model, chain, block[-1] + 1)
+        rank = min((chain_width(model, chain[i][0]) for i in block[:-1]), default=None)
+        targets = X - g0
+    fit = reduced_rank_fit(H, targets, G, rank, free_bias)
+    base, base_test = (out, out_test) if not block else (g0, g0)
+    pred, pred_test = fit(H) + base, fit(H_test) + base_test
     return {
         "optimum_mse": float(((X - pred) ** 2).mean()),
         "optimum_test_mse": float(((X_test - pred_test) ** 2).mean()),

@@ -431,9 +431,9 @@ def test_a_verdict_that_flips_under_the_sensitivity_sweep_is_marked_fragile():
     assert "Fragile: " in verdicts.loc["symmetric", "sentence"]
     assert "Fragile" not in verdicts.loc["decoder-heavy", "sentence"]
     assert sweep[sweep["family"] == "decoder-heavy"]["same_as_baseline"].all()
-    # every setting once per group: 3 tolerances, 3 majorities, 3 seeds left out
-    assert sweep.groupby("family").size().tolist() == [9, 9]
-    assert set(sweep["setting"]) == {"tolerance", "majority", "leave-one-seed-out"}
+    # every setting once per group: 3 majorities, 3 seeds left out (no profiles: no R1 band; no gain, no RA margin)
+    assert sweep.groupby("family").size().tolist() == [6, 6]
+    assert set(sweep["setting"]) == {"majority", "leave-one-seed-out"}
 
 
 def test_the_tolerance_sweep_recomputes_where_compression_completes():
@@ -442,8 +442,8 @@ def test_the_tolerance_sweep_recomputes_where_compression_completes():
     runs = runs_of("symmetric", SYMMETRIC)
     per_run = findings.quantities(runs, [findings.compression_offsets(profiles, 0.1)])
     sweep = findings.sensitivity(per_run, profiles, majority=0.66)
-    by = sweep[sweep["setting"] == "tolerance"].set_index("value")["compression"]
-    assert by.to_dict() == {0.05: "decoder", 0.1: "encoder", 0.2: "encoder"}
+    by = sweep[sweep["setting"] == "R1 band"].set_index("value")["compression"]
+    assert by.to_dict() == {0.0: "decoder", 0.05: "decoder", 0.1: "encoder", 0.2: "encoder"}
 
 
 def controls_table(budget_epochs=40, **overrides):

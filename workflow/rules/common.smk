@@ -225,6 +225,22 @@ TRUNCATION_DATASETS = plans.datasets(TRUNCATION_RUNS)
 LAYER_PROFILE_PARTS = ["content", "dimension", "similarity"]
 
 
+# the phantoms (the phantoms job): linear ones at the bottlenecks R2 is measured at (every bottleneck without freezing
+# runs); the linear VAE phantom only where the VAE's likelihood is Gaussian with a fixed sigma (pPCA is its optimum)
+PHANTOM_BOTTLENECKS = sorted({run["bottleneck"] for run in FREEZE_RUNS} or set(config["bottlenecks"]))
+PHANTOM_SIGMA = config["vae"].get("sigma") if config["vae"]["likelihood"] == "gaussian" else None
+
+
+def get_phantom_data(wildcards):
+    return [f"results/data/{dataset}.pt" for dataset in TRUNCATION_DATASETS]
+
+
+def get_phantom_options(wildcards):
+    """The probe settings, with every profiled data set's factor columns."""
+    columns = {dataset: datasets.factor_columns(dataset, config["data"]) for dataset in TRUNCATION_DATASETS}
+    return plans.truncation_options(config) | {"factor_columns": columns}
+
+
 def get_truncation_options(wildcards):
     """The probe settings, and the data set's factor columns (a mean factor R² weighs every factor once)."""
     factor_columns = datasets.factor_columns(wildcards.dataset, config["data"])
@@ -249,7 +265,7 @@ def get_truncation_outputs(wildcards):
     if not TRUNCATION_RUNS:
         return []
     tables = ["layer_profiles", "layer_profile_summary", "encoding_locus", "encoding_locus_summary", "cka_matrices"]
-    tables += ["reparam", "reparam_summary"]
+    tables += ["reparam", "reparam_summary", "phantom_profiles", "phantom_work", "phantom_list"]
     figures = [f"layer_profile_{dataset}_{part}" for dataset in TRUNCATION_DATASETS for part in LAYER_PROFILE_PARTS]
     figures += [f"cka_{dataset}" for dataset in TRUNCATION_DATASETS] + ["encoding_locus"]
     return [f"results/tables/{name}.csv" for name in tables] + [

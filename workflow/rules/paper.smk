@@ -10,6 +10,7 @@ rule paper_findings:
     input:
         unpack(get_paper_findings_inputs),
     output:
+        phantoms="results/paper/phantoms.csv",
         per_run="results/paper/findings_runs.csv",
         summary="results/paper/findings.csv",
         verdicts="results/paper/verdicts.csv",

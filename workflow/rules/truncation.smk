@@ -52,3 +52,32 @@ rule truncation_tables:
         "../../envs/analysis.yaml"
     script:
         "../scripts/truncation_tables.py"
+
+
+# Phantoms: networks whose answer is known by construction (aedissect.nets.phantoms), profiled like the trained ones,
+# so that paper_findings can check every rule on them before it lets the rule into a verdict.
+rule phantoms:
+    input:
+        data=get_phantom_data,
+    output:
+        profiles="results/tables/phantom_profiles.csv",
+        work="results/tables/phantom_work.csv",
+        listing="results/tables/phantom_list.csv",
+    log:
+        "results/logs/phantoms.log",
+    params:
+        datasets=TRUNCATION_DATASETS,
+        options=get_phantom_options,
+        bottlenecks=PHANTOM_BOTTLENECKS,
+        kinds=config["model_kinds"],
+        sigma=PHANTOM_SIGMA,
+        seeds=config["seeds"],
+        device=TORCH_DEVICE,
+    priority: 1
+    threads: config["truncation"]["threads"]
+    resources:
+        **TORCH_RESOURCES,
+    conda:
+        TORCH_ENV
+    script:
+        "../scripts/phantoms.py"

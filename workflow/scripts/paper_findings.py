@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from aedissect import io
-from aedissect.analysis import findings, paper
+from aedissect.analysis import calibration, findings, paper
 
 opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
@@ -24,6 +24,9 @@ profiles = None
 if "layer_profiles" in inputs:
     profiles = pd.read_csv(inputs["layer_profiles"])
     parts.append(findings.compression_offsets(profiles, tolerance))
+    gains = calibration.abstraction_gains(profiles)
+    in_decoder = (gains["value"] > calibration.ABSTRACTION_MARGIN).astype(float)
+    parts += [gains, gains.assign(quantity="abstraction_decoder", value=in_decoder)]
 if "encoder_share" in inputs:
     share = pd.read_csv(inputs["encoder_share"])
     parts += [findings.encoder_shares(share), findings.parameter_fractions(share)]
@@ -37,10 +40,21 @@ if "stitching" in inputs:
 controls = pd.read_csv(inputs["controls"]) if "controls" in inputs else None
 parameters = pd.read_csv(inputs["share_vs_parameters"]) if "share_vs_parameters" in inputs else None
 
+# the phantoms first: only a rule that gives every phantom its answer enters the verdicts
+phantoms = None
+if "phantom_profiles" in inputs:
+    phantoms = calibration.phantom_table(
+        pd.read_csv(inputs["phantom_profiles"]),
+        pd.read_csv(inputs["phantom_work"]),
+        pd.read_csv(inputs["phantom_list"]),
+    )
+calibrated = calibration.calibrated(phantoms)
+rules = tuple(rule for rule in findings.VERDICT_RULES if not calibrated[rule])
+
 per_run = findings.quantities(runs, parts)
 summary = findings.summarize_groups(per_run)
-sensitivity = findings.sensitivity(per_run, profiles, majority)
-verdicts = findings.verdicts(summary, majority)
+sensitivity = findings.sensitivity(per_run, profiles, majority, rules=rules)
+verdicts = findings.verdicts(summary, majority, rules)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
 swap = pd.read_csv(inputs["swap"]) if "swap" in inputs else None
 verdicts = findings.with_swap_rule(verdicts, swap)
@@ -52,7 +66,10 @@ text = findings.markdown(
 locus = pd.read_csv(inputs["encoding_locus"]) if "encoding_locus" in inputs else None
 factor_locus = findings.factor_locus(locus, runs)
 text = findings.with_section(text, findings.factor_locus_markdown(factor_locus, runs, locus))
+text = findings.with_section(text, calibration.phantoms_markdown(phantoms, calibrated), before="## Controls")
 
+io.write_csv(phantoms if phantoms is not None else pd.DataFrame(columns=calibration.PHANTOM_COLUMNS),
+             snakemake.output.phantoms)  # fmt: skip
 io.write_csv(per_run, snakemake.output.per_run)
 io.write_csv(summary, snakemake.output.summary)
 io.write_csv(verdicts, snakemake.output.verdicts)

@@ -90,6 +90,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from aedissect.analysis.calibration import ABSTRACTION_MARGIN
+from aedissect.analysis.calibration import RULE_NAMES as CALIBRATED_NAMES
 from aedissect.analysis.intervention_tables import MATCHED_PAIR, MIN_CLUSTERS
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import FAMILIES
@@ -571,8 +573,30 @@ def rule_work(row: dict | None) -> str:
     return "even"
 
 
-def combine(compression: str, work: str) -> str:
-    outcomes = {compression, work}
+# the sub-questions a verdict may combine (``calibration.RULES``): those that give every phantom its answer enter it
+VERDICT_RULES = ("compression", "abstraction", "work")
+
+
+def rule_abstraction(gain: dict | None, in_decoder: dict | None, majority: float = DEFAULT_MAJORITY) -> tuple:
+    """RA: (outcome, k models whose decoder holds the factors no more abstractly than the code, N models with a gain).
+    From the per-run indicator ``abstraction_decoder`` (1: the gain exceeds ``calibration.ABSTRACTION_MARGIN``):
+    ``encoder`` if k >= majority N, ``decoder`` if N - k >= majority N, else ``mixed``; ``no data`` without known
+    factors or a hidden decoder layer."""
+    if gain is None or in_decoder is None or not in_decoder["n_runs"]:
+        return "no data", 0, 0
+    n = int(in_decoder["n_runs"])
+    k = n - int(in_decoder["n_above"])
+    if k >= majority * n:
+        return "encoder", k, n
+    if n - k >= majority * n:
+        return "decoder", k, n
+    return "mixed", k, n
+
+
+def combine(*outcomes: str) -> str:
+    """The verdict from the sub-questions' outcomes (those with data): yes if every one says encoder, no if one says
+    decoder, partly if one says encoder and none decoder, else undecided."""
+    outcomes = {o for o in outcomes if o != "no data"} or {"no data"}
     if "decoder" in outcomes:
         return "no"
     if outcomes == {"encoder"}:
@@ -665,8 +689,9 @@ def interval_columns(prefix: str, row: dict | None) -> dict:
     return {f"{prefix}_{key}": (row.get(key, np.nan) if row else np.nan) for key in INTERVAL_KEYS}
 
 
-def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
-    """Apply R1 and R2 to one group's summary rows; returns the outcomes, the evidence and the verdict sentence."""
+def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VERDICT_RULES) -> dict:
+    """Apply R1, RA and R2 to one group's summary rows and combine those of ``rules`` (the calibrated ones) into the
+    verdict; returns the outcomes, the evidence and the verdict sentence."""
     offsets = _get(summary, "twonn_completion_offset")
     compression, k, n = rule_compression(offsets, majority)
     fixed_archs = str(offsets.get("fixed_archs") or "") if offsets else ""
@@ -677,7 +702,10 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
     share = _get(summary, quantity)
     work = rule_work(share)
     excluded = share_exclusions(summary, quantity, work)
-    result = FIXED if compression == FIXED else combine(compression, work)
+    gain = _get(summary, "abstraction_gain")
+    abstraction, k_abs, n_abs = rule_abstraction(gain, _get(summary, "abstraction_decoder"), majority)
+    outcomes = {"compression": compression, "abstraction": abstraction, "work": work}
+    result = FIXED if compression == FIXED else combine(*(outcomes[r] for r in rules))
     clauses = []
     if n:
         clauses.append(
@@ -688,6 +716,12 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         clauses.append(f"R1 is fixed by construction for every architecture of the family: {fixed_archs}")
     elif fixed_archs:
         clauses.append(f"not counted, as fixed by construction: {fixed_archs}")
+    if n_abs:
+        clauses.append(
+            f"a decoder layer holds the known factors more linearly than the code (R² gain above "
+            f"{number(ABSTRACTION_MARGIN)}) in {n_abs - k_abs} of {n_abs} models, mean gain {fmt_ci(gain)} (RA: "
+            f"{abstraction})"
+        )
     pr_outcome, k_pr, n_pr = rule_compression(_get(summary, "pr_completion_offset"), majority)
     if n_pr:
         clauses.append(f"the participation ratio does in {k_pr} of {n_pr}")
@@ -713,17 +747,24 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> dict:
         "compression_cp_high": k_high,
         **interval_columns("offset", offsets),
         "pr_compression": pr_outcome,
+        "abstraction": abstraction,
+        "abstraction_k": k_abs,
+        "abstraction_n": n_abs,
+        **interval_columns("abstraction_gain", gain),
         "work": work,
         "work_quantity": quantity,
         **excluded,
         **interval_columns("share", share),
+        "rules_in_verdict": ", ".join(r for r in rules if outcomes[r] != "no data"),
         "rule_verdict": result,
         "verdict": result,
         "fixed_by_construction": compression == FIXED,
         "fixed_archs": fixed_archs,
         "fragile": False,
         "fragile_settings": "",
-        "undecided_reason": f"R1 {compression}, R2 {work}" if result == "undecided" else "",
+        "undecided_reason": (
+            ", ".join(f"{CALIBRATED_NAMES[r]} {outcomes[r]}" for r in rules) if result == "undecided" else ""
+        ),
         "evidence": "; ".join(clauses) if clauses else "no measurements",
     }
     return out | {"sentence": sentence(out)}
@@ -763,6 +804,14 @@ VERDICT_COLUMNS = [
     "offset_boot95_low",
     "offset_boot95_high",
     "pr_compression",
+    "abstraction",
+    "abstraction_k",
+    "abstraction_n",
+    "abstraction_gain_mean",
+    "abstraction_gain_ci95_low",
+    "abstraction_gain_ci95_high",
+    "abstraction_gain_boot95_low",
+    "abstraction_gain_boot95_high",
     "work",
     "work_quantity",
     *EXCLUSION_COLUMNS,
@@ -771,6 +820,7 @@ VERDICT_COLUMNS = [
     "share_ci95_high",
     "share_boot95_low",
     "share_boot95_high",
+    "rules_in_verdict",
     "rule_verdict",
     "verdict",
     "fixed_by_construction",
@@ -783,10 +833,10 @@ VERDICT_COLUMNS = [
 ]
 
 
-def verdicts(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> pd.DataFrame:
+def verdicts(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VERDICT_RULES) -> pd.DataFrame:
     rows = []
     for key, group in summary.groupby(GROUP, sort=True):
-        rows.append(dict(zip(GROUP, key, strict=True)) | verdict(group, majority))
+        rows.append(dict(zip(GROUP, key, strict=True)) | verdict(group, majority, rules))
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -799,9 +849,9 @@ def _resentence(table: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- sensitivity
 
 
-def evaluate(per_run: pd.DataFrame, majority: float = DEFAULT_MAJORITY) -> pd.DataFrame:
+def evaluate(per_run: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VERDICT_RULES) -> pd.DataFrame:
     """The verdicts of a per-run table (no bootstrap: the rules read the t-interval only)."""
-    return verdicts(summarize_groups(per_run, n_boot=0), majority)
+    return verdicts(summarize_groups(per_run, n_boot=0), majority, rules)
 
 
 def _with_offsets(per_run: pd.DataFrame, offsets: pd.DataFrame) -> pd.DataFrame:
@@ -823,6 +873,21 @@ SENSITIVITY_COLUMNS = [
 ]
 
 
+def _with_margin(per_run: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """per_run with RA's indicator ``abstraction_decoder`` recomputed from ``abstraction_gain`` at another margin."""
+    gains = per_run[per_run["quantity"] == "abstraction_gain"]
+    fresh = gains.assign(quantity="abstraction_decoder", value=(gains["value"] > margin).astype(float))
+    return pd.concat([per_run[per_run["quantity"] != "abstraction_decoder"], fresh], ignore_index=True)
+
+
+def _with_loo_share(per_run: pd.DataFrame) -> pd.DataFrame:
+    """per_run with R2 reading the textbook design's leave-one-out share instead of the symmetric Shapley share."""
+    return per_run[per_run["quantity"] != "encoder_share_shapley"]
+
+
+SENSITIVITY_MARGINS = (0.01, 0.05)
+
+
 def sensitivity(
     per_run: pd.DataFrame,
     profiles: pd.DataFrame | None = None,
@@ -830,26 +895,33 @@ def sensitivity(
     tolerances=SENSITIVITY_TOLERANCES,
     majorities=SENSITIVITY_MAJORITIES,
     leave_one_seed_out: bool = True,
+    rules=VERDICT_RULES,
 ) -> pd.DataFrame:
-    """Each group's verdict (by the rules: controls aside) under each setting, one change at a time.
+    """Each group's verdict (by the rules in ``rules``: controls aside) under each setting, one change at a time.
 
-    ``tolerance``: the offsets recomputed from ``profiles`` with that completion tolerance for TwoNN too (the SE
-    rule set aside); ``majority``: R1 with that majority; ``leave-one-seed-out``: every run of that seed dropped
-    (``value`` is the seed). ``same_as_baseline``: the verdict equals the one of ``per_run`` as it is at
-    ``majority``. A group that a setting leaves without data reads ``no data``.
+    ``R1 band``: the offsets recomputed from ``profiles`` with a completion tolerance for TwoNN too (the SE band set
+    aside; ``value`` the tolerance, 0 for the minimum itself); ``majority``: R1 and RA with that majority;
+    ``RA margin``: RA's margin on the R² gain; ``R2 design``: R2 on the textbook leave-one-out share instead of the
+    symmetric Shapley share (``value`` "textbook"), where R2 is in ``rules``; ``leave-one-seed-out``: every run of
+    that seed dropped (``value`` is the seed). ``same_as_baseline``: the verdict equals the one of ``per_run`` as it
+    is at ``majority``. A group that a setting leaves without data reads ``no data``.
     """
-    base = evaluate(per_run, majority)[[*GROUP, "verdict"]].rename(columns={"verdict": "baseline_verdict"})
+    base = evaluate(per_run, majority, rules)[[*GROUP, "verdict"]].rename(columns={"verdict": "baseline_verdict"})
     settings = []
-    for tolerance in tolerances:
-        table = per_run
-        if profiles is not None:
+    if profiles is not None:
+        for tolerance in (0.0, *tolerances):
             table = _with_offsets(per_run, compression_offsets(profiles, tolerance, use_se=False))
-        settings.append(("tolerance", tolerance, evaluate(table, majority)))
+            settings.append(("R1 band", tolerance, evaluate(table, majority, rules)))
     for m in majorities:
-        settings.append(("majority", m, evaluate(per_run, m)))
+        settings.append(("majority", m, evaluate(per_run, m, rules)))
+    if "abstraction" in rules and (per_run["quantity"] == "abstraction_gain").any():
+        for margin in SENSITIVITY_MARGINS:
+            settings.append(("RA margin", margin, evaluate(_with_margin(per_run, margin), majority, rules)))
+    if "work" in rules and (per_run["quantity"] == "encoder_share_shapley").any():
+        settings.append(("R2 design", "textbook", evaluate(_with_loo_share(per_run), majority, rules)))
     if leave_one_seed_out and per_run["seed"].nunique() > 1:
         for seed in sorted(per_run["seed"].unique()):
-            settings.append(("leave-one-seed-out", seed, evaluate(per_run[per_run["seed"] != seed], majority)))
+            settings.append(("leave-one-seed-out", seed, evaluate(per_run[per_run["seed"] != seed], majority, rules)))
     frames = []
     for setting, value, table in settings:
         out = base.merge(table[[*GROUP, "compression", "work", "verdict"]], on=GROUP, how="left")
@@ -863,9 +935,10 @@ def sensitivity(
 
 
 SENSITIVITY_CAPTION = (
-    "Each verdict by the rules under other settings, one change at a time: completion tolerance, majority of R1, and "
-    "each seed left out. A verdict that differs from the baseline is starred; a row with a star is fragile. fixed: R1 "
-    "is fixed by construction, no verdict."
+    "Each verdict by the rules under other settings, one change at a time: R1's band (the minimum itself, or a "
+    "tolerance of 5-20% instead of two standard errors), the majority of R1 and RA, RA's margin, R2's design (where R2 "
+    "is in the verdict), and each seed left out. A verdict that differs from the baseline is starred; a row with a "
+    "star is fragile. fixed: R1 is fixed by construction, no verdict."
 )
 
 
@@ -894,6 +967,12 @@ def _short(verdict: str) -> str:
 
 
 def _setting_text(setting: str, value) -> str:
+    if setting == "R1 band":
+        return "R1 at the minimum itself" if float(value) == 0 else f"R1 band {float(value):.0%} of the minimum"
+    if setting == "RA margin":
+        return f"RA margin {number(float(value))}"
+    if setting == "R2 design":
+        return f"R2 on the {value} leave-one-out share"
     if setting == "tolerance":
         return f"completion tolerance {float(value):.0%}"
     if setting == "majority":
@@ -1182,10 +1261,19 @@ Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model ki
   count). `encoder` if the interval lies above 0.5, `decoder` if below, `even` if it contains 0.5, `no data` if
   fewer than 2 seeds are left (the reason is given). The hierarchical bootstrap interval (architectures, then
   seeds within them, resampled) and the leave-one-out share of every model are reported beside it.
-- Verdict: `yes` if R1 and R2 are both `encoder`; `no` if either is `decoder`; `partly` if one is `encoder`;
-  else `undecided`.
-- Fragile: a verdict that changes under completion tolerance {tolerances}, majority {majorities} or with any one
-  seed left out (results/paper/verdict_sensitivity.csv).
+- RA abstraction (data with known factors): per model the abstraction gain, the largest linear factor R² over the
+  decoder's hidden cuts minus the R² at the bottleneck cut; the decoder goes on encoding when the gain exceeds
+  {margin} (fixed from the phantoms: decoders that only render their code gain 0-0.001, the un-mixing phantom 0.08).
+  k = models with a gain at most {margin}; `encoder` if k >= {maj:.2f} N, `decoder` if N - k >= {maj:.2f} N, else
+  `mixed`; `no data` without known factors or a hidden decoder layer.
+- Phantoms: each rule is first applied to networks whose answer is known by construction (the linear AE and VAE at
+  their optima behind a random gauge, planted networks, their function-preserving twins; results/paper/phantoms.csv);
+  only a rule that gives every phantom its answer enters the verdict (the first section of this file says which).
+- Verdict, from the rules that enter it and have data: `yes` if every one is `encoder`; `no` if one is `decoder`;
+  `partly` if one is `encoder` and none `decoder`; else `undecided`.
+- Fragile: a verdict that changes under R1's band (the minimum itself, tolerances {tolerances}), majority
+  {majorities}, RA's margin ({margins}), R2's design (textbook leave-one-out, where R2 enters) or with any one seed
+  left out (results/paper/verdict_sensitivity.csv).
 - Controls: a verdict whose models share the data set, the model kind and the training budget ({budget}) with a
   failed control check is `undecided (controls failed: ...)`: a control speaks for networks trained on the same
   data with the same objective.
@@ -1207,6 +1295,8 @@ def rules_text(tolerance: float, majority: float, completion: str = "tolerance")
         majorities=", ".join(f"{m:g}" for m in SENSITIVITY_MAJORITIES),
         budget=", ".join(BUDGET),
         converged=CONVERGED_TOLERANCE,
+        margin=number(ABSTRACTION_MARGIN),
+        margins=", ".join(number(m) for m in SENSITIVITY_MARGINS),
     )
 
 
@@ -1224,9 +1314,18 @@ PLAIN_RULES = {
         "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining had "
         "not finished."
     ),
+    "RA (abstraction)": (
+        "Where the data were generated from known factors, we ask whether some layer after the bottleneck holds "
+        "those factors in a more directly readable (linear) form than the bottleneck itself; if it does, by a "
+        "margin fixed in advance, the decoder went on doing part of the encoding."
+    ),
+    "Phantoms": (
+        "Before a rule is used, it is tried on networks built so that the answer is known (like a measuring "
+        "instrument tried on a test object); a rule that gets any of them wrong is left out of the verdict."
+    ),
     "Verdict": (
-        "The answer is yes only if both rules point to the encoder, no if either points to the second half "
-        "(the decoder), and partly if one rule points to the encoder and the other is undecided."
+        "The answer is yes only if every rule that passed its phantoms points to the encoder, no if one points to "
+        "the second half (the decoder), and partly if some point to the encoder and the others are undecided."
     ),
 }
 

@@ -112,6 +112,10 @@ FINDINGS_INPUTS = {
     "layer_profiles": ("results/tables/layer_profiles.csv", "truncation_tables"),
     # the factor locus per run (data with known factors): its section of findings.md and factor_locus.csv
     "encoding_locus": ("results/tables/encoding_locus.csv", "truncation_tables"),
+    # the phantoms: every rule checked on networks whose answer is known before it enters a verdict
+    "phantom_profiles": ("results/tables/phantom_profiles.csv", "phantoms"),
+    "phantom_work": ("results/tables/phantom_work.csv", "phantoms"),
+    "phantom_list": ("results/tables/phantom_list.csv", "phantoms"),
     "encoder_share": ("results/tables/encoder_share.csv", "intervention_tables"),
     # the share against the encoder's share of the parameters: can "encoder-heavy" and "more encoder parameters"
     # be told apart

@@ -141,7 +141,7 @@ def test_every_rule_that_runs_a_script_names_an_existing_env():
 def test_rules_are_told_apart_by_the_env_snakemake_parsed():
     """A rule made with ``use rule X as Y with:`` has no ``conda:`` line of its own: its env is X's all the same."""
     torch = workflow_rules.torch_rules()
-    assert {"prepare_data", "train", "freeze", "criticality", "stitching", "truncate", "controls"} == torch
+    assert {"prepare_data", "train", "freeze", "criticality", "stitching", "truncate", "phantoms", "controls"} == torch
     assert "use rule criticality as stitching" in (REPO / "workflow" / "rules" / "interventions.smk").read_text()
     assert workflow_rules.local_rules() == {"check_training"}
     assert workflow_rules.torch_rules(TINY_CONFIG) == torch  # the rules do not depend on the study

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from aedissect import formatting
-from aedissect.analysis import findings, paper, paper_outline, style
+from aedissect.analysis import calibration, compression, findings, paper, paper_outline, style
 from aedissect.analysis.stats import mean_ci
 from aedissect.config import validate
 from conftest import REPO, SCHEMA, load_yaml, snakemake
@@ -41,10 +41,10 @@ def profile(run_id, values, bottleneck_cut, metric="twonn"):
 def test_completion_cut_is_the_first_cut_near_the_minimum():
     cuts = [1, 2, 3, 4]
     # the minimum is at cut 4, but cut 2 is already within 10% of it: compression completes at 2
-    assert findings.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.1) == (2, 4)
-    assert findings.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.0) == (4, 4)
+    assert compression.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.1) == (2, 4)
+    assert compression.completion_cut(cuts, [9.0, 5.2, 5.1, 5.0], tolerance=0.0) == (4, 4)
     # order of the rows does not matter, NaN is skipped
-    assert findings.completion_cut([4, 3, 2, 1], [5.0, np.nan, 5.2, 9.0], tolerance=0.1) == (2, 4)
+    assert compression.completion_cut([4, 3, 2, 1], [5.0, np.nan, 5.2, 9.0], tolerance=0.1) == (2, 4)
 
 
 def test_compression_offsets_are_relative_to_the_bottleneck_and_ignore_input_and_output():
@@ -310,11 +310,11 @@ def test_rule_r1_counts_models_that_complete_compression_by_the_bottleneck(offse
 
 def test_rule_r2_reads_the_confidence_interval_against_one_half():
     base = {"n": 3, "mean": 0.0}
-    assert findings.rule_work(base | {"ci95_low": 0.55, "ci95_high": 0.9}) == "encoder"
-    assert findings.rule_work(base | {"ci95_low": 0.1, "ci95_high": 0.45}) == "decoder"
-    assert findings.rule_work(base | {"ci95_low": 0.4, "ci95_high": 0.6}) == "even"
-    assert findings.rule_work(base | {"ci95_low": np.nan, "ci95_high": np.nan}) == "no data"
-    assert findings.rule_work(None) == "no data"
+    assert calibration.rule_work(base | {"ci95_low": 0.55, "ci95_high": 0.9}) == "encoder"
+    assert calibration.rule_work(base | {"ci95_low": 0.1, "ci95_high": 0.45}) == "decoder"
+    assert calibration.rule_work(base | {"ci95_low": 0.4, "ci95_high": 0.6}) == "even"
+    assert calibration.rule_work(base | {"ci95_low": np.nan, "ci95_high": np.nan}) == "no data"
+    assert calibration.rule_work(None) == "no data"
 
 
 def test_verdict_combination_covers_every_outcome():
@@ -640,12 +640,12 @@ def test_r1_is_fixed_by_construction_for_an_architecture_with_an_empty_side():
 
 
 def test_compression_completes_within_two_standard_errors_when_the_profile_has_them():
-    assert findings.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1) == (3, 3)
+    assert compression.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1) == (3, 3)
     # 5.6 - 5.0 = 0.6 < 2 sqrt(0.3^2 + 0.3^2) = 0.85: within two standard errors, though not within 10%
-    assert findings.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.3, 0.3, 0.3]) == (2, 3)
-    assert findings.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.1, 0.1, 0.1]) == (3, 3)
+    assert compression.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.3, 0.3, 0.3]) == (2, 3)
+    assert compression.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.1, 0.1, 0.1]) == (3, 3)
     # an SE missing at the minimum: the tolerance
-    assert findings.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.3, 0.3, np.nan]) == (3, 3)
+    assert compression.completion_cut([1, 2, 3], [9.0, 5.6, 5.0], 0.1, se=[0.3, 0.3, np.nan]) == (3, 3)
     run = "d/ae/sym/z3/relu/s0"
     table = pd.concat(
         [
@@ -656,14 +656,14 @@ def test_compression_completes_within_two_standard_errors_when_the_profile_has_t
     )
     init = table.assign(state="init", value=table["value"][::-1].to_numpy())  # the untrained network: not used
     table = pd.concat([table.assign(state="trained"), init])
-    assert findings.completion_rule(table) == "se"
+    assert compression.completion_rule(table) == "se"
     offsets = findings.compression_offsets(table, 0.1).set_index("quantity")["value"]
     assert offsets["twonn_completion_offset"] == 0 and offsets["twonn_min_offset"] == 1
     without = findings.compression_offsets(table, 0.1, use_se=False).set_index("quantity")["value"]
     assert without["twonn_completion_offset"] == 1
     # a profile without the MLE keeps the tolerance rule on the regression estimate
     plain = profile(run, [60, 9, 5.4, 5.0, 60], 2)
-    assert findings.completion_rule(plain) == "tolerance"
+    assert compression.completion_rule(plain) == "tolerance"
     assert findings.compression_offsets(plain, 0.1).set_index("quantity")["value"]["twonn_completion_offset"] == 0
     assert "within 2 combined standard errors" in findings.rules_text(0.1, 0.66, "se")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from aedissect import io
-from aedissect.analysis import calibration, findings, paper
+from aedissect.analysis import calibration, compression, findings, paper
 
 opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
@@ -58,7 +58,7 @@ verdicts = findings.verdicts(summary, majority, rules)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
 swap = pd.read_csv(inputs["swap"]) if "swap" in inputs else None
 verdicts = findings.with_swap_rule(verdicts, swap)
-completion = findings.completion_rule(profiles)
+completion = compression.completion_rule(profiles)
 text = findings.markdown(
     summary, verdicts, critical, tolerance, majority, controls=controls, completion=completion, parameters=parameters
 )

@@ -7,7 +7,7 @@ Per-model outcomes, computed from the same tables and by the same functions as f
 - ``compression`` (R1): the TwoNN completion offset (``findings.compression_offsets``), ``encoder`` if <= 0;
 - ``abstraction`` (RA): the abstraction gain (``abstraction_gains``), ``decoder`` if above ``ABSTRACTION_MARGIN``;
 - ``work`` (R2): the linear phantom's Shapley shares over seeds (closed form), its t-interval read by
-  ``findings.rule_work``: ``encoder`` above 0.5, ``decoder`` below, ``even`` containing it.
+  ``rule_work``: ``encoder`` above 0.5, ``decoder`` below, ``even`` containing it.
 
 pandas only.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aedissect.analysis.compression import compression_offsets
 from aedissect.analysis.stats import mean_ci
 from aedissect.formatting import number
 
@@ -49,6 +50,17 @@ def abstraction_gains(profiles: pd.DataFrame, column: str = "run_id") -> pd.Data
     return pd.DataFrame(out, columns=[column, "quantity", "value"])
 
 
+def rule_work(row: dict | None) -> str:
+    """R2: where the encoder share's 95% CI lies relative to 0.5."""
+    if row is None or not np.isfinite(row["ci95_low"]):
+        return "no data"
+    if row["ci95_low"] > 0.5:
+        return "encoder"
+    if row["ci95_high"] < 0.5:
+        return "decoder"
+    return "even"
+
+
 def abstraction_outcome(gain: float) -> str:
     return "decoder" if gain > ABSTRACTION_MARGIN else "encoder"
 
@@ -64,8 +76,6 @@ def _base_name(phantom: str) -> str:
 def phantom_table(profiles: pd.DataFrame, work: pd.DataFrame, listing: pd.DataFrame) -> pd.DataFrame:
     """phantoms.csv: per rule, data set and phantom (``listing``: what each must give) what the rule gave (``got``),
     the number it read (``value``) and whether they agree (``match``)."""
-    from aedissect.analysis.findings import compression_offsets, rule_work
-
     profiles = profiles.assign(run_id=profiles["dataset"].astype(str) + "|" + profiles["phantom"].astype(str))
     offsets = compression_offsets(profiles)
     offsets = offsets[offsets["quantity"] == "twonn_completion_offset"].set_index("run_id")["value"]

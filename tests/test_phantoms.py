@@ -156,3 +156,28 @@ def test_the_verdict_combines_only_the_rules_that_enter_it():
     assert findings.combine("encoder", "decoder") == "no"
     assert findings.combine("encoder", "mixed") == "partly"
     assert findings.combine("no data") == "undecided"
+
+
+def test_a_rule_variant_that_misses_a_phantom_makes_no_verdict_fragile():
+    # the linear phantom's TwoNN minimum lies one cut into the decoder, within 10% of the code's: the variant "at
+    # the minimum itself" calls it decoder, the 10% band encoder
+    profiles = profile_rows("linear", {"twonn": [9, 6, 5.2, 5.0, 9]}, 2)
+    listing = pd.DataFrame(
+        [("d", "linear", "compression", "encoder", "")],
+        columns=["dataset", "phantom", "rule", "expected", "description"],
+    )
+    work = pd.DataFrame(columns=["dataset", "phantom", "share", "loo_share"])
+    checks = calibration.setting_checks(profiles, work, listing, [("R1 band", 0.0), ("R1 band", 0.1)])
+    assert "linear on d: expected encoder, got decoder" in checks["R1 band", 0.0]
+    assert checks["R1 band", 0.1] == ""
+    assert calibration.setting_checks(None, None, None, [("R1 band", 0.1)])["R1 band", 0.1]
+    sweep = pd.DataFrame(
+        {"dataset": "d", "kind": "ae", "family": "f", "setting": "R1 band", "value": [0.0, 0.1]}
+        | {"compression": ["decoder", "encoder"], "work": "no data", "verdict": ["no", "yes"]}
+        | {"baseline_verdict": "yes", "same_as_baseline": [False, True]}
+    ).assign(phantoms=[checks["R1 band", 0.0], checks["R1 band", 0.1]])
+    verdicts = pd.DataFrame([{"dataset": "d", "kind": "ae", "family": "f", "verdict": "yes", "evidence": "e"}])
+    assert not findings.mark_fragile(verdicts, sweep)["fragile"].iloc[0]
+    # the same flip from a variant that passes its phantoms makes the verdict fragile
+    assert findings.mark_fragile(verdicts, sweep.assign(phantoms=""))["fragile"].iloc[0]
+    assert "R1 at the minimum itself †" in findings.sensitivity_table(sweep).columns

@@ -41,19 +41,18 @@ controls = pd.read_csv(inputs["controls"]) if "controls" in inputs else None
 parameters = pd.read_csv(inputs["share_vs_parameters"]) if "share_vs_parameters" in inputs else None
 
 # the phantoms first: only a rule that gives every phantom its answer enters the verdicts
-phantoms = None
+phantoms, tables = None, [None, None, None]
 if "phantom_profiles" in inputs:
-    phantoms = calibration.phantom_table(
-        pd.read_csv(inputs["phantom_profiles"]),
-        pd.read_csv(inputs["phantom_work"]),
-        pd.read_csv(inputs["phantom_list"]),
-    )
+    tables = [pd.read_csv(inputs[f"phantom_{name}"]) for name in ("profiles", "work", "list")]
+    phantoms = calibration.phantom_table(*tables)
 calibrated = calibration.calibrated(phantoms)
 rules = tuple(rule for rule in findings.VERDICT_RULES if not calibrated[rule])
 
 per_run = findings.quantities(runs, parts)
 summary = findings.summarize_groups(per_run)
-sensitivity = findings.sensitivity(per_run, profiles, majority, rules=rules)
+# a variant of a rule the sweep tries must pass the phantoms too, or it makes no verdict fragile
+checks = calibration.setting_checks(*tables, findings.rule_settings(per_run, profiles, rules))
+sensitivity = findings.sensitivity(per_run, profiles, majority, rules=rules, checks=checks)
 verdicts = findings.verdicts(summary, majority, rules)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
 swap = pd.read_csv(inputs["swap"]) if "swap" in inputs else None

@@ -61,8 +61,8 @@ def rule_work(row: dict | None) -> str:
     return "even"
 
 
-def abstraction_outcome(gain: float) -> str:
-    return "decoder" if gain > ABSTRACTION_MARGIN else "encoder"
+def abstraction_outcome(gain: float, margin: float = ABSTRACTION_MARGIN) -> str:
+    return "decoder" if gain > margin else "encoder"
 
 
 def compression_outcome(offset: float) -> str:
@@ -73,16 +73,24 @@ def _base_name(phantom: str) -> str:
     return phantom.split("/")[0]
 
 
-def phantom_table(profiles: pd.DataFrame, work: pd.DataFrame, listing: pd.DataFrame) -> pd.DataFrame:
+def phantom_table(
+    profiles: pd.DataFrame, work: pd.DataFrame, listing: pd.DataFrame, setting: tuple[str, object] | None = None
+) -> pd.DataFrame:
     """phantoms.csv: per rule, data set and phantom (``listing``: what each must give) what the rule gave (``got``),
-    the number it read (``value``) and whether they agree (``match``)."""
+    the number it read (``value``) and whether they agree (``match``). ``setting``: one of the sensitivity sweep's
+    rule variants instead of the rule itself, ("R1 band", tolerance: 0 for the minimum itself), ("RA margin",
+    margin) or ("R2 design", "textbook": the leave-one-out share)."""
+    name, value = setting or ("", None)
     profiles = profiles.assign(run_id=profiles["dataset"].astype(str) + "|" + profiles["phantom"].astype(str))
-    offsets = compression_offsets(profiles)
+    band = {"tolerance": float(value), "use_se": False} if name == "R1 band" else {}
+    offsets = compression_offsets(profiles, **band)
     offsets = offsets[offsets["quantity"] == "twonn_completion_offset"].set_index("run_id")["value"]
     gains = abstraction_gains(profiles).set_index("run_id")["value"]
+    margin = float(value) if name == "RA margin" else ABSTRACTION_MARGIN
+    share = "loo_share" if name == "R2 design" else "share"
     shares = {}
     for (dataset, phantom), rows in work.groupby(["dataset", "phantom"], sort=False):
-        shares[dataset, phantom] = mean_ci(rows["share"].to_numpy(dtype=float))
+        shares[dataset, phantom] = mean_ci(rows[share].to_numpy(dtype=float))
     out = []
     for row in listing.to_dict("records"):
         key = f"{row['dataset']}|{row['phantom']}"
@@ -92,7 +100,7 @@ def phantom_table(profiles: pd.DataFrame, work: pd.DataFrame, listing: pd.DataFr
             got = compression_outcome(value)
         elif row["rule"] == "abstraction" and key in gains.index:
             value = float(gains[key])
-            got = abstraction_outcome(value)
+            got = abstraction_outcome(value, margin)
         elif row["rule"] == "work":
             # the share is computed from the init draws and the optimum's loss, both blind to the gauge, so a
             # reparametrised twin has its original's
@@ -106,6 +114,26 @@ def phantom_table(profiles: pd.DataFrame, work: pd.DataFrame, listing: pd.DataFr
     order = {rule: i for i, rule in enumerate(RULES)}
     table = pd.DataFrame(out, columns=PHANTOM_COLUMNS)
     return table.sort_values(["rule", "dataset"], key=lambda c: c.map(order) if c.name == "rule" else c, kind="stable")
+
+
+# the sensitivity sweep's settings that vary a rule, and the rule each varies
+SETTING_RULES = {"R1 band": "compression", "RA margin": "abstraction", "R2 design": "work"}
+
+
+def setting_checks(
+    profiles: pd.DataFrame | None, work: pd.DataFrame | None, listing: pd.DataFrame | None, settings
+) -> dict[tuple[str, object], str]:
+    """Per (setting, value) of the sensitivity sweep that varies a rule: "" where that variant of the rule still gives
+    every phantom its answer, else why not. A variant that misses a phantom is no alternative the verdict should
+    survive, so it does not make a verdict fragile (``findings.mark_fragile``). Without phantoms every variant fails."""
+    out = {}
+    for name, value in settings:
+        rule = SETTING_RULES[name]
+        if profiles is None:
+            out[name, value] = "no phantom checks it"
+            continue
+        out[name, value] = calibrated(phantom_table(profiles, work, listing, (name, value)))[rule]
+    return out
 
 
 def calibrated(table: pd.DataFrame | None) -> dict[str, str]:

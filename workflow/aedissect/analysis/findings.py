@@ -764,6 +764,7 @@ SENSITIVITY_COLUMNS = [
     "verdict",
     "baseline_verdict",
     "same_as_baseline",
+    "phantoms",
 ]
 
 
@@ -790,6 +791,7 @@ def sensitivity(
     majorities=SENSITIVITY_MAJORITIES,
     leave_one_seed_out: bool = True,
     rules=VERDICT_RULES,
+    checks: dict | None = None,
 ) -> pd.DataFrame:
     """Each group's verdict (by the rules in ``rules``: controls aside) under each setting, one change at a time.
 
@@ -798,7 +800,9 @@ def sensitivity(
     ``RA margin``: RA's margin on the R² gain; ``R2 design``: R2 on the textbook leave-one-out share instead of the
     symmetric Shapley share (``value`` "textbook"), where R2 is in ``rules``; ``leave-one-seed-out``: every run of
     that seed dropped (``value`` is the seed). ``same_as_baseline``: the verdict equals the one of ``per_run`` as it
-    is at ``majority``. A group that a setting leaves without data reads ``no data``.
+    is at ``majority``. A group that a setting leaves without data reads ``no data``. ``phantoms``: for a setting
+    that varies a rule, "" where that variant still gives every phantom its answer, else which it misses
+    (``checks``: ``calibration.setting_checks``; a variant without a check counts as passing).
     """
     base = evaluate(per_run, majority, rules)[[*GROUP, "verdict"]].rename(columns={"verdict": "baseline_verdict"})
     settings = []
@@ -825,14 +829,28 @@ def sensitivity(
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     out["same_as_baseline"] = out["verdict"] == out["baseline_verdict"]
+    checks = checks or {}
+    out["phantoms"] = [checks.get((s, v), "") for s, v in zip(out["setting"], out["value"], strict=True)]
     return out[SENSITIVITY_COLUMNS]
+
+
+def rule_settings(per_run: pd.DataFrame, profiles: pd.DataFrame | None, rules=VERDICT_RULES) -> list[tuple]:
+    """The (setting, value) pairs of ``sensitivity`` that vary a rule, for ``calibration.setting_checks``."""
+    settings = [("R1 band", t) for t in (0.0, *SENSITIVITY_TOLERANCES)] if profiles is not None else []
+    if "abstraction" in rules and (per_run["quantity"] == "abstraction_gain").any():
+        settings += [("RA margin", m) for m in SENSITIVITY_MARGINS]
+    if "work" in rules and (per_run["quantity"] == "encoder_share_shapley").any():
+        settings.append(("R2 design", "textbook"))
+    return settings
 
 
 SENSITIVITY_CAPTION = (
     "Each verdict by the rules under other settings, one change at a time: R1's band (the minimum itself, or a "
     "tolerance of 5-20% instead of two standard errors), the majority of R1 and RA, RA's margin, R2's design (where R2 "
     "is in the verdict), and each seed left out. A verdict that differs from the baseline is starred; a row with a "
-    "star is fragile. fixed: R1 is fixed by construction, no verdict."
+    "star is fragile, except where the column is marked †: that variant of the rule misses a phantom "
+    "(results/paper/phantoms.csv), so it is no alternative and makes nothing fragile. fixed: R1 is fixed by "
+    "construction, no verdict."
 )
 
 
@@ -841,8 +859,12 @@ def sensitivity_table(sweep: pd.DataFrame) -> pd.DataFrame:
     verdict there, starred where it differs)."""
     if sweep.empty:
         return pd.DataFrame(columns=[*GROUP, "verdict"])
+    missed = sweep["phantoms"].fillna("").astype(str) != "" if "phantoms" in sweep else [False] * len(sweep)
     table = sweep.assign(
-        column=[_setting_text(s, v) for s, v in zip(sweep["setting"], sweep["value"], strict=True)],
+        column=[
+            _setting_text(s, v) + (" †" if m else "")
+            for s, v, m in zip(sweep["setting"], sweep["value"], missed, strict=True)
+        ],
         cell=[
             _short(v) if same else f"{_short(v)}*"
             for v, same in zip(sweep["verdict"], sweep["same_as_baseline"], strict=True)
@@ -876,9 +898,11 @@ def _setting_text(setting: str, value) -> str:
 
 
 def mark_fragile(verdict_table: pd.DataFrame, sensitivity_table: pd.DataFrame) -> pd.DataFrame:
-    """``fragile`` (and ``fragile_settings``, each with the verdict it gives) for verdicts that a setting changes."""
+    """``fragile`` (and ``fragile_settings``, each with the verdict it gives) for verdicts that a setting changes; a
+    setting whose variant of a rule misses a phantom (``phantoms`` not empty) changes nothing: it is no alternative."""
     table = verdict_table.copy()
-    flips = sensitivity_table[~sensitivity_table["same_as_baseline"].astype(bool)]
+    calibrated = sensitivity_table["phantoms"].fillna("").astype(str) == "" if "phantoms" in sensitivity_table else True
+    flips = sensitivity_table[~sensitivity_table["same_as_baseline"].astype(bool) & calibrated]
     texts = {}
     for key, rows in flips.groupby(GROUP, sort=True):
         texts[key] = "; ".join(f"{_setting_text(r.setting, r.value)} gives {r.verdict}" for r in rows.itertuples())

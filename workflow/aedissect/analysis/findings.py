@@ -600,11 +600,15 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VER
     abstraction, k_abs, n_abs = rule_abstraction(gain, _get(summary, "abstraction_decoder"), majority)
     outcomes = {"compression": compression, "abstraction": abstraction, "work": work}
     result = FIXED if compression == FIXED else combine(*(outcomes[r] for r in rules))
+
+    def outside(rule: str) -> str:
+        return "" if rule in rules else "; left out of the verdict: it misses a phantom"
+
     clauses = []
     if n:
         clauses.append(
             f"compression (TwoNN) completes inside the encoder or at the bottleneck in {k} of {n} models"
-            f" (exact binomial test against 1/2: p = {number(p)})"
+            f" (exact binomial test against 1/2: p = {number(p)}){outside('compression')}"
         )
     if compression == FIXED:
         clauses.append(f"R1 is fixed by construction for every architecture of the family: {fixed_archs}")
@@ -614,19 +618,19 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VER
         clauses.append(
             f"a decoder layer holds the known factors more linearly than the code (R² gain above "
             f"{number(ABSTRACTION_MARGIN)}) in {n_abs - k_abs} of {n_abs} models, mean gain {fmt_ci(gain)} (RA: "
-            f"{abstraction})"
+            f"{abstraction}{outside('abstraction')})"
         )
     pr_outcome, k_pr, n_pr = rule_compression(_get(summary, "pr_completion_offset"), majority)
     if n_pr:
         clauses.append(f"the participation ratio does in {k_pr} of {n_pr}")
     loo = _get(summary, "encoder_share")
     if quantity == "encoder_share_shapley":
-        clauses.append(f"the encoder's Shapley share of the work is {fmt_ci(share)} (R2: {work})")
+        clauses.append(f"the encoder's Shapley share of the work is {fmt_ci(share)} (R2: {work}{outside('work')})")
         clauses += exclusion_clauses(excluded)
         if loo is not None:
             clauses.append(f"its leave-one-out share {fmt_ci(loo)}")
     elif share is not None:
-        clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work})")
+        clauses.append(f"the encoder does a share of {fmt_ci(share)} of the work (R2: {work}{outside('work')})")
         if excluded["work_reason"]:
             clauses.append(f"R2 has no data: {excluded['work_reason']}")
     control = _get(summary, "encoder_share_frozen_output_bias")
@@ -1544,9 +1548,10 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     for row in rows:
         table += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
     legend = (
-        "**yes**: R1 and R2 point to the encoder, **partly**: one does, **no**: either points to the decoder, "
-        "**undecided**: neither; **fixed**: by construction, no architecture of the family has hidden layers on both "
-        "sides; **fragile**: another rule setting changes it."
+        "From the rules that give every phantom (a network whose answer is known) its answer: **yes**: each points to "
+        "the encoder, **partly**: some do and none points to the decoder, **no**: one points to the decoder, "
+        "**undecided**: none decides; **fixed**: by construction, no architecture of the family has hidden layers on "
+        "both sides; **fragile**: another rule setting that passes the phantoms too changes it."
     )
     legend += f" {SWAP_LEGEND} Numbers: **Findings**." if r3 else " Numbers: **Findings**."
     failed = failed_scopes(verdict_table)

@@ -43,10 +43,9 @@ def findings_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The verdict per group with its rules' outcomes; rule R3 (swap) beside it where the findings have it."""
-    columns = ["dataset", "kind", "family", "compression", "work", "verdict", "swap"]
-    return verdicts[[c for c in columns if c in verdicts.columns]].rename(
-        columns={"compression": "R1 compression", "work": "R2 work", "swap": "R3 swap (beside)"}
-    )
+    columns = ["dataset", "kind", "family", "compression", "abstraction", "work", "verdict", "swap"]
+    names = {"compression": "R1", "abstraction": "RA", "work": "R2", "swap": "R3 (beside)"}
+    return verdicts[[c for c in columns if c in verdicts.columns]].rename(columns=names)
 
 
 def _number_columns(table: pd.DataFrame) -> list[bool]:

@@ -162,8 +162,11 @@ TABLE_CAPTIONS = {
     "reconstruction": "Test reconstruction error per architecture: mean over seeds with Student-t 95% CI and n.",
     "findings": "Where compression completes (layers relative to the bottleneck; negative = encoder), the encoder "
     "share of the work, critical layers and the stitching penalty: mean over seeds [95% CI] (n seeds).",
-    "verdicts": "Verdict per data set, model kind and family by the rules R1 (compression) and R2 (work); beside it, "
-    "not part of the verdict, rule R3 (swap): are the family's encoders interchangeable across other decoders.",
+    "verdicts": "Verdict per data set, model kind and family from the rules that give every phantom its answer "
+    "(results/paper/phantoms.csv): R1 (compression), RA (abstraction: does a decoder layer hold the known factors "
+    "more linearly than the code), R2 (work: the Shapley share of the freezing runs); a rule that misses a phantom is "
+    "shown and left out. Beside it, not part of the verdict, rule R3 (swap): are the family's encoders "
+    "interchangeable across other decoders.",
 }
 # the report category each table is shown in, beside the figures of the same experiment
 TABLE_CATEGORIES = {"reconstruction": "Training", "findings": "Findings", "verdicts": "Findings"}

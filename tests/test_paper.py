@@ -205,7 +205,7 @@ def test_the_swap_rule_reads_its_own_family_and_goes_into_findings_md():
     assert f"- {swapped['swap_sentence'].iloc[0]}" in text
     assert "R3 swap, reported beside the verdict" in text and "below 0.2" in text
     assert "R3" not in findings.markdown(summary, verdicts, {}, 0.1, 0.66)
-    assert paper.verdict_table(swapped).columns[-1] == "R3 swap (beside)"
+    assert paper.verdict_table(swapped).columns[-1] == "R3 (beside)"
 
 
 def test_critical_encoder_fraction_and_text():
@@ -339,8 +339,10 @@ def test_verdict_uses_the_share_ci_in_its_sentence():
     share = summary[summary["quantity"] == "encoder_share"].iloc[0]
     low, high = formatting.number(share["ci95_low"]), formatting.number(share["ci95_high"])
     assert f"[95% CI {low}, {high}]" in result["sentence"]
-    text = findings.markdown(summary, findings.verdicts(summary), {}, 0.1, 0.66)
-    assert result["sentence"] in text and "## How the verdicts are chosen" in text
+    table = findings.verdicts(summary)
+    text = findings.markdown(summary, table, {}, 0.1, 0.66)
+    assert table["sentence"].iloc[0].startswith(result["sentence"].rstrip("."))  # + the Holm-adjusted p
+    assert table["sentence"].iloc[0] in text and "## How the verdicts are chosen" in text
 
 
 # ---------------------------------------------------------------- statistics a reader can trust
@@ -378,6 +380,38 @@ def test_r1_reports_the_exact_binomial_test_of_its_count():
     low, high = result["compression_cp_low"], result["compression_cp_high"]
     assert low < 5 / 6 < high and high < 1  # Clopper-Pearson around 5/6
     assert findings.verdicts(summary)["compression_p"].iloc[0] == pytest.approx(14 / 64)
+
+
+def test_r1_is_also_tested_over_its_cells_and_holm_adjusted_over_the_study():
+    # 4 architectures x 2 bottlenecks x 3 seeds: every cell but one has most of its models by the bottleneck
+    archs = {a: ("16", "16") for a in "abcd"}
+    runs = runs_of("symmetric", archs, bottlenecks=(3, 4))
+    offsets = [0, 0, 1] * 7 + [1, 1, 0]
+    other = runs_of("decoder-heavy", {"e": ("16", "16"), "f": ("16", "16")})
+    table = pd.concat(
+        [
+            long_table(runs, {"twonn_completion_offset": offsets}),
+            long_table(other, {"twonn_completion_offset": [0] * 6}),
+        ]
+    )
+    summary = findings.summarize_groups(table, n_boot=0)
+    row = summary[(summary["family"] == "symmetric")].iloc[0]
+    assert (row["n_cells"], row["k_cells"], row["n_decisive"]) == (8, 7, 24)
+    verdicts = findings.verdicts(summary).set_index("family")
+    # 7 of 8 cells: (1 + 8 + 8 + 1) / 256; 2 of 2 cells: 2 / 4; Holm over the two tests
+    assert verdicts.loc["symmetric", "compression_cells_p"] == pytest.approx(18 / 256)
+    assert verdicts.loc["decoder-heavy", "compression_cells_p"] == pytest.approx(0.5)
+    assert verdicts.loc["symmetric", "compression_cells_p_holm"] == pytest.approx(36 / 256)
+    assert verdicts.loc["decoder-heavy", "compression_cells_p_holm"] == pytest.approx(0.5)
+    assert "in 7 of 8 cells (p = 0.0703)" in verdicts.loc["symmetric", "sentence"]
+    assert "Holm-adjusted over the study's 2 R1 tests: p = 0.141" in verdicts.loc["symmetric", "sentence"]
+
+
+def test_holm_adjusts_step_down_and_leaves_missing_p_values_out():
+    adjusted = findings.holm([0.01, 0.04, 0.03, np.nan])
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+    assert findings.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
 
 
 def test_offsets_and_shares_get_a_hierarchical_bootstrap_ci_beside_the_t_interval():
@@ -1088,3 +1122,11 @@ def test_html_tables_right_align_numbers_and_format_them():
     page = paper.to_html(table, "A caption.")
     assert "<caption>A caption.</caption>" in page and "<td>a&lt;b</td>" in page
     assert '<td class="number">8.61×10⁻⁵</td>' in page and '<td class="number">−1</td>' in page
+
+
+def test_a_wide_table_of_words_wraps_its_columns_instead_of_transposing():
+    words = pd.DataFrame({f"rule {i}": ["fixed by construction", "not interchangeable"] for i in range(8)})
+    tex = paper.to_latex(words, "caption", "tab:words")
+    assert tex.count(r"p{0.119\textwidth}") == 8 and "fixed by construction" in tex
+    narrow = paper.to_latex(words.iloc[:, :2], "caption", "tab:narrow")
+    assert r"\begin{tabular}{ll}" in narrow

@@ -113,6 +113,8 @@ CONTROL_SCOPE = ["dataset", "kind"]
 # a quantity's summary over seeds: mean, spread, t-interval and hierarchical bootstrap interval, runs counted
 SUMMARY_COLUMNS = ["mean", "std", "n", "ci95_low", "ci95_high", "boot95_low", "boot95_high", "n_runs"]
 DEFAULT_MAJORITY = 0.66
+# the unit of replication of R1's test: the models of one architecture and bottleneck share all but their seed
+CELL_KEYS = ["arch", "bottleneck"]
 # the sensitivity sweep: each verdict under these settings, one at a time, and with each seed left out
 SENSITIVITY_TOLERANCES = (0.05, 0.10, 0.20)
 SENSITIVITY_MAJORITIES = (0.6, 0.66, 0.8)
@@ -397,8 +399,12 @@ def summarize_groups(
         per_seed = group.groupby("seed")["value"].mean()
         values = group["value"].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
-        decisive = group.loc[group["_fixed"] == "", "value"].to_numpy(dtype=float)
-        decisive = decisive[np.isfinite(decisive)]
+        decisive_rows = group[(group["_fixed"] == "") & np.isfinite(group["value"].to_numpy(dtype=float))]
+        decisive = decisive_rows["value"].to_numpy(dtype=float)
+        # R1's unit of replication: an architecture x bottleneck cell (its seeds share everything but the seed), a
+        # cell counting as <= 0 when most of its models are
+        cell_keys = [c for c in CELL_KEYS if c in decisive_rows.columns]
+        cells = (decisive_rows["value"] <= 0).groupby([decisive_rows[c] for c in cell_keys]).mean() if cell_keys else []
         row = dict(zip([*by, "quantity"], key, strict=True)) | mean_ci(per_seed.to_numpy())
         row |= {
             "n_runs": finite.size,
@@ -407,6 +413,8 @@ def summarize_groups(
             "n_above": int((finite > 0).sum()),
             "n_decisive": decisive.size,
             "k_decisive": int((decisive <= 0).sum()),
+            "n_cells": len(cells),
+            "k_cells": int((np.asarray(cells) > 0.5).sum()),
         }
         fixed = group[group["_fixed"] != ""]
         names = fixed["arch"] if "arch" in fixed.columns else fixed["run_id"]
@@ -426,6 +434,8 @@ def summarize_groups(
         "n_above",
         "n_decisive",
         "k_decisive",
+        "n_cells",
+        "k_cells",
         "fixed_archs",
     ]
     return pd.DataFrame(rows, columns=columns)
@@ -592,6 +602,9 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VER
     fixed_archs = "" if fixed_archs == "nan" else fixed_archs
     p = binomial_test(k, n) if n else np.nan
     k_low, k_high = clopper_pearson(k, n) if n else (np.nan, np.nan)
+    n_cells = int(offsets.get("n_cells") or 0) if offsets and _finite(offsets.get("n_cells")) else 0
+    k_cells = int(offsets["k_cells"]) if n_cells else 0
+    p_cells = binomial_test(k_cells, n_cells) if n_cells else np.nan
     quantity = share_quantity(summary)
     share = _get(summary, quantity)
     work = rule_work(share)
@@ -609,6 +622,11 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VER
         clauses.append(
             f"compression (TwoNN) completes inside the encoder or at the bottleneck in {k} of {n} models"
             f" (exact binomial test against 1/2: p = {number(p)}){outside('compression')}"
+        )
+    if n_cells:
+        clauses.append(
+            f"by architecture x bottleneck cell, the unit that replicates, in {k_cells} of {n_cells} cells (p = "
+            f"{number(p_cells)})"
         )
     if compression == FIXED:
         clauses.append(f"R1 is fixed by construction for every architecture of the family: {fixed_archs}")
@@ -641,6 +659,10 @@ def verdict(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VER
         "compression_k": k,
         "compression_n": n,
         "compression_p": p,
+        "compression_cells_k": k_cells,
+        "compression_cells_n": n_cells,
+        "compression_cells_p": p_cells,
+        "compression_cells_p_holm": np.nan,
         "compression_cp_low": k_low,
         "compression_cp_high": k_high,
         **interval_columns("offset", offsets),
@@ -694,6 +716,10 @@ VERDICT_COLUMNS = [
     "compression_k",
     "compression_n",
     "compression_p",
+    "compression_cells_k",
+    "compression_cells_n",
+    "compression_cells_p",
+    "compression_cells_p_holm",
     "compression_cp_low",
     "compression_cp_high",
     "offset_mean",
@@ -731,10 +757,32 @@ VERDICT_COLUMNS = [
 ]
 
 
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN left out of the family and kept NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return out
+
+
 def verdicts(summary: pd.DataFrame, majority: float = DEFAULT_MAJORITY, rules=VERDICT_RULES) -> pd.DataFrame:
+    """Every group's verdict; R1's cell-level p-values Holm-adjusted over the study's R1 tests (one per group that
+    has one), said in the evidence."""
     rows = []
     for key, group in summary.groupby(GROUP, sort=True):
         rows.append(dict(zip(GROUP, key, strict=True)) | verdict(group, majority, rules))
+    adjusted = holm([row["compression_cells_p"] for row in rows])
+    tests = int(np.isfinite(adjusted).sum())
+    for row, value in zip(rows, adjusted, strict=True):
+        row["compression_cells_p_holm"] = value
+        if np.isfinite(value):
+            row["evidence"] += f"; Holm-adjusted over the study's {tests} R1 tests: p = {number(value)}"
+            row["sentence"] = sentence(row)
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 

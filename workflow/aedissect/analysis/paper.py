@@ -224,10 +224,16 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     A table of more than MAX_LATEX_COLUMNS columns or LATEX_TEXTWIDTH_CHARS characters would run off a two-column
     page: it is transposed into blocks (``_transposed``) whose columns wrap within \\textwidth.
     """
-    if len(table.columns) > MAX_LATEX_COLUMNS or _natural_width(table) > LATEX_TEXTWIDTH_CHARS:
+    too_wide = len(table.columns) > MAX_LATEX_COLUMNS or _natural_width(table) > LATEX_TEXTWIDTH_CHARS
+    if too_wide and any(_number_columns(table)):
         spec, rows = _transposed(table, label)
     else:
-        spec = "".join("r" if n else "l" for n in _number_columns(table))
+        # a table of words only has nothing to transpose on: its columns wrap instead, each an equal share of the page
+        width = f"{0.95 / len(table.columns):.3f}"
+        spec = "".join(
+            ("r" if n else "l") if not too_wide else rf">{{\raggedright\arraybackslash}}p{{{width}\textwidth}}"
+            for n in _number_columns(table)
+        )
         header = _latex_row(latex_escape(c) for c in table.columns)
         body = [_latex_row(latex_escape(number(v)) for v in row) for row in table.itertuples(index=False)]
         rows = [r"\toprule", header, r"\midrule", *body]

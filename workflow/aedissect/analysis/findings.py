@@ -1281,8 +1281,9 @@ PLAIN_RULES = {
         "We retrain each network with its first half, its second half, or both left at their random starting "
         "values, credit each half with its average contribution to what training achieves (its Shapley value, "
         "the standard fair split of a joint gain), and R2 says the encoder does the work if its credit is, with "
-        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining had "
-        "not finished."
+        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining is "
+        "known not to have finished (known only where the retraining has a closed-form optimum to compare with; "
+        "the others count unchecked)."
     ),
     "RA (abstraction)": (
         "Where the data were generated from known factors, we ask whether some layer after the bottleneck holds "
@@ -1428,8 +1429,9 @@ def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict 
     the line predicts from the pair's fractions alone):
 
     - fewer than ``MIN_CLUSTERS`` architectures: too few to tell;
-    - the observed difference's interval misses the predicted one: told apart (the pair differs by more or less than
-      where its parameters sit predicts: the network's shape matters beyond its parameter count);
+    - the observed difference's interval and the predicted difference's interval (bootstrap where it has one) do not
+      overlap: told apart (the pair differs by more or less than where its parameters sit predicts: the network's
+      shape matters beyond its parameter count);
     - else, where the slope's interval excludes 0 or the difference's does: not told apart (the share follows the
       parameters, and the pair differs by what their fractions predict);
     - else neither moves the share measurably: nothing to tell apart.
@@ -1452,7 +1454,10 @@ def parameters_conclusion(slope: dict, difference: dict | None, predicted: dict 
     d_low, d_high = float(difference.get("ci95_low", np.nan)), float(difference.get("ci95_high", np.nan))
     if not (_finite(d_low) and _finite(d_high)):
         return "too few seeds of the matched pair to tell the two apart"
-    if not d_low <= float(predicted["value"]) <= d_high:
+    p_low, p_high = _interval(predicted)
+    if not (_finite(p_low) and _finite(p_high)):
+        p_low = p_high = float(predicted["value"])
+    if d_high < p_low or p_high < d_low:  # the prediction's own uncertainty counts too, not only its point
         return (
             "they can be told apart: at matched parameter counts the two differ by an amount their parameter "
             "fractions do not predict, so the shape of the network matters beyond where its parameters sit"

@@ -814,6 +814,7 @@ def test_findings_say_whether_encoder_heavy_and_more_encoder_parameters_can_be_t
         "In short, they cannot be told apart: the share follows where the parameters sit, and at matched parameter "
         "counts the two differ by what their parameter fractions predict."
     )
+
     # the encoder-heavy matched network does far more than its parameters predict: the shape matters, once enough
     # other architectures pin the line down (with five, the outlier widens the prediction's own interval over it)
     def shaped(arch, f, seed):

@@ -4,7 +4,7 @@ verdict.
 
 Per-model outcomes, computed from the same tables and by the same functions as for the trained networks:
 
-- ``compression`` (R1): the TwoNN completion offset (``findings.compression_offsets``), ``encoder`` if <= 0;
+- ``compression`` (R1): the TwoNN completion offset (``compression.compression_offsets``), ``encoder`` if <= 0;
 - ``abstraction`` (RA): the abstraction gain (``abstraction_gains``), ``decoder`` if above ``ABSTRACTION_MARGIN``;
 - ``work`` (R2): the linear phantom's Shapley shares over seeds (closed form), its t-interval read by
   ``rule_work``: ``encoder`` above 0.5, ``decoder`` below, ``even`` containing it.

@@ -7,6 +7,10 @@ over time. Parts, each timed here and now (nothing is taken from a file):
 - an MNIST-shaped MLP AE and VAE (784-512-256-32, symmetric, Adam) trained by aedissect.nets.training.train
   from in-memory tensors: samples/s and model-FLOP utilisation (6 x weight MACs per sample / s / peak)
   at batch 128 and 512;
+- the step ceiling of each of those models (``step_ceiling``): its forward and backward matrix products and its
+  fused Adam step, each timed alone at the step's shapes, as samples/s, and the pipeline's rate as a fraction of
+  it (``<kind>_ceiling_fraction_b<batch>``): the yardstick of the model's own products rather than the 2048^3
+  GEMM's, which this model's smaller products cannot reach;
 - the same AE trained by a plain DataLoader(TensorDataset) loop: the baseline, and our ratio to it;
 - 8 seeds of a digits-sized model: one batched ensemble (aedissect.nets.ensemble) against one after another,
   with --ensemble-threads (default 1, a train job's training.threads);
@@ -45,6 +49,10 @@ BENCH_KEYS = [
     "gemm_peak_gflops",
     "mfu_b128",
     "mfu_b512",
+    "ae_ceiling_fraction_b128",
+    "ae_ceiling_fraction_b512",
+    "vae_ceiling_fraction_b128",
+    "vae_ceiling_fraction_b512",
     "baseline_ratio_b128",
     "ensemble_speedup",
     "freeze_sweep_speedup",
@@ -135,6 +143,66 @@ def pipeline_rate(kind: str, batch_size: int, data: dict, device, epochs: int) -
     train(run, data, device)
     sync(device)
     return data["x_train"].shape[0] * epochs / (time.perf_counter() - t)
+
+
+def best_seconds(op, reps: int = 7, inner: int = 20) -> float:
+    """The best over ``reps`` of the mean time of ``inner`` calls of ``op`` (after two warm-up calls)."""
+    op()
+    op()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(inner):
+            op()
+        best = min(best, (time.perf_counter() - t) / inner)
+    return best
+
+
+def step_ceiling(kind: str, batch_size: int, device) -> float:
+    """Samples/s of the model's own training step if it did nothing but its matrix products and its optimiser step:
+    per layer the forward product (``addmm``, bias included), the backward products for the weight's gradient and
+    (but for the first layer, whose input needs none) the input's, each timed alone on tensors of the step's shapes,
+    plus the fused Adam step over all parameters. Everything else a step does (activations, the loss, the batch
+    gather, the VAE's noise) counts against the pipeline: ``<kind>_ceiling_fraction_b<batch>`` is its rate over
+    this ceiling."""
+    import torch
+
+    from aedissect.nets.models import build_model
+    from aedissect.nets.optim import Adam
+
+    model = build_model(make_run(kind, MNIST_ARCH, 32, batch_size, 1), 784).to(device)
+    seconds = 0.0
+    for i, layer in enumerate(model.layers):
+        weight, bias = layer[0].weight.detach(), layer[0].bias.detach()
+        out_dim, in_dim = weight.shape
+        h = torch.rand(batch_size, in_dim, device=device)
+        g = torch.rand(batch_size, out_dim, device=device)
+        y, dw, dh = (torch.empty(s, device=device) for s in ((batch_size, out_dim), weight.shape, h.shape))
+
+        def forward(h=h, weight=weight, bias=bias, y=y):
+            torch.addmm(bias, h, weight.t(), out=y)
+            sync(device)
+
+        def weight_grad(g=g, h=h, dw=dw):
+            torch.mm(g.t(), h, out=dw)
+            sync(device)
+
+        def input_grad(g=g, weight=weight, dh=dh):
+            torch.mm(g, weight, out=dh)
+            sync(device)
+
+        seconds += best_seconds(forward) + best_seconds(weight_grad) + (best_seconds(input_grad) if i else 0.0)
+    params = [p for p in model.parameters()]
+    for p in params:
+        p.grad = torch.rand_like(p)
+    adam = Adam(params, lr=1e-3)
+
+    def adam_step():
+        adam.step()
+        sync(device)
+
+    seconds += best_seconds(adam_step)
+    return batch_size / seconds
 
 
 def baseline_rate(batch_size: int, data: dict, device, epochs: int) -> float:
@@ -454,6 +522,9 @@ def main(argv=None) -> int:
             mfu = rate * flops / (peak * 1e9)
             report(f"{kind}_samples_per_s_b{batch}", rate, "{:.0f}", f"784-512-256-32 {kind.upper()}, Adam")
             report(f"{kind}_mfu_b{batch}", mfu, "{:.2f}", "model FLOP/s / GEMM peak")
+            ceiling = step_ceiling(kind, batch, device)
+            report(f"{kind}_ceiling_samples_per_s_b{batch}", ceiling, "{:.0f}", "its products and Adam step alone")
+            report(f"{kind}_ceiling_fraction_b{batch}", rate / ceiling, "{:.2f}", "samples/s / that ceiling")
             if kind == "ae":
                 res[f"mfu_b{batch}"] = mfu
     base = baseline_rate(128, data, device, args.epochs)

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 
@@ -65,6 +66,20 @@ def test_defaults_are_filled(tiny_config):
     assert cfg["data"]["shapes"] == {"size": 32, "n_samples": 10000, "antialias": False, "seed": 0}
     assert cfg["data"]["mnist1d"] == {"n_samples": 5000, "seed": 42}
     assert cfg["logging"] == {"tensorboard": False}
+
+
+@pytest.mark.parametrize("written,value", [("1e-2", 0.01), ("1E-3", 0.001), ("5e+1", 50.0), ("1.0e5", 1e5)])
+def test_numbers_with_an_exponent_are_numbers(tmp_path, written, value):
+    """PyYAML's YAML 1.1 reads 1e-2 (no dot) and 1.0e5 (no sign) as strings; study configs are read as YAML 1.2."""
+    text = (REPO / "tests" / "tiny_config.yaml").read_text()
+    text, n = re.subn(r"(?m)^(  lr:) .*$", rf"\1 {written}", text)
+    assert n == 1
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    cfg = check(load_yaml(path))
+    assert cfg["training"]["lr"] == value and isinstance(cfg["training"]["lr"], float)
+    assert config.load_yaml(path)["training"]["lr"] == value
+    assert config.typed_overrides({"training": {"lr": written}}) == {"training": {"lr": value}}  # --config
 
 
 BAD = [
@@ -263,7 +278,9 @@ def test_command_line_overrides_are_typed_like_a_config_file():
 
 def test_snakemake_applies_config_overrides_with_their_types(tmp_path):
     both = planned_jobs(tmp_path / "a")
-    one = planned_jobs(tmp_path / "b", "--config", "datasets=[digits]", "seeds=[0, 1]", "training={epochs: 2}")
+    one = planned_jobs(
+        tmp_path / "b", "--config", "datasets=[digits]", "seeds=[0, 1]", "training={epochs: 2, lr: 1e-3}"
+    )
     assert one["train"] * 2 == both["train"]  # the factors cells are gone; the lists were read as lists
     proc = snakemake(tmp_path / "c", "-n", "--config", "training={epochs: 0}", check=False)
     assert proc.returncode != 0

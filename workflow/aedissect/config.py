@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+import yaml
+
 from aedissect.datasets import REGISTRY
 
 # the schema beside the package in the repository (workflow/schemas/); the workflow passes its own source path
@@ -35,6 +37,28 @@ RUN_ID_PATTERN = re.compile(
 
 class ConfigError(ValueError):
     """A study config that cannot be run; the message names the key and the allowed values."""
+
+
+class StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does.
+
+    PyYAML implements YAML 1.1, where a float needs a dot and a signed exponent: ``1e-2``, ``1E-3``, ``5e+1`` and
+    ``1.0e5`` are strings there, and ``lr: 1e-2`` failed as "'1e-2' is not of type 'number'".
+    """
+
+
+# tried after YAML 1.1's own float and int patterns, which match none of these
+StudyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path) -> object:
+    """A study config file (or the schema) as data, with ``StudyLoader``: how every reader of a study reads it."""
+    with open(path) as fh:
+        return yaml.load(fh, Loader=StudyLoader)
 
 
 class Run(TypedDict):
@@ -182,15 +206,13 @@ def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: in
 def typed_overrides(values):
     """``--config`` values with their YAML types: Snakemake reads the items of a list or mapping given on the
     command line with YAML's base loader, as strings (``seeds=[0,1]`` gives ``['0', '1']``)."""
-    import yaml
-
     if isinstance(values, Mapping):
         return {key: typed_overrides(value) for key, value in values.items()}
     if isinstance(values, list):
         return [typed_overrides(value) for value in values]
     if isinstance(values, str):
         try:
-            return yaml.safe_load(values)
+            return yaml.load(values, Loader=StudyLoader)
         except yaml.YAMLError:
             return values
     return values
@@ -260,10 +282,7 @@ def _check(schema: dict, instance: dict, prefix: tuple = ()) -> None:
 
 
 def _schema(schema_path) -> dict:
-    import yaml
-
-    with open(schema_path) as fh:
-        return yaml.safe_load(fh)
+    return load_yaml(schema_path)
 
 
 def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:

@@ -8,6 +8,7 @@ config, so the hash of that dict identifies the run's inputs.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
@@ -274,11 +275,31 @@ def _check(schema: dict, instance: dict, prefix: tuple = ()) -> None:
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = []
-        for err in errors:
-            key = ".".join(map(str, (*prefix, *err.absolute_path))) or "(top level)"
-            lines.append(f"config key {key}: {err.message}")
-        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines))
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(_error_lines(errors, prefix)))
+
+
+def _error_lines(errors, prefix: tuple) -> list[str]:
+    """One line per schema error, naming its key as a dotted path. Unknown keys come first, each with the nearest
+    valid key (jsonschema says only "Additional properties are not allowed"); a misspelt required key is then not
+    also reported missing."""
+    lines, explained = [], set()
+    unknown = [err for err in errors if err.validator == "additionalProperties" and err.validator_value is False]
+    for err in unknown:
+        section = ".".join(map(str, (*prefix, *err.absolute_path)))
+        where = f"in {section}" if section else "at the top level"
+        known = list(err.schema.get("properties", {}))
+        for name in [name for name in err.instance if name not in known]:
+            nearest = difflib.get_close_matches(str(name), known, n=1)
+            if nearest:
+                lines.append(f"unknown key `{name}` {where}: did you mean `{nearest[0]}`?")
+                explained.add((section, f"{nearest[0]!r} is a required property"))  # jsonschema's wording
+            else:
+                lines.append(f"unknown key `{name}` {where}; the keys there are {', '.join(known)}")
+    for err in errors:
+        section = ".".join(map(str, (*prefix, *err.absolute_path)))
+        if err not in unknown and (section, err.message) not in explained:
+            lines.append(f"config key {section or '(top level)'}: {err.message}")
+    return lines
 
 
 def _schema(schema_path) -> dict:

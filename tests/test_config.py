@@ -68,6 +68,53 @@ def test_defaults_are_filled(tiny_config):
     assert cfg["logging"] == {"tensorboard": False}
 
 
+def minimal_study() -> dict:
+    """Only the keys that have no default: no data, vae or figures section."""
+    return {
+        "datasets": ["digits"],
+        "model_kinds": ["ae"],
+        "architectures": {"sym": {"family": "symmetric", "encoder": [16], "decoder": [16]}},
+        "bottlenecks": [4],
+        "activations": ["relu"],
+        "seeds": [0],
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+    }
+
+
+def test_sections_a_study_leaves_out_take_the_schema_defaults():
+    cfg = check(minimal_study())
+    assert cfg["data"] == {
+        "root": "data",
+        "download": False,
+        "test_fraction": 0.2,
+        "split_seed": 0,
+        "max_train_samples": None,
+        "factors": {"n_samples": 4000, "n_factors": 4, "dim": 32, "map_hidden": 64, "noise_std": 0.03, "seed": 0},
+        "shapes": {"size": 32, "n_samples": 10000, "antialias": False, "seed": 0},
+        "mnist1d": {"n_samples": 5000, "seed": 42},
+    }
+    assert cfg["vae"] == {"beta": 1.0, "likelihood": "gaussian", "sigma": 0.1}
+    assert cfg["figures"] == {"n_examples": 6, "dpi": 200}
+    assert [run["run_id"] for run in config.grid(cfg)] == ["digits/ae/sym/z4/relu/s0"]
+    assert "vae" not in config.grid(cfg)[0]  # an AE's run config, and so its hash, has no vae section
+    cfg = check(minimal_study() | {"model_kinds": ["vae"], "vae": {"likelihood": "bernoulli"}})
+    assert cfg["vae"] == {"beta": 1.0, "likelihood": "bernoulli", "sigma": 0.1}
+
+
+def test_a_config_that_writes_every_key_keeps_its_run_configs(default_config):
+    """The default study writes every key of training and vae, the sections a run's config (and hash) holds, and
+    every data key its data sets depend on: validating fills none of them in, so schema defaults added later
+    cannot change its run ids, hashes or prepare_data params."""
+    from aedissect import datasets
+
+    cfg = check(default_config)
+    for run in config.grid(cfg):
+        assert run["training"] == default_config["training"]
+        assert run.get("vae", default_config["vae"]) == default_config["vae"]
+    for dataset in cfg["datasets"]:
+        assert datasets.data_options(dataset, cfg["data"]) == datasets.data_options(dataset, default_config["data"])
+
+
 @pytest.mark.parametrize("written,value", [("1e-2", 0.01), ("1E-3", 0.001), ("5e+1", 50.0), ("1.0e5", 1e5)])
 def test_numbers_with_an_exponent_are_numbers(tmp_path, written, value):
     """PyYAML's YAML 1.1 reads 1e-2 (no dot) and 1.0e5 (no sign) as strings; study configs are read as YAML 1.2."""

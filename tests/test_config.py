@@ -401,3 +401,53 @@ def test_config_reference_check_fails_on_a_stale_page(tmp_path, capsys):
     assert "aedissect config-reference > " in capsys.readouterr().err
     assert cli.main(["config-reference"]) == 0
     assert capsys.readouterr().out == (REPO / "docs" / "config.md").read_text()
+
+
+def test_every_enum_value_is_listed_in_the_reference():
+    """The allowed values of every key with a fixed set (architectures.<name>.family among them) are in its row."""
+    from aedissect import config_reference
+
+    page = (REPO / "docs" / "config.md").read_text()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in page.splitlines() if line.startswith("| `")}
+
+    def enums(node):
+        """The enums of one key: its own and its items' or values' (sub-keys have their own rows)."""
+        found = [node["enum"]] if "enum" in node else []
+        for sub in (node.get("items"), node.get("additionalProperties")):
+            if isinstance(sub, dict) and "properties" not in sub:
+                found += enums(sub)
+        return found
+
+    checked = 0
+    for path, node, _ in config_reference.properties(load_yaml(SCHEMA)):
+        for values in enums(node):
+            for value in values:
+                assert f"`{value}`" in rows[f"`{path}`"], (path, value)
+                checked += 1
+    assert checked > 30
+    for family in config.FAMILIES:
+        assert f"`{family}`" in rows["`architectures.<name>.family`"]
+
+
+def minimal_study_block() -> str:
+    """The YAML block under "A minimal study" in docs/config.md."""
+    page = (REPO / "docs" / "config.md").read_text()
+    match = re.search(r"^## A minimal study\n.*?^```yaml\n(.*?)^```$", page, flags=re.M | re.S)
+    assert match, "docs/config.md has no yaml block under '## A minimal study'"
+    return match.group(1)
+
+
+def test_the_minimal_study_in_the_reference_is_valid_and_plans(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text(minimal_study_block())
+    raw = load_yaml(path)
+    assert set(raw) == {"datasets", "model_kinds", "architectures", "bottlenecks", "activations", "seeds", "training"}
+    cfg = check(raw)
+    runs = config.grid(cfg)
+    assert {run["dataset"] for run in runs} == {"digits"} and {run["kind"] for run in runs} == {"ae"}
+    assert len(cfg["architectures"]) == 2 and len(cfg["bottlenecks"]) == 1 and len(cfg["seeds"]) == 3
+    assert len(runs) == 6 and cfg["training"]["lr"] == 0.01  # written 1e-2
+    for family in config.FAMILIES:  # its comment names every family
+        assert family in minimal_study_block()
+    jobs = planned_jobs(tmp_path / "wd", configfile=path)
+    assert jobs["train"] == 2 and jobs["prepare_data"] == 1  # one job per cell, the seeds together

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -52,8 +51,10 @@ def killed_while_saving(monkeypatch, fit, resume, at: int = 3):
 
 
 def load_yaml(path) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    """A study config as the workflow and ``aedissect check`` read it."""
+    from aedissect import config
+
+    return config.load_yaml(path)
 
 
 @pytest.fixture

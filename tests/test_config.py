@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 
@@ -67,9 +68,102 @@ def test_defaults_are_filled(tiny_config):
     assert cfg["logging"] == {"tensorboard": False}
 
 
+def minimal_study() -> dict:
+    """Only the keys that have no default: no data, vae or figures section."""
+    return {
+        "datasets": ["digits"],
+        "model_kinds": ["ae"],
+        "architectures": {"sym": {"family": "symmetric", "encoder": [16], "decoder": [16]}},
+        "bottlenecks": [4],
+        "activations": ["relu"],
+        "seeds": [0],
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+    }
+
+
+def test_sections_a_study_leaves_out_take_the_schema_defaults():
+    cfg = check(minimal_study())
+    assert cfg["data"] == {
+        "root": "data",
+        "download": False,
+        "test_fraction": 0.2,
+        "split_seed": 0,
+        "max_train_samples": None,
+        "factors": {"n_samples": 4000, "n_factors": 4, "dim": 32, "map_hidden": 64, "noise_std": 0.03, "seed": 0},
+        "shapes": {"size": 32, "n_samples": 10000, "antialias": False, "seed": 0},
+        "mnist1d": {"n_samples": 5000, "seed": 42},
+    }
+    assert cfg["vae"] == {"beta": 1.0, "likelihood": "gaussian", "sigma": 0.1}
+    assert cfg["figures"] == {"n_examples": 6, "dpi": 200}
+    assert [run["run_id"] for run in config.grid(cfg)] == ["digits/ae/sym/z4/relu/s0"]
+    assert "vae" not in config.grid(cfg)[0]  # an AE's run config, and so its hash, has no vae section
+    cfg = check(minimal_study() | {"model_kinds": ["vae"], "vae": {"likelihood": "bernoulli"}})
+    assert cfg["vae"] == {"beta": 1.0, "likelihood": "bernoulli", "sigma": 0.1}
+
+
+def test_a_config_that_writes_every_key_keeps_its_run_configs(default_config):
+    """The default study writes every key of training and vae, the sections a run's config (and hash) holds, and
+    every data key its data sets depend on: validating fills none of them in, so schema defaults added later
+    cannot change its run ids, hashes or prepare_data params."""
+    from aedissect import datasets
+
+    cfg = check(default_config)
+    for run in config.grid(cfg):
+        assert run["training"] == default_config["training"]
+        assert run.get("vae", default_config["vae"]) == default_config["vae"]
+    for dataset in cfg["datasets"]:
+        assert datasets.data_options(dataset, cfg["data"]) == datasets.data_options(dataset, default_config["data"])
+
+
+@pytest.mark.parametrize("written,value", [("1e-2", 0.01), ("1E-3", 0.001), ("5e+1", 50.0), ("1.0e5", 1e5)])
+def test_numbers_with_an_exponent_are_numbers(tmp_path, written, value):
+    """PyYAML's YAML 1.1 reads 1e-2 (no dot) and 1.0e5 (no sign) as strings; study configs are read as YAML 1.2."""
+    text = (REPO / "tests" / "tiny_config.yaml").read_text()
+    text, n = re.subn(r"(?m)^(  lr:) .*$", rf"\1 {written}", text)
+    assert n == 1
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    cfg = check(load_yaml(path))
+    assert cfg["training"]["lr"] == value and isinstance(cfg["training"]["lr"], float)
+    assert config.load_yaml(path)["training"]["lr"] == value
+    assert config.typed_overrides({"training": {"lr": written}}) == {"training": {"lr": value}}  # --config
+
+
+UNKNOWN_KEYS = [
+    (
+        lambda c: c.update(bottleneck=c.pop("bottlenecks")),
+        "unknown key `bottleneck` at the top level: did you mean `bottlenecks`?",
+    ),
+    (
+        lambda c: c["training"].update(epoch=c["training"].pop("epochs")),
+        "unknown key `epoch` in training: did you mean `epochs`?",
+    ),
+    (
+        lambda c: c["data"].update(shapes={"antialiased": True}),
+        "unknown key `antialiased` in data.shapes: did you mean `antialias`?",
+    ),
+    (
+        lambda c: c["architectures"]["sym"].update(famly="symmetric"),
+        "unknown key `famly` in architectures.sym: did you mean `family`?",
+    ),
+    (
+        lambda c: c.update(learning_rate=0.1),
+        "unknown key `learning_rate` at the top level; the keys there are datasets, data, model_kinds,",
+    ),
+]
+
+
+@pytest.mark.parametrize("mutate,message", UNKNOWN_KEYS, ids=[m.split("`")[1] for _, m in UNKNOWN_KEYS])
+def test_an_unknown_key_is_answered_with_the_nearest_valid_key(tiny_config, mutate, message):
+    mutate(tiny_config)
+    with pytest.raises(config.ConfigError) as err:
+        check(tiny_config)
+    assert message in str(err.value)
+    assert "is a required property" not in str(err.value)  # the misspelt key is not reported missing too
+    assert "Additional properties" not in str(err.value)
+
+
 BAD = [
-    ("unknown top-level key", lambda c: c.update(learning_rate=0.1), "(top level)", "learning_rate"),
-    ("unknown nested key", lambda c: c["training"].update(epoch=3), "training", "epoch"),
     ("wrong type", lambda c: c["training"].update(epochs="ten"), "training.epochs", "integer"),
     ("zero epochs", lambda c: c["training"].update(epochs=0), "training.epochs", "minimum"),
     ("negative lr", lambda c: c["training"].update(lr=-1.0), "training.lr", "0"),
@@ -101,7 +195,6 @@ BAD = [
         "data.shapes.n_samples",
         "maximum of 737280",
     ),
-    ("shapes key misspelt", lambda c: c["data"].update(shapes={"antialiased": True}), "data.shapes", "antialiased"),
     (
         "mnist1d classes unbalanced",
         lambda c: c["data"].update(mnist1d={"n_samples": 105}),
@@ -226,12 +319,14 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, tiny_config):
 
     tiny_config["training"]["epochs"] = -1
     tiny_config["datasets"] = ["digits", "svhn"]
+    tiny_config["vae"]["betta"] = tiny_config["vae"].pop("beta")
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     proc = snakemake(tmp_path / "wd", "--cores", "1", configfile=path, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "config key training.epochs" in out and "config key datasets.1" in out and "'svhn'" in out
+    assert "unknown key `betta` in vae: did you mean `beta`?" in out
     assert not (tmp_path / "wd" / "results").exists()
 
 
@@ -263,7 +358,9 @@ def test_command_line_overrides_are_typed_like_a_config_file():
 
 def test_snakemake_applies_config_overrides_with_their_types(tmp_path):
     both = planned_jobs(tmp_path / "a")
-    one = planned_jobs(tmp_path / "b", "--config", "datasets=[digits]", "seeds=[0, 1]", "training={epochs: 2}")
+    one = planned_jobs(
+        tmp_path / "b", "--config", "datasets=[digits]", "seeds=[0, 1]", "training={epochs: 2, lr: 1e-3}"
+    )
     assert one["train"] * 2 == both["train"]  # the factors cells are gone; the lists were read as lists
     proc = snakemake(tmp_path / "c", "-n", "--config", "training={epochs: 0}", check=False)
     assert proc.returncode != 0
@@ -304,3 +401,53 @@ def test_config_reference_check_fails_on_a_stale_page(tmp_path, capsys):
     assert "aedissect config-reference > " in capsys.readouterr().err
     assert cli.main(["config-reference"]) == 0
     assert capsys.readouterr().out == (REPO / "docs" / "config.md").read_text()
+
+
+def test_every_enum_value_is_listed_in_the_reference():
+    """The allowed values of every key with a fixed set (architectures.<name>.family among them) are in its row."""
+    from aedissect import config_reference
+
+    page = (REPO / "docs" / "config.md").read_text()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in page.splitlines() if line.startswith("| `")}
+
+    def enums(node):
+        """The enums of one key: its own and its items' or values' (sub-keys have their own rows)."""
+        found = [node["enum"]] if "enum" in node else []
+        for sub in (node.get("items"), node.get("additionalProperties")):
+            if isinstance(sub, dict) and "properties" not in sub:
+                found += enums(sub)
+        return found
+
+    checked = 0
+    for path, node, _ in config_reference.properties(load_yaml(SCHEMA)):
+        for values in enums(node):
+            for value in values:
+                assert f"`{value}`" in rows[f"`{path}`"], (path, value)
+                checked += 1
+    assert checked > 30
+    for family in config.FAMILIES:
+        assert f"`{family}`" in rows["`architectures.<name>.family`"]
+
+
+def minimal_study_block() -> str:
+    """The YAML block under "A minimal study" in docs/config.md."""
+    page = (REPO / "docs" / "config.md").read_text()
+    match = re.search(r"^## A minimal study\n.*?^```yaml\n(.*?)^```$", page, flags=re.M | re.S)
+    assert match, "docs/config.md has no yaml block under '## A minimal study'"
+    return match.group(1)
+
+
+def test_the_minimal_study_in_the_reference_is_valid_and_plans(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text(minimal_study_block())
+    raw = load_yaml(path)
+    assert set(raw) == {"datasets", "model_kinds", "architectures", "bottlenecks", "activations", "seeds", "training"}
+    cfg = check(raw)
+    runs = config.grid(cfg)
+    assert {run["dataset"] for run in runs} == {"digits"} and {run["kind"] for run in runs} == {"ae"}
+    assert len(cfg["architectures"]) == 2 and len(cfg["bottlenecks"]) == 1 and len(cfg["seeds"]) == 3
+    assert len(runs) == 6 and cfg["training"]["lr"] == 0.01  # written 1e-2
+    for family in config.FAMILIES:  # its comment names every family
+        assert family in minimal_study_block()
+    jobs = planned_jobs(tmp_path / "wd", configfile=path)
+    assert jobs["train"] == 2 and jobs["prepare_data"] == 1  # one job per cell, the seeds together

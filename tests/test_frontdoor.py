@@ -107,6 +107,19 @@ def test_cli_check_names_the_file_and_key(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
+def test_cli_check_reads_1e_2_as_a_number_and_names_the_nearest_key(tmp_path, capsys):
+    text = TINY_CONFIG.read_text()
+    path = tmp_path / "study.yaml"
+    path.write_text(re.sub(r"(?m)^  lr: .*$", "  lr: 1e-2", text))
+    assert cli.main(["check", str(path)]) == 0, capsys.readouterr().err
+    assert config.grid(cli.read_config(path))[0]["training"]["lr"] == 0.01
+    path.write_text(re.sub(r"(?m)^bottlenecks:", "bottleneck:", text))
+    assert cli.main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "study.yaml" in err and "unknown key `bottleneck` at the top level: did you mean `bottlenecks`?" in err
+    assert "'bottlenecks' is a required property" not in err
+
+
 def test_cli_studies_lists_every_study_with_its_size(capsys):
     assert cli.main(["studies", "--dir", str(REPO / "studies")]) == 0
     out = capsys.readouterr().out

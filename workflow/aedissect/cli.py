@@ -28,8 +28,7 @@ def read_config(path: str | Path) -> dict:
     """A study config file, validated (defaults filled in); CliError names the file and the key."""
     path = Path(path)
     try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
+        raw = config.load_yaml(path)
     except OSError as err:
         raise CliError(f"{path}: cannot read it ({err.strerror})") from None
     except yaml.YAMLError as err:
@@ -79,8 +78,7 @@ def studies(args) -> int:
 def reference(args) -> int:
     """The config reference generated from the schema's descriptions; with --check, whether --file equals it."""
     try:
-        with open(args.schema) as fh:
-            text = config_reference.render(yaml.safe_load(fh))
+        text = config_reference.render(config.load_yaml(args.schema))
     except OSError as err:
         raise CliError(f"{args.schema}: cannot read it ({err.strerror})") from None
     if not args.check:
@@ -106,7 +104,7 @@ def option_values(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep:
             raise CliError(f"--option {pair!r}: expected key=value, e.g. nonlinear_epochs=5")
-        options[key] = yaml.safe_load(value)
+        options[key] = yaml.load(value, Loader=config.StudyLoader)
     return options
 
 

@@ -8,6 +8,7 @@ config, so the hash of that dict identifies the run's inputs.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
@@ -15,6 +16,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NotRequired, TypedDict
+
+import yaml
 
 from aedissect.datasets import REGISTRY
 
@@ -35,6 +38,28 @@ RUN_ID_PATTERN = re.compile(
 
 class ConfigError(ValueError):
     """A study config that cannot be run; the message names the key and the allowed values."""
+
+
+class StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does.
+
+    PyYAML implements YAML 1.1, where a float needs a dot and a signed exponent: ``1e-2``, ``1E-3``, ``5e+1`` and
+    ``1.0e5`` are strings there, and ``lr: 1e-2`` failed as "'1e-2' is not of type 'number'".
+    """
+
+
+# tried after YAML 1.1's own float and int patterns, which match none of these
+StudyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path) -> object:
+    """A study config file (or the schema) as data, with ``StudyLoader``: how every reader of a study reads it."""
+    with open(path) as fh:
+        return yaml.load(fh, Loader=StudyLoader)
 
 
 class Run(TypedDict):
@@ -182,15 +207,13 @@ def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: in
 def typed_overrides(values):
     """``--config`` values with their YAML types: Snakemake reads the items of a list or mapping given on the
     command line with YAML's base loader, as strings (``seeds=[0,1]`` gives ``['0', '1']``)."""
-    import yaml
-
     if isinstance(values, Mapping):
         return {key: typed_overrides(value) for key, value in values.items()}
     if isinstance(values, list):
         return [typed_overrides(value) for value in values]
     if isinstance(values, str):
         try:
-            return yaml.safe_load(values)
+            return yaml.load(values, Loader=StudyLoader)
         except yaml.YAMLError:
             return values
     return values
@@ -252,18 +275,35 @@ def _check(schema: dict, instance: dict, prefix: tuple = ()) -> None:
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = []
-        for err in errors:
-            key = ".".join(map(str, (*prefix, *err.absolute_path))) or "(top level)"
-            lines.append(f"config key {key}: {err.message}")
-        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines))
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(_error_lines(errors, prefix)))
+
+
+def _error_lines(errors, prefix: tuple) -> list[str]:
+    """One line per schema error, naming its key as a dotted path. Unknown keys come first, each with the nearest
+    valid key (jsonschema says only "Additional properties are not allowed"); a misspelt required key is then not
+    also reported missing."""
+    lines, explained = [], set()
+    unknown = [err for err in errors if err.validator == "additionalProperties" and err.validator_value is False]
+    for err in unknown:
+        section = ".".join(map(str, (*prefix, *err.absolute_path)))
+        where = f"in {section}" if section else "at the top level"
+        known = list(err.schema.get("properties", {}))
+        for name in [name for name in err.instance if name not in known]:
+            nearest = difflib.get_close_matches(str(name), known, n=1)
+            if nearest:
+                lines.append(f"unknown key `{name}` {where}: did you mean `{nearest[0]}`?")
+                explained.add((section, f"{nearest[0]!r} is a required property"))  # jsonschema's wording
+            else:
+                lines.append(f"unknown key `{name}` {where}; the keys there are {', '.join(known)}")
+    for err in errors:
+        section = ".".join(map(str, (*prefix, *err.absolute_path)))
+        if err not in unknown and (section, err.message) not in explained:
+            lines.append(f"config key {section or '(top level)'}: {err.message}")
+    return lines
 
 
 def _schema(schema_path) -> dict:
-    import yaml
-
-    with open(schema_path) as fh:
-        return yaml.safe_load(fh)
+    return load_yaml(schema_path)
 
 
 def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:

@@ -23,18 +23,52 @@ INTRO = """\
 
 Every key of a study config (`config.yaml`, `studies/*.yaml`; `--configfile` replaces `config.yaml`, it is not
 merged with it). The config is validated against `workflow/schemas/config.schema.yaml` before any job starts
-(and by `aedissect check`): an unknown key, a wrong type or an impossible value stops Snakemake with
-`config key <dotted.path>: <what is wrong>`. Checks the schema cannot express are in `aedissect.config`
-(`check_semantics`): a bottleneck wider than the encoder layer before it (unless `allow_wide_bottleneck`), repeated
-entries, and selections (`truncation.select`, `interventions.cells`, `interventions.freeze.k`) naming a value the
-study does not have. A freeze `k` outside 1..L−1 is refused when the freeze jobs are planned.
+(and by `aedissect check`): a wrong type or an impossible value stops Snakemake with
+`config key <dotted.path>: <what is wrong>`, an unknown key with the nearest valid one
+(``unknown key `bottleneck` at the top level: did you mean `bottlenecks`?``). Checks the schema cannot express are
+in `aedissect.config` (`check_semantics`): a bottleneck wider than the encoder layer before it (unless
+`allow_wide_bottleneck`), repeated entries, and selections (`truncation.select`, `interventions.cells`,
+`interventions.freeze.k`) naming a value the study does not have. A freeze `k` outside 1..L−1 is refused when the
+freeze jobs are planned.
 
 `--config` overrides keys of the config file, e.g. `--config 'seeds=[0, 1]' 'training={epochs: 5}'` (a
 mapping is merged into its section; values are typed as a config file types them, then validated like it).
 
 *required*: the key has no default and must be written out; the default study's values are in `config.yaml`.
-Each rule depends only on the keys it uses: a changed figure setting redraws figures only, a changed training
-setting retrains only the affected cells and what is computed from them.
+Every other key may be left out, and so may every section a study does not use (`data`, `vae`, `figures`, ...):
+the validator fills in the default of each key it does not find. Numbers may be written `0.01`, `1e-2` or
+`1.0e-2`: config files are read with YAML 1.2's numbers (PyYAML's YAML 1.1 would read `1e-2` as text). Each rule
+depends only on the keys it uses: a changed figure setting redraws figures only, a changed training setting
+retrains only the affected cells and what is computed from them.
+
+## A minimal study
+
+An AE-only study of the digits with two architectures, one bottleneck and three seeds; everything it leaves out
+takes its default:
+
+```yaml
+datasets: [digits]
+model_kinds: [ae]
+architectures:                 # any names; family is symmetric, encoder-heavy, decoder-heavy or linear
+  symmetric:
+    family: symmetric
+    encoder: [32]
+    decoder: [32]
+  enc-heavy:
+    family: encoder-heavy
+    encoder: [48, 24]
+    decoder: []
+bottlenecks: [4]
+activations: [relu]
+seeds: [0, 1, 2]
+training:
+  epochs: 20
+  batch_size: 64
+  lr: 1e-2
+```
+
+Saved as `studies/minimal.yaml`, `aedissect check studies/minimal.yaml` validates it (6 runs) and
+`snakemake -n --configfile studies/minimal.yaml` lists its jobs.
 """
 
 

@@ -12,17 +12,24 @@ sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 from aedissect import config as study  # noqa: E402
 from aedissect import datasets, plans  # noqa: E402
 
-# values given with --config, typed as a config file would type them (merged last, as Snakemake merged them)
-update_config(config, study.typed_overrides(workflow.config_settings.config))
+# Snakemake reads config files with YAML 1.1's float pattern, to which 1e-2 is a string: the study is read again from
+# the files Snakemake read, in its order, as `aedissect check` reads it (aedissect.config.StudyLoader); then the values
+# given with --config, typed as a config file would type them (merged last, as Snakemake merged them).
+_config_files = workflow.configfiles
+if workflow.config_settings.replace_workflow_config and workflow.config_settings.overwrite_config:
+    _config_files = workflow.overwrite_configfiles  # Snakemake dropped the configfile: directive's file
+_study_config = {}
+for _config_file in _config_files:
+    update_config(_study_config, study.load_yaml(_config_file))
+update_config(_study_config, study.typed_overrides(workflow.config_settings.config))
 try:
-    study.validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+    study.validate(_study_config, workflow.source_path("../schemas/config.schema.yaml"))
 except study.ConfigError as err:
     raise WorkflowError(str(err)) from None
 # Snakemake compares params by their text: with every mapping sorted, neither the key order of a config
 # file nor whether a default was written out can rerun anything.
-_canonical = study.canonical(config)
 config.clear()
-config.update(_canonical)
+config.update(study.canonical(_study_config))
 
 from aedissect.io import clear_stale_locks, record_lock_owner  # noqa: E402
 from aedissect.scheduling import coalesce_wakeups  # noqa: E402

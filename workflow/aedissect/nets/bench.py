@@ -263,13 +263,12 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     """Seconds for the freeze sweep of one default-study cell (digits, AE, symmetric, z = 8: every spec of every
     seed) one after another and as ``train_members`` stacks it, the ratio and the number of trainings."""
     import torch
-    import yaml
 
     from aedissect import config, plans
     from aedissect.nets import ensemble, interventions
     from aedissect.nets.data import load_digits_split
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = config.load_yaml(REPO / "config.yaml")
     cfg = config.validate(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
     cfg["seeds"] = list(range(seeds))
     cell = ("digits", "ae", "symmetric", 8)
@@ -319,14 +318,10 @@ def paper_scale_hours(device, samples: int) -> tuple[float, dict]:
     job at a time: every rule's model-epochs (``slurm_resources.job_epochs``) x the training-set size x the
     measured seconds per sample and member of its largest architecture's ensemble, per model kind. It errs
     long: smaller architectures, stitches (only an affine map trains) and retrained single layers cost less."""
-    import yaml
-
     from aedissect import config
     from aedissect.slurm_resources import job_epochs
 
-    study = config.validate(
-        yaml.safe_load(PAPER_STUDY.read_text()), REPO / "workflow" / "schemas" / "config.schema.yaml"
-    )
+    study = config.validate(config.load_yaml(PAPER_STUDY), REPO / "workflow" / "schemas" / "config.schema.yaml")
     arch = max(study["architectures"].values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
     z = sorted(study["bottlenecks"])[len(study["bottlenecks"]) // 2]
     batch = study["training"]["batch_size"]
@@ -406,10 +401,10 @@ def startup_cost(device: str, reps: int = 3) -> float:
 
 def largest_study() -> Path:
     """The study config with the most runs: studies/*.yaml, else config.yaml."""
-    import yaml
+    from aedissect import config
 
     def n_runs(path):
-        cfg = yaml.safe_load(path.read_text())
+        cfg = config.load_yaml(path)
         try:
             n = len(cfg["datasets"]) * len(cfg["model_kinds"]) * len(cfg["architectures"])
             return n * len(cfg["bottlenecks"]) * len(cfg["activations"]) * len(cfg["seeds"])
@@ -452,13 +447,11 @@ def default_study(
 ) -> tuple[float, int, int, float]:
     """Wall seconds of the default study with `cores` (with ``seeds``: its first that many seeds only), its job
     counts (all, torch env), the start-up share."""
-    import yaml
-
-    from aedissect import workflow_rules
+    from aedissect import config, workflow_rules
 
     overrides = []
     if seeds is not None:
-        study_seeds = yaml.safe_load((REPO / "config.yaml").read_text())["seeds"]
+        study_seeds = config.load_yaml(REPO / "config.yaml")["seeds"]
         overrides = ["--config", f"seeds={study_seeds[:seeds]}"]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

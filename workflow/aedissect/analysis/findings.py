@@ -1281,9 +1281,8 @@ PLAIN_RULES = {
         "We retrain each network with its first half, its second half, or both left at their random starting "
         "values, credit each half with its average contribution to what training achieves (its Shapley value, "
         "the standard fair split of a joint gain), and R2 says the encoder does the work if its credit is, with "
-        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining is "
-        "known not to have finished (known only where the retraining has a closed-form optimum to compare with; "
-        "the others count unchecked)."
+        "95% confidence, more than half of the total, leaving out networks whose half-frozen retraining had "
+        "not finished where that can be checked (against a closed-form optimum; the others count unchecked)."
     ),
     "RA (abstraction)": (
         "Where the data were generated from known factors, we ask whether some layer after the bottleneck holds "

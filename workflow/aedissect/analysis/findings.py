@@ -1600,10 +1600,9 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     for row in rows:
         table += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
     legend = (
-        "From the rules that give every phantom (a network whose answer is known) its answer: **yes**: each points to "
-        "the encoder, **partly**: some do and none points to the decoder, **no**: one points to the decoder, "
-        "**undecided**: none decides; **fixed**: by construction, no architecture of the family has hidden layers on "
-        "both sides; **fragile**: another rule setting that passes the phantoms too changes it."
+        "By the rules that pass their phantoms: **yes**: all point to the encoder, **partly**: some do, **no**: one "
+        "points to the decoder, **undecided**: none decides; **fixed**: no architecture of the family has hidden "
+        "layers on both sides; **fragile**: another setting changes it."
     )
     legend += f" {SWAP_LEGEND} Numbers: **Findings**." if r3 else " Numbers: **Findings**."
     failed = failed_scopes(verdict_table)

@@ -123,12 +123,13 @@ FIXED = "fixed by construction"
 OFFSET_QUANTITIES = ["twonn_completion_offset", "twonn_min_offset", "pr_completion_offset", "pr_min_offset"]
 SHARE_QUANTITY_NAMES = ["encoder_share_shapley", "encoder_share", "encoder_share_frozen_output_bias"]
 # the quantities a hierarchical bootstrap CI is reported for, beside the t-interval
-BOOTSTRAP_QUANTITIES = [*OFFSET_QUANTITIES, *SHARE_QUANTITY_NAMES]
+BOOTSTRAP_QUANTITIES = [*OFFSET_QUANTITIES, *SHARE_QUANTITY_NAMES, "abstraction_gain"]
 QUANTITY_LABELS = {
     "twonn_completion_offset": "TwoNN: compression completes (layers from bottleneck)",
     "twonn_min_offset": "TwoNN minimum (layers from bottleneck)",
     "pr_completion_offset": "PR: compression completes (layers from bottleneck)",
     "pr_min_offset": "PR minimum (layers from bottleneck)",
+    "abstraction_gain": "RA: best decoder layer's linear factor R² minus the code's",
     "encoder_share_shapley": "encoder share of the work (Shapley)",
     "encoder_share": "encoder share of the work (leave-one-out)",
     "encoder_share_frozen_output_bias": "encoder share, output bias frozen too (control)",

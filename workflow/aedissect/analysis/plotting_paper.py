@@ -8,16 +8,18 @@ import numpy as np
 import pandas as pd
 
 from aedissect.analysis import style
+from aedissect.analysis.calibration import ABSTRACTION_MARGIN
 from aedissect.analysis.findings import QUANTITY_LABELS, SWAP_THRESHOLD
 from aedissect.analysis.stats import mean_ci
 
-# what the verdict reads: R1's completion offset, R2's Shapley share, and beside them the leave-one-out share and
-# its control (a study without the symmetric design has no Shapley share: its panel is left out)
+# what the verdict reads: R1's completion offset, RA's abstraction gain (data with known factors), R2's Shapley share
+# and beside it the leave-one-out share (a study without the symmetric design has no Shapley share: its panel is
+# left out); R2 is drawn whether or not it passed its phantoms
 PANELS = [
     ("twonn_completion_offset", "R1: compression\ncompletes (TwoNN;\nlayers from the\nbottleneck)", 0.0),
+    ("abstraction_gain", "RA: best decoder\nlayer's factor R²\nminus the code's\n(margin dotted)", ABSTRACTION_MARGIN),
     ("encoder_share_shapley", "R2: Shapley share\nof the encoder\n(symmetric design,\nconverged runs)", 0.5),
     ("encoder_share", "leave-one-out\nshare (output\nbias trained)", 0.5),
-    ("encoder_share_frozen_output_bias", "control: leave-\none-out, output\nbias frozen too", 0.5),
 ]
 # R3 (swap), beside them: the family's encoders in front of other architectures' decoders, against its control
 R3_PANEL = ("swap", "R3: swap penalty /\nuntrained encoder's\n(hollow: same arch,\nother seed)", SWAP_THRESHOLD)
@@ -154,6 +156,11 @@ def verdict_summary(per_run: pd.DataFrame, verdicts: pd.DataFrame | None = None)
                 ax.axvline(reference, color="0.6", lw=0.7, ls=":", zorder=0)
             if quantity.startswith("encoder_share"):
                 ax.set_xlim(-0.05, 1.05)
+            elif quantity == "abstraction_gain":  # R² points: the margin and the phantoms' range in view
+                column = per_run.loc[per_run["quantity"] == quantity, "value"].to_numpy(dtype=float)
+                column = column[np.isfinite(column)]
+                low, high = min(column.min(initial=0.0), 0.0), max(column.max(initial=0.0), 2 * reference)
+                ax.set_xlim(low - 0.1 * (high - low), high + 0.1 * (high - low))
             else:
                 # the dots of every data set set the column's range (one scale per column); a wide CI (few
                 # seeds) runs off the panel instead of squashing it
@@ -170,7 +177,7 @@ def verdict_summary(per_run: pd.DataFrame, verdicts: pd.DataFrame | None = None)
 
     handles = style.family_handles(families, kinds) + [style.bottleneck_handle()]
     if any(quantity.startswith("encoder_share") and reference is not None for quantity, _, reference in panels):
-        handles.append(Line2D([], [], color="0.6", lw=0.7, ls=":", label="even split (0.5)"))
+        handles.append(Line2D([], [], color="0.6", lw=0.7, ls=":", label="even split (0.5); RA's margin"))
     if len(points):
         handles.append(style.reference_handle(f"R3 threshold ({SWAP_THRESHOLD:g})"))
     style.legend(fig, handles)

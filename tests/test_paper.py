@@ -1139,3 +1139,32 @@ def test_a_wide_table_of_words_wraps_its_columns_instead_of_transposing():
     assert tex.count(r"p{0.119\textwidth}") == 8 and "fixed by construction" in tex
     narrow = paper.to_latex(words.iloc[:, :2], "caption", "tab:narrow")
     assert r"\begin{tabular}{ll}" in narrow
+
+
+def test_the_sweep_scales_every_control_threshold_and_says_what_the_controls_then_leave():
+    controls = pd.DataFrame(
+        [
+            {"check": "mse", "value": 0.0101, "reference": 0.01, "ratio": 1.01, "threshold": 1.02, "passed": True},
+            {"check": "elbo", "value": -3.0, "reference": -3.1, "ratio": 0.015, "threshold": 0.02, "passed": True},
+            {"check": "angle", "value": 4.0, "reference": 1.5, "ratio": np.nan, "threshold": 5.0, "passed": True},
+            {"check": "mse", "value": 0.0103, "reference": 0.01, "ratio": 1.03, "threshold": 1.02, "passed": False},
+        ]
+    ).assign(applies=True, note=["", "", "", ""], run_id="d/ae/sym/z3/relu/s0", epochs=40, batch_size=64, lr=0.002)
+    strict = findings.rescaled_controls(controls, 0.5)
+    assert strict["threshold"].tolist() == pytest.approx([1.01, 0.01, 2.5, 1.01])
+    assert strict["passed"].tolist() == [True, False, False, False]
+    lenient = findings.rescaled_controls(controls, 2.0)
+    assert lenient["threshold"].tolist() == pytest.approx([1.04, 0.04, 10.0, 1.04])
+    assert lenient["passed"].tolist() == [True, True, True, True]
+    # a bug found stays a bug however lenient the threshold
+    bug = controls.assign(note=["", "", "", "train MSE / PCA-z train MSE 0.9 < 0.999: impossible ..."])
+    assert findings.rescaled_controls(bug, 2.0)["passed"].tolist()[3] is False
+    # in the sweep: the controls at their own thresholds fail one check here, so every verdict reads undecided at
+    # x1 and at x0.5 (no flip) and yes at x2 (a flip: fragile to the control thresholds)
+    runs = runs_of("symmetric", SYMMETRIC)
+    per_run = long_table(runs, {"twonn_completion_offset": [0, 0, 0]})
+    sweep = findings.sensitivity(per_run, None, controls=controls, runs=runs)
+    rows = sweep[sweep["setting"] == "control thresholds"].set_index("value")
+    assert rows.loc[0.5, "verdict"] == "undecided" and rows.loc[0.5, "same_as_baseline"]
+    assert rows.loc[2.0, "verdict"] == "yes" and not rows.loc[2.0, "same_as_baseline"]
+    assert (rows["reference"] == "undecided").all() and (rows["baseline_verdict"] == "yes").all()

@@ -52,7 +52,9 @@ per_run = findings.quantities(runs, parts)
 summary = findings.summarize_groups(per_run)
 # a variant of a rule the sweep tries must pass the phantoms too, or it makes no verdict fragile
 checks = calibration.setting_checks(*tables, findings.rule_settings(per_run, profiles, rules))
-sensitivity = findings.sensitivity(per_run, profiles, majority, rules=rules, checks=checks)
+sensitivity = findings.sensitivity(
+    per_run, profiles, majority, rules=rules, checks=checks, controls=controls, runs=runs
+)
 verdicts = findings.verdicts(summary, majority, rules)
 verdicts = findings.apply_controls(findings.mark_fragile(verdicts, sensitivity), runs, controls)
 swap = pd.read_csv(inputs["swap"]) if "swap" in inputs else None

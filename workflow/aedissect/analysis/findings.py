@@ -816,6 +816,9 @@ SENSITIVITY_COLUMNS = [
     "work",
     "verdict",
     "baseline_verdict",
+    # the verdict a setting's row is compared with: the rules' baseline, or for the control thresholds the verdict the
+    # controls at their own thresholds leave
+    "reference",
     "same_as_baseline",
     "phantoms",
 ]
@@ -845,6 +848,8 @@ def sensitivity(
     leave_one_seed_out: bool = True,
     rules=VERDICT_RULES,
     checks: dict | None = None,
+    controls: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each group's verdict (by the rules in ``rules``: controls aside) under each setting, one change at a time.
 
@@ -855,7 +860,10 @@ def sensitivity(
     that seed dropped (``value`` is the seed). ``same_as_baseline``: the verdict equals the one of ``per_run`` as it
     is at ``majority``. A group that a setting leaves without data reads ``no data``. ``phantoms``: for a setting
     that varies a rule, "" where that variant still gives every phantom its answer, else which it misses
-    (``checks``: ``calibration.setting_checks``; a variant without a check counts as passing).
+    (``checks``: ``calibration.setting_checks``; a variant without a check counts as passing). ``controls``: every
+    control's threshold scaled by each of ``CONTROL_FACTORS`` (``rescaled_controls``; with ``runs``, the runs table
+    ``apply_controls`` reads); these rows give the verdict as the controls at that threshold leave it, and
+    ``same_as_baseline`` compares it with the verdict the controls at their own thresholds leave.
     """
     base = evaluate(per_run, majority, rules)[[*GROUP, "verdict"]].rename(columns={"verdict": "baseline_verdict"})
     settings = []
@@ -877,14 +885,51 @@ def sensitivity(
     for setting, value, table in settings:
         out = base.merge(table[[*GROUP, "compression", "work", "verdict"]], on=GROUP, how="left")
         out = out.fillna({"compression": "no data", "work": "no data", "verdict": "no data"})
-        frames.append(out.assign(setting=setting, value=value))
+        frames.append(out.assign(setting=setting, value=value, reference=out["baseline_verdict"]))
+    if controls is not None and runs is not None and not controls.empty:
+        rule_verdicts = evaluate(per_run, majority, rules)
+        controlled = apply_controls(rule_verdicts, runs, controls)[[*GROUP, "verdict"]]
+        for factor in CONTROL_FACTORS:
+            table = apply_controls(rule_verdicts, runs, rescaled_controls(controls, factor))
+            out = base.merge(table[[*GROUP, "compression", "work", "verdict"]], on=GROUP, how="left")
+            out = out.merge(controlled.rename(columns={"verdict": "reference"}), on=GROUP, how="left")
+            frames.append(out.assign(setting="control thresholds", value=factor))
     if not frames:
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
-    out["same_as_baseline"] = out["verdict"] == out["baseline_verdict"]
+    out["same_as_baseline"] = out["verdict"] == out["reference"]
     checks = checks or {}
     out["phantoms"] = [checks.get((s, v), "") for s, v in zip(out["setting"], out["value"], strict=True)]
     return out[SENSITIVITY_COLUMNS]
+
+
+# the control thresholds' scale factors the sweep tries: every check half as lenient, and twice
+CONTROL_FACTORS = (0.5, 2.0)
+
+
+def rescaled_controls(controls: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """controls.csv with every applicable check's threshold scaled by ``factor`` and ``passed`` decided again: an MSE
+    tolerance 1 + t becomes 1 + factor t, an excess or an angle limit t becomes factor t; the number compared is the
+    ``ratio`` where the check has one, else the ``value``. A stricter threshold only fails more checks; a more lenient
+    one passes a failed check whose number is within it, but not a bug found (a train MSE below PCA-z's, ``note``)."""
+    status = control_status(controls)
+    threshold = pd.to_numeric(controls["threshold"], errors="coerce")
+    ratio, value = (pd.to_numeric(controls[c], errors="coerce") for c in ("ratio", "value"))
+    compared = ratio.fillna(value)
+    # a ratio to a reference with a threshold above 1 is a tolerance (1.02: 2% above), the rest limits (an excess, an
+    # angle in degrees)
+    tolerance = (ratio.notna() & (threshold > 1)).to_numpy(dtype=bool)
+    scaled = np.where(tolerance, 1 + factor * (threshold - 1), factor * threshold)
+    within = compared.to_numpy(dtype=float) <= scaled
+    was = _truth(controls["passed"]).map(lambda v: v is True).to_numpy(dtype=bool)
+    # a bug found (a linear decoder below PCA-z on its own train split) is no threshold's matter
+    bug = controls["note"].astype(str).str.contains("impossible", regex=False) if "note" in controls else False
+    passed = np.where(factor < 1, was & within, (was | within) & ~np.asarray(bug, dtype=bool))
+    applicable = status["applicable"].to_numpy(dtype=bool)
+    out = controls.copy()
+    out["threshold"] = np.where(applicable, scaled, threshold)
+    out["passed"] = np.where(applicable, passed, controls["passed"]).astype(object)
+    return out
 
 
 def rule_settings(per_run: pd.DataFrame, profiles: pd.DataFrame | None, rules=VERDICT_RULES) -> list[tuple]:
@@ -900,7 +945,9 @@ def rule_settings(per_run: pd.DataFrame, profiles: pd.DataFrame | None, rules=VE
 SENSITIVITY_CAPTION = (
     "Each verdict by the rules under other settings, one change at a time: R1's band (the minimum itself, or a "
     "tolerance of 5-20% instead of two standard errors), the majority of R1 and RA, RA's margin, R2's design (where R2 "
-    "is in the verdict), and each seed left out. A verdict that differs from the baseline is starred; a row with a "
+    "is in the verdict), every control threshold halved and doubled (compared with the verdict the controls at "
+    "their own thresholds leave), and each seed left out. A verdict that differs from the baseline is starred; a row "
+    "with a "
     "star is fragile, except where the column is marked †: that variant of the rule misses a phantom "
     "(results/paper/phantoms.csv), so it is no alternative and makes nothing fragile. fixed: R1 is fixed by "
     "construction, no verdict."
@@ -942,6 +989,8 @@ def _setting_text(setting: str, value) -> str:
         return f"RA margin {number(float(value))}"
     if setting == "R2 design":
         return f"R2 on the {value} leave-one-out share"
+    if setting == "control thresholds":
+        return f"control thresholds x{number(float(value))}"
     if setting == "tolerance":
         return f"completion tolerance {float(value):.0%}"
     if setting == "majority":
@@ -1243,8 +1292,9 @@ Verdict rules (workflow/aedissect/analysis/findings.py), per data set x model ki
 - Verdict, from the rules that enter it and have data: `yes` if every one is `encoder`; `no` if one is `decoder`;
   `partly` if one is `encoder` and none `decoder`; else `undecided`.
 - Fragile: a verdict that changes under R1's band (the minimum itself, tolerances {tolerances}), majority
-  {majorities}, RA's margin ({margins}), R2's design (textbook leave-one-out, where R2 enters) or with any one seed
-  left out (results/paper/verdict_sensitivity.csv).
+  {majorities}, RA's margin ({margins}), R2's design (textbook leave-one-out, where R2 enters), every control
+  threshold halved or doubled, or with any one seed left out (results/paper/verdict_sensitivity.csv); a variant of a
+  rule that misses a phantom is no alternative and makes nothing fragile.
 - Controls: a verdict whose models share the data set, the model kind and the training budget ({budget}) with a
   failed control check is `undecided (controls failed: ...)`: a control speaks for networks trained on the same
   data with the same objective.

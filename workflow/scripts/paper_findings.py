@@ -68,6 +68,8 @@ locus = pd.read_csv(inputs["encoding_locus"]) if "encoding_locus" in inputs else
 factor_locus = findings.factor_locus(locus, runs)
 text = findings.with_section(text, findings.factor_locus_markdown(factor_locus, runs, locus))
 text = findings.with_section(text, calibration.phantoms_markdown(phantoms, calibrated), before="## Controls")
+answer = calibration.answer_markdown(verdicts, phantoms, calibrated)
+text = findings.with_section(text, answer, before=calibration.PHANTOMS_HEADING)
 
 io.write_csv(phantoms if phantoms is not None else pd.DataFrame(columns=calibration.PHANTOM_COLUMNS),
              snakemake.output.phantoms)  # fmt: skip

@@ -155,7 +155,7 @@ def calibrated(table: pd.DataFrame | None) -> dict[str, str]:
 
 
 def phantoms_markdown(table: pd.DataFrame | None, calibration: dict[str, str]) -> list[str]:
-    """The first section of findings.md: every rule on every phantom, expected against got, and which rules enter
+    """The section of findings.md after the answer: every rule on every phantom, expected against got, which rules enter
     the verdicts."""
     lines = [PHANTOMS_HEADING, ""]
     if table is None:

@@ -525,7 +525,7 @@ def _pre_activations(model, x):
         if model.kind == "vae" and i == model.bottleneck_layer:
             p = p[:, : model.latent_dim]
         pre.append(p)
-        h = model._layer(i, h)
+        h = model.run_layer(i, h)
     return pre, h
 
 

@@ -1,9 +1,9 @@
 """aedissect: is the encoder really the part that does the encoding? (docs/api.md)
 
-``profile`` and ``load_model`` are imported on first use, so that importing the package (the workflow does,
+``profile``, ``dissect`` and ``load_model`` are imported on first use, so that importing the package (the workflow does,
 to read its config) needs neither torch nor pandas."""
 
-LAZY = {"profile": "aedissect.nets.api", "load_model": "aedissect.nets.models"}
+LAZY = {"profile": "aedissect.nets.api", "dissect": "aedissect.nets.dissect", "load_model": "aedissect.nets.models"}
 
 
 def __getattr__(name: str):

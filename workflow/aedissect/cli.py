@@ -1,6 +1,7 @@
 """The ``aedissect`` command (``pip install -e .``; ``python -m aedissect`` without installing).
 
   aedissect profile results/runs/<run>/model.pt [--data digits] [--config config.yaml] [--out profile.csv]
+  aedissect dissect path/to/file.py:Class [--kwarg name=value ...] [--data digits] [--seeds 0 1 2]
   aedissect studies [--dir studies]
   aedissect check config.yaml [more.yaml ...]
   aedissect config-reference [--check] [--file docs/config.md]
@@ -109,33 +110,57 @@ def option_values(pairs: list[str]) -> dict:
 
 
 def profile(args) -> int:
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():  # before torch is imported: seconds sooner
+        raise CliError(f"{checkpoint}: no such model file")
     from aedissect import datasets, io
-    from aedissect.nets import api, data
+    from aedissect.nets import api, chains, data, user_models
     from aedissect.nets.models import load_model
 
     try:
-        model, payload = load_model(args.model)
-    except FileNotFoundError:
-        raise CliError(f"{args.model}: no such model file") from None
-    except ValueError as err:
+        payload = user_models.read_checkpoint(checkpoint)
+        if user_models.is_pipeline_payload(payload):
+            if args.model_class:
+                raise CliError(f"{checkpoint} is a pipeline model.pt, which names its own class: drop --model")
+            model, payload = load_model(str(checkpoint))
+        else:
+            if not args.model_class:
+                raise CliError(
+                    f"{checkpoint} is a state dict: name its class with --model module:Class (or "
+                    "path/to/file.py:Class) and its arguments with --kwarg name=value"
+                )
+            if not args.data:
+                raise CliError(f"{checkpoint}: a state dict does not say which data it was trained on: pass --data")
+            kwargs = user_models.keyword_arguments(args.kwarg)
+            model = user_models.build(args.model_class, kwargs)
+            model = user_models.load_state(model, payload, checkpoint, args.model_class)
+            payload = {"config": {"run_id": checkpoint.stem}}
+    except (user_models.UserModelError, ValueError) as err:
         raise CliError(str(err)) from None
     source = args.data or payload["config"]["dataset"]
-    # a prepared data set (results/data/<dataset>.pt) is the pipeline's own; a name is built as prepare_data does
-    if not source.endswith(".pt") and not Path(args.config).exists():
+    # a prepared data set (results/data/<dataset>.pt) is the pipeline's own; a name is built as prepare_data does,
+    # with the data: options of --config, of ./config.yaml where there is one, else the schema's defaults
+    if not source.endswith(".pt") and args.config and not Path(args.config).exists():
         raise CliError(
             f"--config {args.config}: no such file; name the study config whose data: options build {source}, "
             f"or pass --data results/data/{source}.pt"
         )
-    options = None if source.endswith(".pt") else read_config(args.config)["data"]
+    study = args.config or ("config.yaml" if Path("config.yaml").exists() else None)
+    if source.endswith(".pt"):
+        options = None
+    else:
+        options = read_config(study)["data"] if study else config.section("data")
     try:
         tensors = data.load(source) if options is None else data.build(source, options)
     except data.DataError as err:
         raise CliError(f"--data {source}: {err}") from None
-    if tensors["x_test"].shape[1] != payload["in_dim"]:
+    if "in_dim" in payload and tensors["x_test"].shape[1] != payload["in_dim"]:
         raise CliError(
             f"--data {source}: samples have {tensors['x_test'].shape[1]} features, "
-            f"{args.model} was trained on {payload['in_dim']}"
+            f"{checkpoint} was trained on {payload['in_dim']}"
         )
+    if args.input_shape:
+        tensors = {key: _shaped(key, value, args.input_shape) for key, value in tensors.items()}
     if options is None:  # the prepared data set's description (results/data/<dataset>.json) names its factors
         info = Path(source).with_suffix(".json")
         factor_columns = json.loads(info.read_text())["factor_names"] if info.exists() else None
@@ -155,11 +180,17 @@ def profile(args) -> int:
             x_fit=tensors["x_train"],
             name=payload["config"]["run_id"],
             device=args.device,
+            encoder=args.encoder,
+            decoder=args.decoder,
+            kind=args.kind,
+            cuts=args.cut or None,
             **targets,
             **option_values(args.option),
         )
     except config.ConfigError as err:
         raise CliError(f"--option: {err}") from None
+    except chains.ModelError as err:
+        raise CliError(f"--model {args.model_class}: {err}") from None
     if args.out:
         io.write_csv(frame, args.out)
         print(f"{args.out}: {frame['cut'].nunique()} cuts x {frame['metric'].nunique()} metrics", file=sys.stderr)
@@ -168,18 +199,108 @@ def profile(args) -> int:
     return 0
 
 
+def dissect(args) -> int:
+    """Train seeds of the user's class, profile, check and judge them (``nets.dissect``); print the verdict."""
+    from aedissect import io
+    from aedissect.nets import chains, data, user_models
+    from aedissect.nets import dissect as dissection
+
+    try:
+        kwargs = user_models.keyword_arguments(args.kwarg)
+        user_models.build(args.model_class, kwargs)  # fails here, before any training, if the class or its arguments do
+    except user_models.UserModelError as err:
+        raise CliError(str(err)) from None
+    training = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr") if getattr(args, key) is not None}
+    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+    try:
+        tables = dissection.dissect(
+            lambda: user_models.build(args.model_class, kwargs),
+            args.data,
+            seeds=args.seeds,
+            kind=args.kind,
+            encoder=args.encoder,
+            decoder=args.decoder,
+            input_shape=shape,
+            training_options=training,
+            truncation=option_values(args.option),
+            device=args.device,
+        )
+    except chains.ModelError as err:
+        raise CliError(f"--model {args.model_class}: {err}") from None
+    except data.DataError as err:
+        raise CliError(f"--data {args.data}: {err}") from None
+    except config.ConfigError as err:
+        raise CliError(f"--option: {err}") from None
+    if args.out:
+        for name, table in tables.items():
+            io.write_csv(table, Path(args.out) / f"{name}.csv")
+    print(controls_text(tables["controls"]))
+    for row in tables["verdicts"].itertuples():
+        print(f"verdict: {row.verdict}\n{row.sentence}")
+    return 0
+
+
+def controls_text(controls) -> str:
+    """Per check: how many models passed, their ratio to the reference against the threshold, the failures."""
+    from aedissect.formatting import number
+
+    applicable = controls[controls["passed"].notna()]
+    lines = [f"controls: {int(applicable['passed'].astype(bool).sum())} of {len(applicable)} applicable checks passed"]
+    for check, rows in applicable.groupby("check", sort=False):
+        ratios = rows["ratio"].dropna()
+        spread = f", ratio {number(ratios.min())} to {number(ratios.max())}" if len(ratios) else ""
+        note = str(rows["note"].iloc[0]) if str(rows["note"].iloc[0]) not in ("", "nan") else ""
+        lines.append(
+            f"  {check}: {int(rows['passed'].astype(bool).sum())} of {len(rows)} passed{spread} "
+            f"(threshold {number(rows['threshold'].iloc[0])}){'; ' + note if note else ''}"
+        )
+    return "\n".join(lines)
+
+
+def _shaped(key: str, value, shape: str):
+    """The data set's inputs as the model takes them: rows reshaped to ``--input-shape`` (e.g. 1,28,28)."""
+    if not key.startswith("x_"):
+        return value
+    try:
+        dims = tuple(int(d) for d in shape.split(","))
+        return value.reshape(value.shape[0], *dims)
+    except (ValueError, RuntimeError):
+        raise CliError(
+            f"--input-shape {shape}: rows of {value.shape[1]} features cannot take that shape (e.g. 1,28,28)"
+        ) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="aedissect", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("profile", help="layer profile of a trained model.pt on a data set's test split")
-    p.add_argument("model", help="a model.pt written by the pipeline (results/runs/<run>/model.pt)")
+    p = commands.add_parser("profile", help="layer profile of a trained model on a data set's test split")
+    p.add_argument(
+        "checkpoint",
+        metavar="MODEL.pt",
+        help="a model.pt written by the pipeline (results/runs/<run>/model.pt), or a state dict with --model",
+    )
+    p.add_argument(
+        "--model",
+        dest="model_class",
+        metavar="MODULE:CLASS",
+        help="the class of a state dict: module:Class or path/to/file.py:Class, built with the --kwarg arguments",
+    )
+    p.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE", help="an argument of --model's class")
+    p.add_argument("--encoder", default="encoder", help="the encoder chain's module name (default: encoder)")
+    p.add_argument("--decoder", default="decoder", help="the decoder chain's module name (default: decoder)")
+    p.add_argument("--kind", choices=["ae", "vae"], default="ae", help="vae: the encoder gives mu and log var")
+    p.add_argument("--cut", action="append", default=[], metavar="MODULE", help="cut only after these modules")
+    p.add_argument("--input-shape", metavar="C,H,W", help="reshape the data set's rows for the model (conv nets)")
     p.add_argument(
         "--data",
         help="a data set name (built with the data: options of --config) or a prepared results/data/<name>.pt; "
         "default: the data set the model was trained on",
     )
-    p.add_argument("--config", default="config.yaml", help="the study config whose data: options to use")
+    p.add_argument(
+        "--config",
+        help="the study config whose data: options build --data (default: ./config.yaml, else the schema's defaults)",
+    )
     p.add_argument("--out", help="write the profile to this CSV (default: print it)")
     p.add_argument(
         "--option",
@@ -190,6 +311,27 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the nonlinear probes train")
     p.set_defaults(run=profile)
+
+    d = commands.add_parser(
+        "dissect", help="train seeds of your own autoencoder class, profile and check them, and print the verdict"
+    )
+    d.add_argument("model_class", metavar="MODULE:CLASS", help="module:Class or path/to/file.py:Class")
+    d.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE", help="an argument of the class")
+    d.add_argument("--data", default="digits", help="a data set of the registry (default: digits)")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to train (default: 0 1 2)")
+    d.add_argument("--kind", choices=["ae", "vae"], default="ae", help="vae: the encoder gives mu and log var")
+    d.add_argument("--encoder", default="encoder", help="the encoder chain's module name (default: encoder)")
+    d.add_argument("--decoder", default="decoder", help="the decoder chain's module name (default: decoder)")
+    d.add_argument("--input-shape", metavar="C,H,W", help="the shape one sample takes in the model (conv nets)")
+    d.add_argument("--epochs", type=int, help="training epochs (default: the default study's, 40)")
+    d.add_argument("--batch-size", type=int, help="batch size (default: 64)")
+    d.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default: 0.01)")
+    d.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="a truncation: option (repeatable)"
+    )
+    d.add_argument("--out", help="write the tables (runs, profiles, controls, verdicts, ...) to this folder")
+    d.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where training and probes run")
+    d.set_defaults(run=dissect)
 
     s = commands.add_parser("studies", help="list the study configs and their size")
     s.add_argument("--dir", default="studies", help="folder of study configs (default: studies)")

@@ -21,8 +21,13 @@ import yaml
 
 from aedissect.datasets import REGISTRY
 
-# the schema beside the package in the repository (workflow/schemas/); the workflow passes its own source path
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# the schema beside the package in the repository (workflow/schemas/), which the workflow passes as its own source
+# path; a non-editable install carries it inside the package (pyproject.toml: aedissect.schemas)
+SCHEMA_PATH = next(
+    (here / "schemas" / "config.schema.yaml")
+    for here in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parent)
+    if (here / "schemas" / "config.schema.yaml").exists()
+)
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")

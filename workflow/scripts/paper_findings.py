@@ -23,10 +23,7 @@ parts = [metrics[["run_id"]].assign(quantity="test_mse", value=metrics["test_mse
 profiles = None
 if "layer_profiles" in inputs:
     profiles = pd.read_csv(inputs["layer_profiles"])
-    parts.append(findings.compression_offsets(profiles, tolerance))
-    gains = calibration.abstraction_gains(profiles)
-    in_decoder = (gains["value"] > calibration.ABSTRACTION_MARGIN).astype(float)
-    parts += [gains, gains.assign(quantity="abstraction_decoder", value=in_decoder)]
+    parts += calibration.rule_quantities(profiles, tolerance)
 if "encoder_share" in inputs:
     share = pd.read_csv(inputs["encoder_share"])
     parts += [findings.encoder_shares(share), findings.parameter_fractions(share)]

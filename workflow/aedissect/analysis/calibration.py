@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aedissect.analysis.compression import compression_offsets
+from aedissect.analysis.compression import DEFAULT_TOLERANCE, compression_offsets
 from aedissect.analysis.stats import mean_ci
 from aedissect.formatting import number
 
@@ -49,6 +49,19 @@ def abstraction_gains(profiles: pd.DataFrame, column: str = "run_id") -> pd.Data
             continue
         out.append({column: key, "quantity": "abstraction_gain", "value": float(decoder.max() - code.iloc[0])})
     return pd.DataFrame(out, columns=[column, "quantity", "value"])
+
+
+def rule_quantities(profiles: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> list[pd.DataFrame]:
+    """The per-run quantities R1 and RA read from layer profiles (``run_id, quantity, value``): the compression
+    offsets (``compression_offsets``), the abstraction gain and RA's indicator ``abstraction_decoder`` (the gain
+    above ``ABSTRACTION_MARGIN``)."""
+    gains = abstraction_gains(profiles)
+    in_decoder = (gains["value"] > ABSTRACTION_MARGIN).astype(float)
+    return [
+        compression_offsets(profiles, tolerance),
+        gains,
+        gains.assign(quantity="abstraction_decoder", value=in_decoder),
+    ]
 
 
 def rule_work(row: dict | None) -> str:

@@ -1,8 +1,10 @@
-"""The library's front door: profile any trained ``MLPAutoencoder`` without a study config.
+"""The library's front door: profile any trained autoencoder without a study config.
 
 ``profile`` runs the truncation analysis of the workflow's ``truncate`` rule (``probes.profile_cell``)
 on one model, with the ``truncation:`` defaults of the config schema, so that its numbers are those of a
-``layer_profile.csv`` computed on the same data with the same options.
+``layer_profile.csv`` computed on the same data with the same options. The model is the pipeline's
+``MLPAutoencoder`` (or its model.pt) or any ``nn.Module`` whose encoder and decoder are chains of modules
+(``nets.chains``: a user's own MLP or conv net, as trained elsewhere).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from aedissect import config
-from aedissect.nets import probes
+from aedissect.nets import chains, probes
 from aedissect.nets.models import MLPAutoencoder, as_model, load_model
 
 __all__ = ["load_model", "profile"]
@@ -23,10 +26,14 @@ DTYPES = {"x": torch.float32, "y": torch.int64, "factors": torch.float32}  # tho
 
 
 def profile(
-    model: MLPAutoencoder | str | Path,
+    model: nn.Module | str | Path,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
+    encoder: str | list[str] = "encoder",
+    decoder: str | list[str] = "decoder",
+    kind: str = "ae",
+    cuts: list[str] | None = None,
     x_fit: torch.Tensor | None = None,
     y_fit: torch.Tensor | None = None,
     factors: torch.Tensor | None = None,
@@ -39,8 +46,12 @@ def profile(
     """The layer profile of a trained model: one row per cut and metric (``truncation_tables.PROFILE_COLUMNS``,
     ``state`` always ``trained``: the truncate job's profile of the initial weights is not computed here).
 
-    ``model``: an ``MLPAutoencoder`` or the path of a ``model.pt`` written by the pipeline. ``x``: inputs (one
-    flattened row per sample, as the model was trained on) to measure the cuts on; ``y``: their integer labels
+    ``model``: an ``MLPAutoencoder``, the path of a ``model.pt`` written by the pipeline, or any ``nn.Module``
+    whose ``encoder`` and ``decoder`` (attribute names, or lists of module names in order) are chains of modules:
+    one cut after every parametrised module, the code at the encoder's output (``nets.chains``; ``kind="vae"``
+    where the encoder gives mu and log var side by side; ``cuts`` names the modules to cut after, by default all).
+    ``x``: inputs, in the shape the model takes (rows for an MLP, N x C x H x W for a conv net), to measure the
+    cuts on; each cut is seen flattened, a wide one narrowed (``truncation.max_cut_width``). ``y``: their integer labels
     (adds the label probe) and ``factors`` their generative factors (adds the factor probes; ``factor_columns``
     names their columns so that the mean factor R² weighs an angle's sine and cosine as one factor). The probes are
     fitted on ``x_fit`` (with ``y_fit``, ``factors_fit``), by default on a seeded half of ``x`` and scored on the
@@ -52,6 +63,10 @@ def profile(
     for key in NOT_OPTIONS:
         options.pop(key)
     model = as_model(model).cpu()
+    if not isinstance(model, MLPAutoencoder):
+        model = chains.wrap(
+            model, torch.as_tensor(x, dtype=DTYPES["x"]), encoder=encoder, decoder=decoder, kind=kind, cuts=cuts
+        )
     data = _split(x, y, factors, x_fit, y_fit, factors_fit, options["seed"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options["seed"])  # as the truncate job does

@@ -3,13 +3,14 @@
 For cut c (numbered as in ``truncation.cut_activations``: 0 the input, ``bottleneck_cut`` the code, the
 VAE's code being the posterior mean, L the output) the prefix x -> h_c is differentiated at each point,
 in float64, in forward mode: the in_dim tangents of every point are carried through the layers with the
-chain rule, J_c = diag(f'(z_c)) W_c J_{c-1} (each layer is a Linear and an elementwise activation f, whose
+chain rule, J_c = diag(f'(z_c)) W_c J_{c-1} for a layer that is a Linear and an elementwise activation f (whose
 slope f'(z) is one reverse pass of sum f(z); the VAE keeps the mean rows), so one pass yields the Jacobians of
-all cuts at once, where reverse mode needs one pass per row of every cut. ``torch.func.jacfwd`` computes the
-same (the tests compare the two), but its first call imports torch's decompositions (~900 modules, 3-5 s per
-process), more than a whole truncate job of a small cell costs; the chain rule here imports nothing and is as
-fast. A ReLU or linear net is piecewise linear, so its Jacobian is exact (not a linearisation) inside the
-linear region of the point.
+all cuts at once, where reverse mode needs one pass per row of every cut. Any other layer of a model of the cut
+interface (``nets.chains``: a convolution, a reshape) pushes the columns of J_{c-1} through with
+``torch.func.jvp``, vmapped over them: correct for every layer, but its first call imports torch's
+decompositions (~900 modules, 3-5 s per process), more than a whole truncate job of a small MLP cell costs, which
+is why dense layers keep the chain rule (the tests compare both with ``torch.func.jacfwd``). A ReLU or linear net
+is piecewise linear, so its Jacobian is exact (not a linearisation) inside the linear region of the point.
 
 Per point: the numerical rank (singular values above ``rel_threshold`` times that point's largest) and the
 participation ratio (sum s^2)^2 / sum s^4 of the squared singular values (as ``metrics.participation_ratio``
@@ -32,17 +33,21 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
-
-from aedissect.nets.models import MLPAutoencoder
+from torch import nn
 
 # 256 points x in_dim 64 x all cuts of a 64-wide net of 8 layers: ~60 MB of float64 Jacobians
 CHUNK = 256
+# a chunk's Jacobians of its widest cut, where a layer is not dense (a conv net's feature maps can be 10^4 wide)
+CHUNK_BYTES = 2**28
+# activations whose Jacobian is the diagonal of their slope (``_slope``)
+ELEMENTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Softplus)
 MIN_REL_THRESHOLD = 1e-6
 
 
-def _float64_copy(model: MLPAutoencoder) -> MLPAutoencoder:
+def _float64_copy(model: nn.Module) -> nn.Module:
     model64 = copy.deepcopy(model).double().eval()
     model64.requires_grad_(False)
     return model64
@@ -57,41 +62,83 @@ def _slope(activation: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, 
     return h.detach(), slope
 
 
-def _prefix_jacobians(model64: MLPAutoencoder, x: torch.Tensor, in_code_basis: bool) -> tuple[torch.Tensor, ...]:
-    """dh_c/dx of every cut at every point of ``x`` by the chain rule: (n, width_c, in_dim) per cut.
+def _dense(layer: nn.Sequential, h: torch.Tensor) -> tuple[nn.Linear, nn.Module] | None:
+    """(Linear, elementwise activation) when the layer is one and acts on rows: its Jacobian is diag(f') W."""
+    modules = list(layer)
+    if h.dim() != 2 or not isinstance(modules[0], nn.Linear) or len(modules) > 2:
+        return None
+    activation = modules[1] if len(modules) == 2 else nn.Identity()
+    return (modules[0], activation) if isinstance(activation, ELEMENTWISE) else None
 
-    The layers are those of ``MLPAutoencoder._layer``: Sequential(Linear, elementwise activation), the VAE's
-    bottleneck layer cut to its mean rows (which commutes with its identity activation).
+
+def _pushed(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h at cut i + 1, J_{i+1} = (d layer_i / dh) J_i) for any layer: every column of J_i, in the cut's own shape,
+    pushed through the layer by a forward-mode product (``torch.func.jvp``, vmapped over the columns). A layer acts
+    on each point alone (the model is in eval mode), so the batch of points goes through as one batch."""
+    n, r = jac.shape[0], jac.shape[2]
+    tangents = jac.permute(2, 0, 1).reshape(r, *h.shape)
+
+    def layer(v: torch.Tensor) -> torch.Tensor:
+        return model64.run_layer(i, v)
+
+    with warnings.catch_warnings():  # torch.func's first call imports code that warns of torch.jit's deprecation
+        warnings.simplefilter("ignore", FutureWarning)
+        pushed = torch.func.vmap(lambda t: torch.func.jvp(layer, (h,), (t,))[1])(tangents)
+    return layer(h), pushed.reshape(r, n, -1).permute(1, 2, 0)
+
+
+def _prefix_jacobians(model64, x: torch.Tensor, in_code_basis: bool) -> tuple[torch.Tensor, ...]:
+    """dh_c/dx of every cut at every point of ``x``: (n, width_c, in_dim) per cut, cuts and input flattened.
+
+    A layer that is a Linear with an elementwise activation (every layer of ``MLPAutoencoder``) by the chain rule,
+    its slope from one reverse pass, the VAE's bottleneck layer cut to its mean rows (which commutes with its
+    identity activation); any other layer (a convolution, a reshape) by ``_pushed``.
 
     ``in_code_basis``: each Jacobian J_c is given as J_c Q, Q an orthonormal basis of a space that holds its rows,
     so that J_c Q Q^T = J_c and J_c Q has J_c's singular values at a smaller width. Every J_c is
-    (dh_c/dh_b) J_b for any earlier cut b, so its rows lie in J_b's row space: first that of the first layer's
+    (dh_c/dh_b) J_b for any earlier cut b, so its rows lie in J_b's row space: first that of a dense first layer's
     weight W (J_1 = diag(f') W at every point: one Q for all points, from a QR of W^T), from the code on that of
     the code's Jacobian (a QR per point). On 32 x 32 images the full (1024 x 1024) Jacobians of the output and
     their Gram matrices were most of a truncate job (29 s of a VAE seed's 40; 2.9 s in these bases).
     """
-    n, d = x.shape
+    n, d = x.shape[0], x[0].numel()
     h, jac = x, torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
     out = [jac]
-    for i, (linear, activation) in enumerate(model64.layers):
-        z, weight = linear(h), linear.weight
-        if model64.kind == "vae" and i == model64.bottleneck_layer:
-            z, weight = z[:, : model64.latent_dim], weight[: model64.latent_dim]
-        if i > 0:
-            jac = torch.matmul(weight, jac)
-        elif in_code_basis and weight.shape[0] < d:
-            jac = torch.linalg.qr(weight.T).R.T.expand(n, -1, -1)  # W Q = R^T, with W^T = Q R
+    for i in range(model64.n_layers):
+        dense = _dense(model64.layer_module(i), h)
+        if dense is None:
+            h, jac = _pushed(model64, i, h, jac)
         else:
-            jac = weight.expand(n, -1, -1)  # J_0 is the identity
-        h, slope = _slope(activation, z)
-        jac = slope[:, :, None] * jac
+            linear, activation = dense
+            z, weight = linear(h), linear.weight
+            if model64.kind == "vae" and i == model64.bottleneck_layer:
+                z, weight = z[:, : model64.latent_dim], weight[: model64.latent_dim]
+            if i > 0:
+                jac = torch.matmul(weight, jac)
+            elif in_code_basis and weight.shape[0] < d:
+                jac = torch.linalg.qr(weight.T).R.T.expand(n, -1, -1)  # W Q = R^T, with W^T = Q R
+            else:
+                jac = weight.expand(n, -1, -1)  # J_0 is the identity
+            h, slope = _slope(activation, z)
+            jac = slope[:, :, None] * jac
         if in_code_basis and i == model64.bottleneck_layer and jac.shape[1] < jac.shape[2]:
             jac = jac @ torch.linalg.qr(jac.transpose(1, 2)).Q
         out.append(jac)
     return tuple(out)
 
 
-def _chunks(model64: MLPAutoencoder, x: torch.Tensor, chunk_size: int, in_code_basis: bool = False):
+def chunk_size_for(model, x: torch.Tensor) -> int:
+    """Points per chunk: ``CHUNK`` for a net of dense layers; for any other, fewer where a cut is so wide that a
+    chunk's Jacobians (width x in_dim x points, float64) would pass ``CHUNK_BYTES`` (a conv net's feature maps)."""
+    with torch.no_grad():
+        cuts = model.all_cuts(x[:1])
+    if all(_dense(model.layer_module(i), h) is not None for i, h in enumerate(cuts[:-1])):
+        return CHUNK
+    widest = max(h[0].numel() for h in cuts)
+    return int(max(1, min(CHUNK, CHUNK_BYTES // (8 * widest * x[0].numel()))))
+
+
+def _chunks(model64, x: torch.Tensor, chunk_size: int, in_code_basis: bool = False):
     """Jacobians of every cut, one chunk of points at a time: tuples of (chunk, width_c, in_dim) tensors (from
     the code on (chunk, width_c, z) with ``in_code_basis``: ``_prefix_jacobians``)."""
     param = next(model64.parameters())
@@ -100,9 +147,12 @@ def _chunks(model64: MLPAutoencoder, x: torch.Tensor, chunk_size: int, in_code_b
         yield _prefix_jacobians(model64, x[begin : begin + chunk_size], in_code_basis)
 
 
-def cut_jacobians(model: MLPAutoencoder, x: torch.Tensor, chunk_size: int = CHUNK) -> list[torch.Tensor]:
-    """dh_c/dx at every point of ``x`` for every cut c = 0..L: (n_points, width_c, in_dim) float64 tensors."""
-    parts = list(_chunks(_float64_copy(model), x, chunk_size))
+def cut_jacobians(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None) -> list[torch.Tensor]:
+    """dh_c/dx at every point of ``x`` for every cut c = 0..L: (n_points, width_c, in_dim) float64 tensors, cuts
+    and input flattened. ``model``: any model of the cut interface (``nets.chains``); ``chunk_size`` points at a
+    time (default ``chunk_size_for``)."""
+    model64 = _float64_copy(model)
+    parts = list(_chunks(model64, x, chunk_size or chunk_size_for(model64, x.double())))
     return [torch.cat(per_cut) for per_cut in zip(*parts, strict=True)]
 
 
@@ -123,7 +173,7 @@ def _rank_and_pr(s2: torch.Tensor, rel_threshold: float) -> tuple[torch.Tensor, 
 
 
 def jacobian_rank_profile(
-    model: MLPAutoencoder, x: torch.Tensor, rel_threshold: float = 1e-3, chunk_size: int = CHUNK
+    model: nn.Module, x: torch.Tensor, rel_threshold: float = 1e-3, chunk_size: int | None = None
 ) -> list[dict]:
     """Per cut c = 0..L a dict: cut, layer, side, width, n_points, rank_mean, rank_std, pr_mean, pr_std,
     n_zero (points where the Jacobian is zero).
@@ -137,6 +187,7 @@ def jacobian_rank_profile(
     if x.shape[0] == 0:
         raise ValueError("x holds no points")
     model64 = _float64_copy(model)
+    chunk_size = chunk_size or chunk_size_for(model64, x.double())
     n_cuts = model64.n_layers + 1
     ranks, prs = [[] for _ in range(n_cuts)], [[] for _ in range(n_cuts)]
     widths = [0] * n_cuts

@@ -107,7 +107,11 @@ class MLPAutoencoder(nn.Module):
             return "bottleneck"
         return "encoder" if cut < self.bottleneck_cut else "decoder"
 
-    def _layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
+    def layer_module(self, i: int) -> nn.Sequential:
+        """Layer i's modules: its Linear and its activation."""
+        return self.layers[i]
+
+    def run_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
         h = self.layers[i](h)
         if i == self.bottleneck_layer:
             if self.kind == "vae":
@@ -121,14 +125,14 @@ class MLPAutoencoder(nn.Module):
         self._check_cut(k)
         h = x
         for i in range(k):
-            h = self._layer(i, h)
+            h = self.run_layer(i, h)
         return h
 
     def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
         """Run the suffix from cut k to the output."""
         self._check_cut(k)
         for i in range(k, self.n_layers):
-            h = self._layer(i, h)
+            h = self.run_layer(i, h)
         return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +142,7 @@ class MLPAutoencoder(nn.Module):
         """Activations at every cut 0..L from one pass."""
         cuts = [x]
         for i in range(self.n_layers):
-            cuts.append(self._layer(i, cuts[-1]))
+            cuts.append(self.run_layer(i, cuts[-1]))
         return cuts
 
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,11 +65,30 @@ def load_with_init(model: MLPAutoencoder | str | Path) -> tuple[MLPAutoencoder, 
     return model, init
 
 
-def cut_activations(model, x) -> list[np.ndarray]:
-    """Activations at every cut 0..L as float64 arrays, from one forward pass."""
+def cut_activations(model, x, max_width: int | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Activations at every cut 0..L as float64 rows (one per point, a feature map flattened), from one forward
+    pass; a cut wider than ``max_width`` reduced by ``narrowed``."""
     model.eval()
     with torch.no_grad():
-        return [h.detach().cpu().numpy().astype(np.float64) for h in model.all_cuts(x)]
+        return [narrowed(h.detach().cpu(), max_width, seed) for h in model.all_cuts(x)]
+
+
+def narrowed(h: torch.Tensor, max_width: int | None, seed: int) -> np.ndarray:
+    """A cut's activations as float64 rows, at most ``max_width`` wide: a feature map (n, C, H, W) wider than that
+    average-pooled per channel to the finest g x g grid with C g^2 <= max_width (channels kept, locality kept);
+    anything still wider (more channels than the cap, or a dense cut) projected to ``max_width`` columns by a
+    Gaussian map scaled by 1/sqrt(max_width), which keeps distances and inner products in expectation
+    (Johnson-Lindenstrauss); the map is seeded by ``seed`` and the width alone, so every model of a cell sees the
+    same one at the same cut and cross-seed CKA compares like with like."""
+    if max_width is not None and h[0].numel() > max_width and h.dim() == 4:
+        grid = math.isqrt(max_width // h.shape[1])
+        if grid >= 1:
+            h = torch.nn.functional.adaptive_avg_pool2d(h.double(), grid)
+    rows = h.reshape(h.shape[0], -1).numpy().astype(np.float64)
+    if max_width is None or rows.shape[1] <= max_width:
+        return rows
+    rng = np.random.default_rng([seed, rows.shape[1]])
+    return rows @ (rng.standard_normal((rows.shape[1], max_width)) / math.sqrt(max_width))
 
 
 def cut_frame(model) -> pd.DataFrame:
@@ -83,6 +102,10 @@ def cut_frame(model) -> pd.DataFrame:
             "relative_depth": [c / L for c in range(L + 1)],
         }
     )
+
+
+def _cut_rows(model, x: torch.Tensor, options: dict) -> list[np.ndarray]:
+    return cut_activations(model, x, options.get("max_cut_width"), options["seed"])
 
 
 def split_indices(n_train: int, n_test: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +324,8 @@ def probe_data(data: dict, options: dict) -> tuple[dict, torch.Tensor, torch.Ten
     at most ``JACOBIAN_POINTS`` of the scored ones)."""
     probe, test = split_indices(data["x_train"].shape[0], data["x_test"].shape[0], options)
     x_fit, x_test = data["x_train"][probe], data["x_test"][test]
-    targets = {"x_fit": x_fit.double().numpy(), "x_test": x_test.double().numpy()}
+    # the reconstruction targets as rows, whatever the model's input shape (an image: C x H x W)
+    targets = {"x_fit": x_fit.flatten(1).double().numpy(), "x_test": x_test.flatten(1).double().numpy()}
     if "y_train" in data:
         targets |= {"y_fit": data["y_train"][probe].numpy(), "y_test": data["y_test"][test].numpy()}
     if "factors_train" in data:
@@ -355,7 +379,7 @@ def cheap_profile(
     the model's own bottleneck, input and output, the ridge probes (x and factors), the Jacobian metrics and the
     TwoNN MLE. Left out, for their cost: the nonlinear probes, the cross-seed CKA, the TwoNN subsamples and the
     label probe (an iterative logistic fit, most of the rest's time). ``input_cut``: see ``cut_metrics``."""
-    fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
+    fit_h, test_h = _cut_rows(model, x_fit, options), _cut_rows(model, x_test, options)
     sim = similarity(test_h, model.bottleneck_cut)
     jac = jacobian_metrics(model, x_jac)
     ridge_targets = {k: v for k, v in targets.items() if not k.startswith("y_")}
@@ -382,7 +406,7 @@ def profile_cell(runs: list[Run], model_paths: list, data: dict, options: dict, 
         start = time.perf_counter()
         model, init_model = load_with_init(path)
         cuts = cut_frame(model)
-        fit_h, test_h = cut_activations(model, x_fit), cut_activations(model, x_test)
+        fit_h, test_h = _cut_rows(model, x_fit, options), _cut_rows(model, x_test, options)
         acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h
         sim = similarity(test_h, model.bottleneck_cut)
         per_cut = cut_metrics(fit_h, test_h, targets, options, input_cut)

@@ -168,7 +168,10 @@ def test_rank_is_invariant_under_reparametrize_but_pr_is_not(activation, kind):
     assert [p["rank_std"] for p in new] == [p["rank_std"] for p in old]
     assert [r["share"] for r in reduction_shares(new)] == [r["share"] for r in reduction_shares(old)]
     code = model.bottleneck_cut
-    assert abs(new[code]["pr_mean"] - old[code]["pr_mean"]) > 0.05
+    if kind == "ae":  # an AE's code is mixed by a map of condition 10; a VAE's only permuted, with signs
+        assert abs(new[code]["pr_mean"] - old[code]["pr_mean"]) > 0.05
+    else:
+        assert new[code]["pr_mean"] == pytest.approx(old[code]["pr_mean"], rel=1e-6)
     # the input and output cuts are the same function of x, so their spectra are the same
     for c in (0, model.n_layers):
         assert new[c]["pr_mean"] == pytest.approx(old[c]["pr_mean"], rel=1e-4)

@@ -204,3 +204,31 @@ def test_findings_open_with_the_answer_read_from_the_tables():
     assert "its mean Shapley share over the seeds' inits is d 0.239, not 0.5" in text
     passing = "\n".join(calibration.answer_markdown(verdicts, table, calibrated | {"work": ""}))
     assert "**R2 work** is left out" not in passing
+
+
+def test_the_linear_vae_as_trained_is_ppca_with_its_decoder_scale_first_and_wiggling_collapsed_latents(factor_data):
+    """The linear VAE at pPCA as trained nets hold it: the same reconstruction as the optimum, the first decoder layer
+    weighing each latent by pPCA's |w_j|, the collapsed means at COLLAPSED_SNR of their posterior std, which
+    ``posterior_scale`` reads."""
+    from aedissect.nets import probes
+
+    x = factor_data["x_train"]
+    eig = np.sort(np.linalg.eigvalsh(np.cov(x.double().numpy(), rowvar=False, bias=True)))[::-1]
+    sigma = float(np.sqrt(np.sqrt(eig[1] * eig[2])))  # two of the four latents active, two collapsed
+    wiggle = phantoms.linear_phantom(x, 4, 0, "vae", sigma, collapsed_snr=phantoms.COLLAPSED_SNR)
+    opt = references.ppca_optimum(x.double().numpy(), 4, sigma)
+    assert opt["n_active"] == 2 and wiggle.name == "linear-vae-as-trained"
+    first_decoder = wiggle.model.layers[wiggle.model.bottleneck_cut][0].weight.detach().double()
+    np.testing.assert_allclose(first_decoder.norm(dim=0).numpy(), np.linalg.norm(opt["W"], axis=0), atol=1e-6)
+    with torch.no_grad():
+        mu, logvar = wiggle.model.posterior(x)
+        out = wiggle.model(x).double().numpy()
+    X = x.double().numpy()
+    np.testing.assert_allclose(out, (X - opt["mean"]) @ opt["enc_weight"].T @ opt["W"].T + opt["mean"], atol=1e-5)
+    collapsed = ~opt["active"]
+    np.testing.assert_allclose(mu[:, collapsed].std(0, correction=0).numpy(), phantoms.COLLAPSED_SNR, rtol=1e-4)
+    scale = probes.posterior_scale(wiggle.model, x)
+    np.testing.assert_allclose(scale.numpy(), np.sqrt(opt["posterior_var"]), rtol=1e-5)
+    assert probes.posterior_scale(phantoms.linear_phantom(x, 4, 0, "ae").model, x) is None
+    with pytest.raises(ValueError, match="collapsed latents"):
+        phantoms.linear_phantom(x, 2, 0, "vae", sigma, collapsed_snr=0.1)  # both latents active: nothing to wiggle

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aedissect.nets.cuts import CutChain
 from aedissect.plans import frozen_layer_set
 
 KINDS = ("ae", "vae")
@@ -99,7 +100,7 @@ def _resolve_chain(model: nn.Module, chain: str | Sequence[str], side: str) -> l
     return [unit for name in chain for unit in _units(modules[name], name)]
 
 
-class ChainAutoencoder(nn.Module):
+class ChainAutoencoder(CutChain):
     """A user's autoencoder, its encoder and decoder chains cut after every layer (module docstring)."""
 
     def __init__(
@@ -135,14 +136,6 @@ class ChainAutoencoder(nn.Module):
     def n_layers(self) -> int:
         return len(self.stages)
 
-    def cut_names(self) -> list[str]:
-        return ["input", *self.layer_names]
-
-    def cut_side(self, cut: int) -> str:
-        if cut == self.bottleneck_cut:
-            return "bottleneck"
-        return "encoder" if cut < self.bottleneck_cut else "decoder"
-
     def layer_module(self, i: int) -> nn.Sequential:
         return self.stages[i]
 
@@ -156,47 +149,16 @@ class ChainAutoencoder(nn.Module):
             h = h.flatten(1)
         return h
 
-    def forward_to(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        self._check_cut(k)
-        for i in range(k):
-            x = self.run_layer(i, x)
-        return x
-
-    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
-        self._check_cut(k)
-        for i in range(k, self.n_layers):
-            h = self.run_layer(i, h)
-        return h
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_to(x, self.n_layers)
-
-    def all_cuts(self, x: torch.Tensor) -> list[torch.Tensor]:
-        cuts = [x]
-        for i in range(self.n_layers):
-            cuts.append(self.run_layer(i, cuts[-1]))
-        return cuts
-
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
         """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE."""
         if self.kind != "vae":
             raise ModelError("posterior: only a VAE (kind='vae') has one")
         return self.stages[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.posterior_stats(x).chunk(2, dim=-1)
-
     def frozen_parameters(self, spec: str) -> list[str]:
         """Names of the parameters a freeze spec holds fixed (``plans.frozen_layer_set`` over the chains' layers)."""
         layers = frozen_layer_set(spec, self.n_layers, self.bottleneck_cut)
         return [name for name, _ in self.named_parameters() if int(name.split(".")[1]) in layers]
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.forward_from(z, self.bottleneck_cut)
-
-    def _check_cut(self, k: int) -> None:
-        if not 0 <= k <= self.n_layers:
-            raise IndexError(f"cut {k} outside 0..{self.n_layers}")
 
 
 def wrap(

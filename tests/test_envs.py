@@ -154,6 +154,7 @@ HEAVY = {
     "matplotlib": "matplotlib",
     "sklearn": "scikit-learn",
     "mnist1d": "mnist1d",
+    "mlxtend": "mlxtend",
 }
 # makes any import of the named packages fail, as it would in a conda env without them
 BLOCK = """
@@ -239,7 +240,7 @@ def test_the_package_outside_nets_imports_without_torch():
 
 
 # what the workflow's own process must do without: the package's dependencies that Snakemake does not bring
-NOT_SNAKEMAKES = ["torch", "torchvision", "pandas", "numpy", "matplotlib", "sklearn", "scipy", "mnist1d"]
+NOT_SNAKEMAKES = ["torch", "torchvision", "pandas", "numpy", "matplotlib", "sklearn", "scipy", "mnist1d", "mlxtend"]
 
 
 def rule_file_imports() -> set[str]:

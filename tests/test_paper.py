@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 PAPER_DOC = (REPO / "docs" / "paper.md").read_text()
 OUTPUTS_DOC = (REPO / "docs" / "outputs.md").read_text()
 STUDIES = ["mnist", "fashion_mnist", "cifar10"]
-# studies on data that generates offline, sized for 2 cores: every family and experiment, fewer bottlenecks
-OFFLINE_STUDIES = ["shapes", "mnist1d"]
+# studies on data that generates or ships offline, sized for 2 cores: every family and experiment, fewer bottlenecks
+OFFLINE_STUDIES = ["shapes", "mnist1d", "mnist5k"]
 
 
 # ---------------------------------------------------------------- findings: per-run quantities

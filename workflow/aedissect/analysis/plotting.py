@@ -178,8 +178,8 @@ def reconstruction_grid(recon: pd.DataFrame, dataset: str, kind: str, n_examples
                 ax.set_ylim(-0.05, 1.05)
             else:
                 img = values.reshape(shape)
-                if img.ndim == 3:  # stored channel-first (CIFAR)
-                    img = img.transpose(1, 2, 0)
+                if img.ndim == 3:  # stored channel-first: CIFAR's three channels, or mnist5k's one
+                    img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
                 ax.imshow(
                     img,
                     cmap="gray_r" if img.ndim == 2 else None,

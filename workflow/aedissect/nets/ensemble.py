@@ -42,7 +42,6 @@ from torch.func import functional_call, stack_module_state
 
 from aedissect import io
 from aedissect.config import Run, config_hash
-from aedissect.nets import stacked
 from aedissect.nets.models import build_model, initial_models
 from aedissect.nets.training import (
     EVAL_SEED,
@@ -66,18 +65,14 @@ PER_MEMBER_KEYS = ("run_id", "seed", "freeze", "epochs", "keep_epochs")
 
 
 class _Loss(nn.Module):
-    """``loss_terms`` as a module's forward, so that ``functional_call`` can swap in a member's weights; its layers
-    are ``stacked.StackedLinear`` where ``stacked.stack_layers`` can replace them."""
+    """``loss_terms`` as a module's forward, so that ``functional_call`` can swap in a member's weights."""
 
-    def __init__(self, model: nn.Module, run: Run, frozen: list[set[str]]):
+    def __init__(self, model: nn.Module, run: Run):
         super().__init__()
         self.model = model
         self.run = run
-        self.upstream = stacked.Upstream()
-        stacked.stack_layers(self.model, frozen, self.upstream)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None, beta: float | None = None) -> torch.Tensor:
-        self.upstream.members = 0
         return loss_terms(self.model, x, self.run, None, eps, beta)["loss"]
 
 
@@ -141,17 +136,7 @@ def train_ensemble(
     members = [(next(seeded) if m is None else copy.deepcopy(m)).to(device) for m in given]
     check_members(runs, members)
     init_states = [clone_state(m) for m in members]
-    chash = config_hash(
-        {
-            "ensemble": runs,
-            "start": [None if m is None else state_digest(s) for m, s in zip(given, init_states, strict=True)],
-        }
-    )
     frozen = [frozen_names(m, run) for m, run in zip(members, runs, strict=True)]
-    # the members in the order that keeps each layer's trainers contiguous (``stacked.member_order``); the results,
-    # the progress rows and the checkpoint's identity keep the caller's order
-    order = stacked.member_order(members[0], frozen)
-    runs, members, init_states, frozen = ([seq[i] for i in order] for seq in (runs, members, init_states, frozen))
     partly = [partly_trained(m, run) for m, run in zip(members, runs, strict=True)]
     for m in members:  # stack_module_state needs one requires_grad per name; the masks below say who trains
         m.requires_grad_(True)
@@ -175,7 +160,7 @@ def train_ensemble(
     epochs = [run["training"]["epochs"] for run in runs]
     steps_per_epoch = math.ceil(n / batch_size)
 
-    base = _Loss(copy.deepcopy(members[0]).to("meta"), run0, frozen)
+    base = _Loss(copy.deepcopy(members[0]).to("meta"), run0)
     prefixed = {f"model.{k}": v for k, v in params.items()}
     prefixed_buffers = {f"model.{k}": v for k, v in buffers.items()}
     is_vae = getattr(members[0], "kind", "ae") == "vae"
@@ -197,6 +182,12 @@ def train_ensemble(
     # a member that diverges keeps being stepped (its NaNs stay in its own slices of the stacked weights and of
     # Adam's moments) but is recorded as diverged, as train_runs records a diverged run; the others go on
     diverged: dict[int, TrainingDiverged] = {}
+    chash = config_hash(
+        {
+            "ensemble": runs,
+            "start": [None if m is None else state_digest(s) for m, s in zip(given, init_states, strict=True)],
+        }
+    )
     start = 1
     resume = load_resume(resume_path, chash) if resume_path is not None else None
     if resume is not None:
@@ -249,7 +240,7 @@ def train_ensemble(
                 epoch_states[m][epoch] = member_state(params, buffers, m)
             if epoch == epochs[m] and epochs[m] < max(epochs):
                 final_states[m] = member_state(params, buffers, m)
-        progress.epoch(epoch, *([values[order.index(m)] for m in range(n_members)] for values in (train_loss, test)))
+        progress.epoch(epoch, train_loss, test)
         if resume_path is not None and (epoch % tr["checkpoint_every"] == 0 or epoch == max(epochs)):
             checkpoint = {
                 "config_hash": chash,
@@ -287,7 +278,7 @@ def train_ensemble(
                 "in_dim": in_dim,
             }
         )
-    return [results[order.index(m)] for m in range(n_members)]
+    return results
 
 
 def member_state(params: dict, buffers: dict, m: int) -> dict:

@@ -7,7 +7,6 @@ state is part of the resume checkpoint, so a killed run continues exactly where 
 from __future__ import annotations
 
 import csv
-import ctypes
 import logging
 import math
 import os
@@ -159,7 +158,6 @@ def setup_torch(threads: int, device: str) -> torch.device:
     """Threads, deterministic kernels (no TF32) and the device; ``auto`` picks CUDA when present."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(threads)
-    keep_freed_memory()
     # torch.use_deterministic_algorithms also sets Inductor's flag, and importing Inductor costs ~2 s of every
     # job's start-up; nothing here compiles, so set the kernels' flag alone (what that function does besides)
     torch._C._set_deterministic_algorithms(True)
@@ -170,24 +168,6 @@ def setup_torch(threads: int, device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
     return torch.device(device)
-
-
-# glibc's mallopt parameters (malloc.h): the size above which a block is mmapped of its own, and the free memory at
-# the heap's top above which it is handed back to the kernel
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory() -> None:
-    """Have glibc's malloc keep freed blocks of up to 32 MiB for reuse (up to 256 MiB at the heap's top) instead of
-    returning them to the kernel: else every step of an ensemble allocates its activations (a few hundred KiB a
-    layer) as fresh pages, and their page faults took ~15% of a freeze sweep's CPU time (28,000 faults -> 11,000 in
-    5 epochs of a default cell). A no-op where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(M_TRIM_THRESHOLD, 1 << 28)
-    libc.mallopt(M_MMAP_THRESHOLD, 1 << 25)
 
 
 def loss_terms(
@@ -206,7 +186,8 @@ def loss_terms(
     weight in ``loss`` (the KL warm-up's ``kl_weight`` of the step while training); None: the run's ``vae.beta``,
     as every evaluation uses it."""
     if model.kind == "ae":  # per member for an ensemble's stacked weights (models.linear): the mean over its rows
-        return {"loss": MeanSquaredError.apply(model(x), x)}
+        mse = (model(x) - x).pow(2).flatten(-2).mean(-1)
+        return {"loss": mse}
     vae = run["vae"]
     stats = model.posterior_stats(x)
     if eps is None:
@@ -220,25 +201,6 @@ def loss_terms(
         "distortion": distortion.mean(-1),
         "rate": rate.mean(-1),
     }
-
-
-class MeanSquaredError(torch.autograd.Function):
-    """(out - x)^2 averaged over the last two axes (a batch's rows and features; per member for an ensemble's
-    stacked outputs), bit for bit as ``(out - x).pow(2).flatten(-2).mean(-1)`` and its autograd gradient, in one
-    node: the gradient 2 (out - x) g / n is one product (times 2 is exact, so the order of the factors leaves every
-    bit), where autograd's chain of mean, pow and sub ran four passes over the output."""
-
-    @staticmethod
-    def forward(ctx, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        diff = out - x
-        ctx.save_for_backward(diff)
-        return diff.pow(2).flatten(-2).mean(-1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (diff,) = ctx.saved_tensors
-        scale = 2 * (grad / (diff.shape[-1] * diff.shape[-2]))
-        return diff * scale.reshape(*scale.shape, 1, 1), None
 
 
 class SampleAndRate(torch.autograd.Function):

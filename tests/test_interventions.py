@@ -1032,11 +1032,14 @@ def test_freeze_cell_stacks_the_mirror_variants_with_the_others_and_records_the_
     monkeypatch.setattr(ensemble, "train_ensemble", counting)
     specs = ["encoder", "encoder+code", "decoder+bias", "both+code+bias", "prefix-1"]
     iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
-    assert stacks == [specs], "one ensemble: the textbook variants carry a frozen identity map"
+    # the encoder-heavy net's decoder is its output layer: with the encoder frozen it is linear in what trains, solved
+    assert stacks == [["decoder+bias", "prefix-1"]], "one ensemble: the textbook variant carries a frozen identity map"
     metrics = {spec: io.read_json(tmp_path / "s0" / spec / "train_metrics.json") for spec in specs}
     for spec in ("encoder", "encoder+code", "both+code+bias"):
         assert metrics[spec]["optimum_reason"] == "" and metrics[spec]["optimum_mse"] > 0, spec
-        assert isinstance(metrics[spec]["converged"], bool)
+        assert metrics[spec]["solved"] == "closed_form" and metrics[spec]["converged"] is True
+        assert metrics[spec]["train_mse"] == metrics[spec]["optimum_mse"]
+    assert metrics["prefix-1"]["solved"] == metrics["decoder+bias"]["solved"] == "trained"
     assert metrics["encoder"]["optimum_mse"] == metrics["encoder+code"]["optimum_mse"]  # the same function class
     assert metrics["prefix-1"]["converged"] is None and metrics["prefix-1"]["optimum_reason"]
     table = intervention_tables.freeze_table([run], [str(tmp_path)], []).set_index("freeze")
@@ -1045,6 +1048,47 @@ def test_freeze_cell_stacks_the_mirror_variants_with_the_others_and_records_the_
     assert table.loc["encoder", "optimum_mse"] == metrics["encoder"]["optimum_mse"]
     assert table.loc["encoder", "converged"] == metrics["encoder"]["converged"]
     assert pd.isna(table.loc["prefix-1", "converged"])
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_a_freeze_cell_solves_the_variants_with_a_closed_form_instead_of_training_them(
+    data, tmp_path, monkeypatch, activation
+):
+    run = resolve_run(STUDY, "digits", "ae", "sym", 3, activation, 0)
+    torch.save(data, tmp_path / "data.pt")
+    calls = []
+    real_train = ensemble.train
+
+    def counting_train(spec_run, *args, **kwargs):
+        calls.append(spec_run["freeze"])
+        return real_train(spec_run, *args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "train", counting_train)
+    # prefix-3 trains the output layer alone: affine in its parameters on frozen features; prefix-1 (relu) is not
+    specs = ["prefix-1", "prefix-3"]
+    iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
+    assert calls == (["prefix-1"] if activation == "relu" else []), "a linear network's variants are all solved"
+    metrics = {spec: io.read_json(tmp_path / "s0" / spec / "train_metrics.json") for spec in specs}
+    solved = metrics["prefix-3"]
+    assert solved["solved"] == "closed_form" and solved["converged"] is True
+    assert metrics["prefix-1"]["solved"] == ("trained" if activation == "relu" else "closed_form")
+    # independently: least squares of the output layer (weights and bias) on the frozen net's features, in float64
+    model = build_model(run, 12).double()
+    design = {}
+    for split in ("x_train", "x_test"):
+        h = model.forward_to(data[split].double(), model.n_layers - 1).detach()
+        design[split] = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
+    fit = torch.linalg.lstsq(design["x_train"], data["x_train"].double(), driver="gelsd").solution
+    for split, key in (("x_train", "train_mse"), ("x_test", "test_mse")):
+        mse = float((design[split] @ fit - data[split].double()).pow(2).mean())
+        assert solved[key] == pytest.approx(mse, rel=1e-9), key
+    assert solved["test_loss"] == solved["test_mse"] == solved["optimum_test_mse"]
+    assert solved["psnr"] == pytest.approx(10 * np.log10(1 / solved["test_mse"]))
+    log = pd.read_csv(tmp_path / "s0" / "prefix-3" / "train_log.csv")
+    assert log.empty and list(log.columns) == ["epoch", "train_loss", "test_loss", "run_id", "freeze"]
+    table = intervention_tables.freeze_table([run], [str(tmp_path)], []).set_index("freeze")
+    assert table.loc["prefix-3", "solved"] == "closed_form"
+    assert table.loc["prefix-3", "test_mse"] == solved["test_mse"]
 
 
 @pytest.mark.parametrize("together", [False, True])
@@ -1090,7 +1134,7 @@ def test_a_centred_freeze_variant_starts_from_its_normal_runs_saved_init_state(
 ):
     from aedissect.nets import jobs
 
-    run = make_run(kind, arch="enc-heavy")
+    run = make_run(kind, arch="sym")  # a decoder with a hidden layer: the AE's frozen-encoder variants train
     run["training"] = run["training"] | {"init": "centred", "epochs": 1, "ensemble": True, "checkpoint_every": 1}
     torch.save(data, tmp_path / "data.pt")
     jobs.train_runs([run], str(tmp_path / "data.pt"), {"sha256": "x"}, [str(tmp_path / "run")], 1, "cpu", 2)

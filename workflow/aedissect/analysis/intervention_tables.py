@@ -25,7 +25,7 @@ METRICS = ["test_loss", "test_mse"]
 # what a freeze variant's train_metrics.json records besides its test metrics (``nets.interventions.variant_metrics``):
 # final training MSE, the closed-form optimum where the trainable part is linear, the sides' parameter counts
 VARIANT_COLUMNS = [
-    "train_mse", "optimum_mse", "optimum_test_mse", "optimum_reason", "converged", "converged_tolerance",
+    "solved", "train_mse", "optimum_mse", "optimum_test_mse", "optimum_reason", "converged", "converged_tolerance",
     "params_encoder", "params_decoder",
 ]  # fmt: skip
 
@@ -37,7 +37,8 @@ def freeze_table(runs: list[Run], freeze_dirs: list[str], normal_metric_paths: l
     affine map on the frozen encoder's code trains (``+code``), ``logvar_head`` whether the VAE's frozen
     log-variance head trains (``+logvar``); ``optimum_mse`` / ``converged`` compare the training MSE with the
     closed-form optimum where the trainable part is linear given the frozen features (AE only; else NaN and
-    ``optimum_reason`` says why)."""
+    ``optimum_reason`` says why); ``solved`` is ``closed_form`` where that optimum is the variant's result (it was not
+    trained, ``nets.interventions.train_freeze_cell``), else ``trained``."""
     by_id = {run["run_id"]: run for run in runs}
     rows = []
     for path in normal_metric_paths:
@@ -46,7 +47,7 @@ def freeze_table(runs: list[Run], freeze_dirs: list[str], normal_metric_paths: l
             rows.append(
                 metrics
                 | {"freeze": "none", "frozen_layers": [], "output_bias": output_bias(False)}
-                | {"optimum_reason": "normal run: nothing is frozen"}
+                | {"optimum_reason": "normal run: nothing is frozen", "solved": "trained"}
             )
     for folder in freeze_dirs:
         rows += [io.read_json(p) for p in sorted(Path(folder).glob("s*/*/train_metrics.json"))]

@@ -261,7 +261,8 @@ def ensemble_speedup(device, n_seeds: int = 8, epochs: int = 10) -> tuple[float,
 
 def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, int]:
     """Seconds for the freeze sweep of one default-study cell (digits, AE, symmetric, z = 8: every spec of every
-    seed) one after another and as ``train_members`` stacks it, the ratio and the number of trainings."""
+    seed, as the freeze job plans and starts it: ``interventions.cell_variants`` and ``cell_models``) one after
+    another and as ``train_members`` stacks it, the ratio and the number of trainings."""
     import torch
 
     from aedissect import config, plans
@@ -275,16 +276,13 @@ def freeze_sweep_speedup(device, seeds: int = 3) -> tuple[float, float, float, i
     runs = [r for r in config.grid(cfg) if (r["dataset"], r["kind"], r["arch"], r["bottleneck"]) == cell]
     split = load_digits_split(cfg["data"])
     data = {k: torch.as_tensor(split[k]).to(device) for k in ("x_train", "x_test")}
-    variants, names = [], []
-    for run in runs:
-        for spec in plans.freeze_specs(run, cfg["interventions"]["freeze"], plans.sweeps(run, cfg)):
-            variants.append(interventions.freeze_variant(run, spec))
-            names.append(f"s{run['seed']}__{spec}")
+    variants, names, _, _ = interventions.cell_variants(runs, plans.freeze_specs_by_run(cfg, runs))
     timings = []
     for batched in (False, True):
         sync(device)
         t = time.perf_counter()
-        ensemble.train_members(variants, data, device, names, ensemble=batched)
+        models = interventions.cell_models(variants, data["x_train"])  # trained in place one after another
+        ensemble.train_members(variants, data, device, names, models, ensemble=batched)
         sync(device)
         timings.append(time.perf_counter() - t)
     return timings[0], timings[1], timings[0] / timings[1], len(variants)

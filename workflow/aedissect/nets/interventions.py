@@ -63,38 +63,89 @@ def train_freeze_cell(
 
     Where some variant trains a code map (``+code``), every variant of the cell is built with one, frozen at the
     identity where its spec does not train it: it computes exactly the same function, and the cell's variants
-    still stack into one ensemble. Besides the test metrics each variant records ``train_mse`` (its final weights
-    on the training split), the closed-form optimum where its trainable part is linear given its frozen features
-    (``closed_form_optimum``: ``optimum_mse``, ``converged``) and the parameter counts of each side.
+    still stack into one ensemble. A variant whose trainable part is linear given its frozen features (an AE's
+    ``closed_form_optimum`` exists: every variant of a linear network, the output layer alone, ...) is not trained
+    but solved: its metrics are the optimum's (``solved_metrics``, ``solved`` = ``closed_form``, an empty
+    train_log.csv). Besides the test metrics each trained variant (``solved`` = ``trained``) records ``train_mse``
+    (its final weights on the training split), the closed-form optimum where there is one (``optimum_mse``,
+    ``converged``) and the parameter counts of each side.
     """
     from aedissect.nets.data import load
 
     dev = setup_torch(threads, device)
     data = load(data_path)
+    variants, names, first_spec, plan = cell_variants(runs, specs_by_run)
+    out_dir_of = {run["run_id"]: Path(out_dir) for run, out_dir in zip(runs, out_dirs, strict=True)}
+    models = cell_models(variants, data["x_train"])
+    starts = models or initial_models(variants, data["x_train"])
+    optima = [
+        closed_form_optimum(start, v["freeze"], data["x_train"], data["x_test"])
+        for start, v in zip(starts, variants, strict=True)
+    ]
+    solved = [optimum["optimum_reason"] == "" for optimum in optima]
+    trained = [i for i, done in enumerate(solved) if not done]
+
+    def pick(items: list) -> list:
+        return [items[i] for i in trained]
+
+    outcomes = train_members(
+        pick(variants), data, dev, pick(names), models and pick(models), ensemble_on(runs), state_dir, tensorboard
+    )
+    results = dict(zip(trained, succeeded(outcomes), strict=True))
+    metrics_of = [
+        solved_metrics(start, optimum) if done else results[i]["metrics"] | variant_metrics(v, results[i], data, dev)
+        for i, (v, start, optimum, done) in enumerate(zip(variants, starts, optima, solved, strict=True))
+    ]
+    for run, spec, key in plan:
+        out_dir = out_dir_of[run["run_id"]]
+        first, index = first_spec[key]
+        metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[1][0]), "status": "ok"}
+        metrics["output_bias"] = output_bias(key[1][1])
+        metrics |= metrics_of[index] | ({"same_as": first} if first != spec else {})
+        io.write_json(metrics, out_dir / spec / "train_metrics.json")
+        history = results[index]["history"] if index in results else []
+        history = pd.DataFrame(history, columns=HISTORY_COLUMNS).assign(run_id=run["run_id"], freeze=spec)
+        io.write_csv(history, out_dir / spec / "train_log.csv")
+    remove_state(state_dir)
+
+
+# the columns of a training's history (``training.train``), which a solved variant's empty train_log.csv keeps
+HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss"]
+
+
+def solved_metrics(start: MLPAutoencoder, optimum: dict) -> dict:
+    """A solved variant's metrics (``train_freeze_cell``): its closed-form optimum (``closed_form_optimum`` from
+    its init ``start``) as its training and test MSE; the AE's loss is that MSE."""
+    mse = optimum["optimum_test_mse"]
+    return (
+        {"test_loss": mse, "test_mse": mse, "psnr": 10.0 * np.log10(1.0 / mse) if mse > 0 else float("inf")}
+        | {"train_mse": optimum["optimum_mse"], "solved": "closed_form"}
+        | optimum
+        | {"converged": True, "converged_tolerance": CONVERGED_TOLERANCE}
+        | side_parameters(start)
+    )
+
+
+def cell_variants(runs: list[Run], specs_by_run: dict) -> tuple[list[Run], list[str], dict, list[tuple]]:
+    """The trainings of one freeze cell: the variants (one per distinct ``variant_key`` of a run), their names, the
+    first spec and variant index of each key, and every (run, spec, key) the cell writes out, in order."""
     variants, names, first_spec, plan = [], [], {}, []
-    for run, out_dir in zip(runs, map(Path, out_dirs), strict=True):
+    for run in runs:
         for spec in specs_by_run[run["run_id"]]:
             key = (run["run_id"], variant_key(run, spec))
             if key not in first_spec:
                 first_spec[key] = (spec, len(variants))
                 variants.append(freeze_variant(run, spec))
                 names.append(f"s{run['seed']}__{spec}")
-            plan.append((run, out_dir, spec, key))
+            plan.append((run, spec, key))
+    return variants, names, first_spec, plan
+
+
+def cell_models(variants: list[Run], x_train: torch.Tensor) -> list[MLPAutoencoder] | None:
+    """Where some variant of the cell trains a code map, every variant's start with one (None: their runs' own
+    init), each from its normal run's init (``initial_models``: centred where ``training.init`` says so)."""
     code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
-    # a variant starts from its normal run's init (``initial_models``: centred where ``training.init`` says so)
-    models = initial_models(variants, data["x_train"], code_map) if code_map else None
-    results = succeeded(train_members(variants, data, dev, names, models, ensemble_on(runs), state_dir, tensorboard))
-    extra = [variant_metrics(v, r, data, dev) for v, r in zip(variants, results, strict=True)]
-    for run, out_dir, spec, key in plan:
-        first, index = first_spec[key]
-        result = results[index]
-        metrics = {"run_id": run["run_id"], "freeze": spec, "frozen_layers": list(key[1][0]), "status": "ok"}
-        metrics["output_bias"] = output_bias(key[1][1])
-        metrics |= result["metrics"] | extra[index] | ({"same_as": first} if first != spec else {})
-        io.write_json(metrics, out_dir / spec / "train_metrics.json")
-        history = pd.DataFrame(result["history"]).assign(run_id=run["run_id"], freeze=spec)
-        io.write_csv(history, out_dir / spec / "train_log.csv")
-    remove_state(state_dir)
+    return initial_models(variants, x_train, code_map) if code_map else None
 
 
 def side_parameters(model: MLPAutoencoder) -> dict:
@@ -121,7 +172,7 @@ def variant_metrics(run: Run, result: dict, data: dict, device) -> dict:
     if optimum["optimum_reason"] == "":
         converged = bool(train_mse <= optimum["optimum_mse"] * (1 + CONVERGED_TOLERANCE))
     return (
-        {"train_mse": train_mse}
+        {"train_mse": train_mse, "solved": "trained"}
         | optimum
         | {"converged": converged, "converged_tolerance": CONVERGED_TOLERANCE}
         | side_parameters(init)

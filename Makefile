@@ -20,7 +20,7 @@ test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest tests
 
 bench: $(STAMP)
-	. $(VENV)/bin/activate && python -m aedissect.nets.bench
+	. $(VENV)/bin/activate && python -m aedissect.nets.bench && python -m aedissect.measured results/bench.json
 
 lint: $(STAMP)
 	. $(VENV)/bin/activate && ruff check . && snakefmt --check Snakefile workflow/rules && snakemake --lint

@@ -1,11 +1,13 @@
-"""The ``aedissect`` command (``pip install -e .``; ``python -m aedissect`` without installing).
+"""The aedissect command: profile a trained model, list the studies and their cost, check a study config.
 
   aedissect profile results/runs/<run>/model.pt [--data digits] [--config config.yaml] [--out profile.csv]
   aedissect studies [--dir studies]
   aedissect check config.yaml [more.yaml ...]
   aedissect config-reference [--check] [--file docs/config.md]
 
-Every error names the file or the config key; the exit status is 1 after one.
+Installed by pip install -e . (or run as python -m aedissect). Every error names what it is about (the option,
+the study file and its config key, the model file); the exit status is 1 after one. This text is the --help of
+the command, so it is plain text, not reStructuredText.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from aedissect import config, config_reference
+from aedissect import config, config_reference, datasets, measured, slurm_resources
 
 
 class CliError(Exception):
@@ -47,32 +49,75 @@ def check(args) -> int:
         try:
             study = read_config(path)
         except CliError as err:
-            print(err, file=sys.stderr)
+            print(f"aedissect check: study {err}", file=sys.stderr)
             failed += 1
             continue
         print(f"{path}: ok, {len(config.grid(study))} runs")
     return 1 if failed else 0
 
 
+def repo_root(start: Path | None = None) -> Path:
+    """The repository the command runs in: the nearest folder at or above ``start`` (the working directory) with
+    a Snakefile and a config.yaml, else the one this package was installed from."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "Snakefile").is_file() and (folder / "config.yaml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def study_paths(folder: str | None) -> tuple[Path, list[Path]]:
+    """The study configs to list and the folder their names are relative to: --dir's *.yaml, or the repository's
+    config.yaml and studies/*.yaml."""
+    if folder is not None:
+        paths = sorted(Path(folder).glob("*.yaml"))
+        if not paths:
+            raise CliError(f"--dir {folder}: no study configs (*.yaml) found")
+        return Path(folder), paths
+    root = repo_root()
+    return root, [path for path in (root / "config.yaml", *sorted((root / "studies").glob("*.yaml"))) if path.is_file()]
+
+
 def studies(args) -> int:
-    """Each study's size: what ``snakemake -n`` would plan for training, without asking Snakemake."""
-    paths = sorted(Path(args.dir).glob("*.yaml"))
-    if not paths:
-        raise CliError(f"{args.dir}: no study configs (*.yaml) found")
-    print(f"{'study':<32} {'datasets':<24} {'runs':>6} {'train jobs':>10} {'epochs':>8}")
+    """Each study's size and cost, without asking Snakemake: its runs, its training jobs and model-epochs
+    (``slurm_resources.job_epochs``), and their time one job after another at the bench's measured rates."""
+    base, paths = study_paths(args.dir)
+    measurements = measured.load()
+    paper_study = base / "studies" / "mnist.yaml"  # the study whose largest net the bench times
+    cost = None
+    if paper_study.is_file():
+        cost = measured.cost_model(measurements, slurm_resources.largest_net_macs(read_config(paper_study)))
+    print(f"{'study':<26} {'datasets':<16} {'runs':>5} {'training jobs':>13} {'model-epochs':>12} {'est. time':>12}")
     failed = 0
     for path in paths:
         try:
             study = read_config(path)
         except CliError as err:
-            print(err, file=sys.stderr)
+            print(f"aedissect studies: study {err}", file=sys.stderr)
             failed += 1
             continue
-        runs = config.grid(study)
-        cells = {config.run_cell(run) for run in runs}
-        epochs = sum(run["training"]["epochs"] for run in runs)
-        print(f"{str(path):<32} {','.join(study['datasets']):<24} {len(runs):>6} {len(cells):>10} {epochs:>8}")
+        work = slurm_resources.job_epochs(study)
+        jobs = sum(len(per_job) for per_job in work.values())
+        epochs = sum(sum(per_job.values()) for per_job in work.values())
+        estimate = "–" if cost is None else measured.duration(slurm_resources.training_seconds(study, cost))
+        name = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+        datasets_ = ",".join(study["datasets"])
+        print(f"{name:<26} {datasets_:<16} {len(config.grid(study)):>5} {jobs:>13} {epochs:>12} {estimate:>12}")
+    print(time_note(measurements))
     return 1 if failed else 0
+
+
+def time_note(measurements: dict) -> str:
+    """Where the estimated times come from."""
+    entry = measurements.get("paper_ae_member_samples_per_s")
+    if entry is None:
+        return "est. time: no measured training rate in docs/measured.json yet (make bench writes it)"
+    return (
+        "est. time: the training jobs one after another, at the seconds per sample make bench measured for a "
+        "digits-sized and an MNIST-sized net, interpolated by each net's multiply-adds (docs/measured.json: "
+        f"{entry['device']}, {entry['threads']} threads, commit {entry['commit']}, {entry['date']}); start-up, "
+        "truncation and the tables are left out"
+    )
 
 
 def reference(args) -> int:
@@ -109,16 +154,26 @@ def option_values(pairs: list[str]) -> dict:
 
 
 def profile(args) -> int:
-    from aedissect import datasets, io
+    # the files first: a wrong path is reported before torch is imported (seconds)
+    if not Path(args.model).is_file():
+        raise CliError(f"model file {args.model}: no such file")
+    if args.data and args.data.endswith(".pt") and not Path(args.data).is_file():
+        raise CliError(f"--data {args.data}: no such file")
+    probe_options = option_values(args.option)
+    try:
+        config.section("truncation", probe_options)
+    except config.ConfigError as err:
+        raise CliError(f"--option: {err}") from None
+    from aedissect import io
     from aedissect.nets import api, data
     from aedissect.nets.models import load_model
 
     try:
         model, payload = load_model(args.model)
     except FileNotFoundError:
-        raise CliError(f"{args.model}: no such model file") from None
+        raise CliError(f"model file {args.model}: no such file") from None
     except ValueError as err:
-        raise CliError(str(err)) from None
+        raise CliError(f"model file {err}") from None  # the message starts with the path
     source = args.data or payload["config"]["dataset"]
     # a prepared data set (results/data/<dataset>.pt) is the pipeline's own; a name is built as prepare_data does
     if not source.endswith(".pt") and not Path(args.config).exists():
@@ -126,7 +181,10 @@ def profile(args) -> int:
             f"--config {args.config}: no such file; name the study config whose data: options build {source}, "
             f"or pass --data results/data/{source}.pt"
         )
-    options = None if source.endswith(".pt") else read_config(args.config)["data"]
+    try:
+        options = None if source.endswith(".pt") else read_config(args.config)["data"]
+    except CliError as err:
+        raise CliError(f"--config {err}") from None
     try:
         tensors = data.load(source) if options is None else data.build(source, options)
     except data.DataError as err:
@@ -156,7 +214,7 @@ def profile(args) -> int:
             name=payload["config"]["run_id"],
             device=args.device,
             **targets,
-            **option_values(args.option),
+            **probe_options,
         )
     except config.ConfigError as err:
         raise CliError(f"--option: {err}") from None
@@ -191,8 +249,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the nonlinear probes train")
     p.set_defaults(run=profile)
 
-    s = commands.add_parser("studies", help="list the study configs and their size")
-    s.add_argument("--dir", default="studies", help="folder of study configs (default: studies)")
+    s = commands.add_parser("studies", help="list the study configs, their size and estimated time")
+    s.add_argument(
+        "--dir", help="a folder of study configs (default: the repository's config.yaml and studies/*.yaml)"
+    )
     s.set_defaults(run=studies)
 
     c = commands.add_parser("check", help="validate study configs against the schema")

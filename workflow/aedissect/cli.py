@@ -250,9 +250,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=profile)
 
     s = commands.add_parser("studies", help="list the study configs, their size and estimated time")
-    s.add_argument(
-        "--dir", help="a folder of study configs (default: the repository's config.yaml and studies/*.yaml)"
-    )
+    s.add_argument("--dir", help="a folder of study configs (default: the repository's config.yaml and studies/*.yaml)")
     s.set_defaults(run=studies)
 
     c = commands.add_parser("check", help="validate study configs against the schema")

@@ -28,19 +28,10 @@ class CliError(Exception):
 
 def read_config(path: str | Path) -> dict:
     """A study config file, validated (defaults filled in); CliError names the file and the key."""
-    path = Path(path)
     try:
-        raw = config.load_yaml(path)
-    except OSError as err:
-        raise CliError(f"{path}: cannot read it ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise CliError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise CliError(f"{path}: a study config is a mapping of keys, not {type(raw).__name__}")
-    try:
-        return config.validate(raw)
+        return config.read_study(path)
     except config.ConfigError as err:
-        raise CliError(f"{path}: {err}") from None
+        raise CliError(str(err)) from None
 
 
 def check(args) -> int:

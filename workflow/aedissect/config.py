@@ -317,6 +317,23 @@ def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:
     return config
 
 
+def read_study(path) -> dict:
+    """A study config file, validated (defaults filled in); ConfigError names the file, then the key."""
+    path = Path(path)
+    try:
+        raw = load_yaml(path)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a study config is a mapping of keys, not {type(raw).__name__}")
+    try:
+        return validate(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def section(name: str, values: dict | None = None, schema_path=SCHEMA_PATH) -> dict:
     """One top-level section of a study config (e.g. ``truncation``): ``values`` over the schema's defaults,
     checked like a whole config, so that code outside the workflow gets the same defaults and errors."""

@@ -2,22 +2,28 @@
 each with the commit and date it was measured at, so that no timing is typed by hand.
 
 ``make bench`` writes results/bench.json, then runs ``python -m aedissect.measured results/bench.json``, which
-keeps the keys in ``KEYS`` here. A key the bench skipped (``default_study_s`` under ``--skip-study``) keeps its
-earlier measurement, with that measurement's own commit and date. tests/test_numbers.py fails when a document quotes
-a time that is not one of these.
+keeps the keys in ``KEYS`` here and rewrites every quote of them in the documents (``DOCUMENTS``): a quote is
+``<!-- measured:KEY -->text<!-- /measured -->``, its text ``render(KEY)``. A key the bench skipped
+(``default_study_s`` under ``--skip-study``) keeps its earlier measurement, with that measurement's own commit and
+date. tests/test_numbers.py fails when a quote is not the measured value or a wall time is typed outside a quote.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 from aedissect import io
+from aedissect.formatting import number
 
-MEASURED_PATH = Path(__file__).resolve().parents[2] / "docs" / "measured.json"
+REPO = Path(__file__).resolve().parents[2]
+MEASURED_PATH = REPO / "docs" / "measured.json"
+DOCUMENTS = ("README.md", "docs/*.md")  # where quotes are rewritten (config.yaml quotes none: its comments point here)
+QUOTE = re.compile(r"<!-- measured:(?P<key>[a-z0-9_]+) -->(?P<text>.*?)<!-- /measured -->", re.S)
 
 # what the documents and the command line quote: key -> what it is
 KEYS = {
@@ -99,14 +105,44 @@ def cost_model(measured: dict[str, dict], large_net_macs: int) -> dict[str, tupl
 
 
 def duration(seconds: float) -> str:
-    """A wall time as a person reads it: 52 s, 14 min 49 s, 3 h 05 min."""
-    seconds = round(seconds)
+    """A wall time as a person reads it: 2.54 s, 14 min 49 s, 3 h 05 min."""
     if seconds < 60:
-        return f"{seconds} s"
+        return f"{number(seconds)} s"
+    seconds = round(seconds)
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def render(measured: dict[str, dict], key: str) -> str:
+    """How a document quotes a measurement: a time as 14 min 49 s, hours to three figures, a rate in whole samples
+    per second, a count as is; ``stamp`` is where and when the rates were measured."""
+    if key == "stamp":
+        entry = measured["paper_ae_member_samples_per_s"]
+        return f"{entry['device']}, {entry['threads']} threads, commit {entry['commit']}, {entry['date']}"
+    entry = measured.get(key)
+    if entry is None:
+        return "not measured yet"
+    v = entry["value"]
+    if key.endswith("_hours"):
+        return f"{number(v)} hours"
+    if key.endswith("_samples_per_s") or key.endswith(("_per_s_b128", "_per_s_b512")):
+        return f"{round(v):,} samples/s"
+    if key.endswith("_s"):
+        stamp = measured.get("paper_ae_member_samples_per_s", {})
+        same = (entry["commit"], entry["date"]) == (stamp.get("commit"), stamp.get("date"))
+        return duration(v) if same else f"{duration(v)} (commit {entry['commit']}, {entry['date']})"
+    return number(v)
+
+
+def quoted(text: str, measured: dict[str, dict]) -> str:
+    """A document's text with every quote rendered from the measurements."""
+    return QUOTE.sub(lambda m: f"<!-- measured:{m['key']} -->{render(measured, m['key'])}<!-- /measured -->", text)
+
+
+def documents(root: Path = REPO) -> list[Path]:
+    return sorted(path for pattern in DOCUMENTS for path in root.glob(pattern))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     measurements = from_bench(bench, load(args.out))
     io.write_json({"about": KEYS, "measurements": measurements}, args.out)
     print(f"{args.out}: {len(measurements)} measurements")
+    for path in documents():
+        text = path.read_text()
+        if quoted(text, measurements) != text:
+            path.write_text(quoted(text, measurements))
+            print(f"{path.relative_to(REPO)}: quotes rewritten")
     return 0
 
 

@@ -96,9 +96,7 @@ def runtime_minutes(epochs: int, seconds_per_epoch: float) -> int:
 
 def suggestion(study_path: str, seconds_per_epoch: float) -> str:
     """The ``set-resources`` block for profiles/slurm/config.yaml, as YAML text."""
-    from aedissect.cli import read_config
-
-    work = model_epochs(read_config(study_path))
+    work = model_epochs(config.read_study(study_path))
     lines = [
         f"# {study_path} at {seconds_per_epoch:g} s per model-epoch, x{MARGIN} margin; a resubmitted job gets",
         "# the limit once more per attempt",
@@ -115,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study", help="the study config (config.yaml, studies/*.yaml)")
     parser.add_argument("--seconds-per-epoch", type=float, required=True, help="measured seconds per model-epoch")
     args = parser.parse_args(argv)
-    from aedissect.cli import CliError
-
     try:
         print(suggestion(args.study, args.seconds_per_epoch))
-    except CliError as err:
+    except config.ConfigError as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1629,9 +1629,10 @@ def display_swap(row: dict) -> str:
     return SWAP_DISPLAY.get(outcome, "?")
 
 
-def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
-    """The report's front page: the static description, then the verdicts as one small table (data set and kind by
-    family), short enough to fit the first screen: Snakemake's report centres its front page vertically, so a
+def front_page_rst(verdict_table: pd.DataFrame, intro: str, answer: str = "") -> str:
+    """The report's front page: the intro's title, the answer (``analysis.answer.rst``: the paragraph that opens
+    findings.md and the README), the verdicts as one small table (data set and kind by family), then the rest of the
+    static intro; short enough to fit the first screen: Snakemake's report centres its front page vertically, so a
     page taller than the window loses its top, title included. The numbers behind the verdicts are in findings.md,
     a report item of its own.
 
@@ -1659,9 +1660,10 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     failed = failed_scopes(verdict_table)
     if failed:
         legend = f"\\* {failed_scopes_text(failed)}. " + legend
-    title = "Is the encoder what encodes?"
-    out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
-    return "\n".join(out) + "\n"
+    heading, _, rest = intro.strip().partition("\n\n")  # the title and its underline, then the description
+    answer_lines = [answer, ""] if answer else []
+    out = [heading, "", "{% raw %}", *answer_lines, *table, "", legend, "{% endraw %}"]
+    return "\n".join([*out, *(["", rest.rstrip()] if rest else [])]) + "\n"
 
 
 # ---------------------------------------------------------------- the factor locus

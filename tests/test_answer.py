@@ -33,7 +33,7 @@ def exact_interval(k: int, n: int) -> tuple[float, float]:
 
 def test_the_answer_reads_every_number_from_the_tables():
     first, r1, ra, r2 = answer.sentences(VERDICTS, PHANTOMS, CALIBRATED)
-    assert first.startswith("**Is the encoder what encodes? `yes` in 2 of 3 groups**")
+    assert first.startswith("**Is the encoder what encodes? Yes in 2 of 3 groups**")
     assert "`yes` in 2, `partly` in 1" in first and "(R1 compression, RA abstraction); 1 of them fragile" in first
     low, high = exact_interval(24, 30)  # R1 pooled over the three groups: 10 + 9 + 5 of 30 models
     assert f"(R1) in 24 of 30 models (0.800 [95% CI {low:.3f}, {high:.3f}])" in r1
@@ -50,13 +50,13 @@ def test_the_answer_reads_every_number_from_the_tables():
 def test_findings_md_and_the_front_page_open_with_the_same_paragraph():
     paragraph = answer.markdown(VERDICTS, PHANTOMS, CALIBRATED)
     assert answer.findings_section(VERDICTS, PHANTOMS, CALIBRATED) == ["## The answer", "", paragraph, ""]
-    page = findings.front_page_rst(
-        VERDICTS.assign(work="no data"), "Title\n=====\n\nThe intro.\n", answer.rst(VERDICTS, PHANTOMS, CALIBRATED)
-    )
     rst = answer.rst(VERDICTS, PHANTOMS, CALIBRATED)
-    assert "``yes`` in 2 of 3 groups" in rst and "`yes`" not in rst.replace("``yes``", "")
-    title, answer_at, table_at = page.index("Title"), page.index(rst), page.index(".. list-table::")
-    assert title < answer_at < table_at < page.index("The intro.")
+    assert [text.replace("``", "`") for text in rst] == answer.sentences(VERDICTS, PHANTOMS, CALIBRATED)
+    page = findings.front_page_rst(VERDICTS.assign(work="no data"), "Title\n=====\n\nThe intro.\n", rst)
+    assert "``yes`` in 2, ``partly`` in 1" in rst[0]
+    # the answer before the table, each sub-question's number after it, then the intro
+    title, first, table, details = (page.index(t) for t in ("Title", rst[0], ".. list-table::", " ".join(rst[1:])))
+    assert title < first < table < details < page.index("The intro.")
 
 
 def test_the_readme_block_is_replaced_and_nothing_else():
@@ -88,4 +88,4 @@ def test_the_readme_answer_is_on_its_first_screen_and_the_readme_is_short():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= 150
     begin = lines.index(answer.BEGIN)
-    assert begin < 15 and lines[begin + 1].startswith("**Is the encoder what encodes?")
+    assert begin < 15 and lines[begin + 1].startswith("**Is the encoder what encodes? ")

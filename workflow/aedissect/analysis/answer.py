@@ -69,7 +69,8 @@ def sentences(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated:
     fragile = int(verdicts["fragile"].astype(bool).sum()) if "fragile" in verdicts else 0
     datasets = ", ".join(sorted(verdicts["dataset"].unique()))
     out = [
-        f"**Is the encoder what encodes? `{top}` in {int(counts[top])} of {len(verdicts)} groups** (data set x model "
+        f"**Is the encoder what encodes? {top.capitalize()} in {int(counts[top])} of {len(verdicts)} groups** (data "
+        "set x model "
         f"kind x family, on {datasets}): {tally(verdicts['verdict'], VERDICT_ORDER)}, by the rules that give every "
         f"phantom, a network whose answer is known, its answer ({by}); {fragile} of them fragile (another setting "
         "that also passes the phantoms changes them)."
@@ -135,9 +136,9 @@ def markdown(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated: 
     return " ".join(sentences(verdicts, phantoms, calibrated))
 
 
-def rst(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated: dict[str, str]) -> str:
-    """The same paragraph in reStructuredText (the report's front page): inline literals take double backticks."""
-    return re.sub(r"`([^`]+)`", r"``\1``", markdown(verdicts, phantoms, calibrated))
+def rst(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated: dict[str, str]) -> list[str]:
+    """The same sentences in reStructuredText (the report's front page): inline literals take double backticks."""
+    return [re.sub(r"`([^`]+)`", r"``\1``", text) for text in sentences(verdicts, phantoms, calibrated)]
 
 
 def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -43,6 +43,9 @@ def test_the_answer_reads_every_number_from_the_tables():
     assert f"(RA) in 9 of 20 models (0.450 [95% CI {low:.3f}, {high:.3f}])" in ra
     assert "from 0.200 [95% CI 0.150, 0.250] (d AE a) to 0.310 [95% CI 0.300, 0.320] (d AE b)" in r2
     assert "R2 is left out of the verdicts" in r2 and "it gives d 0.239, not 0.5" in r2
+    out = answer.sentences(VERDICTS, PHANTOMS, CALIBRATED | {"compression": "no phantom checks it"})
+    assert "(RA abstraction)" in out[0]
+    assert "1 of the 3 groups, but no phantom checks it, so it is left out of the verdicts;" in out[1]
     kept = answer.sentences(VERDICTS, PHANTOMS, CALIBRATED | {"work": ""})
     assert "(R1 compression, RA abstraction, R2 work)" in kept[0] and "left out" not in kept[-1]
 

@@ -46,7 +46,9 @@ def tally(column: pd.Series, order) -> str:
     return ", ".join(f"`{v}` in {int(counts[v])}" for v in present)
 
 
-def _rule_sentence(verdicts: pd.DataFrame, rule: str, claim: str) -> str | None:
+def _rule_sentence(
+    verdicts: pd.DataFrame, rule: str, claim: str, phantoms: pd.DataFrame | None, calibrated: dict[str, str]
+) -> str | None:
     """One rule's models pooled over the groups where it has data: k of n, its interval, the groups' outcomes."""
     told = verdicts[verdicts[rule].isin(["encoder", "decoder", "mixed"])]
     if told.empty:
@@ -54,7 +56,16 @@ def _rule_sentence(verdicts: pd.DataFrame, rule: str, claim: str) -> str | None:
     text = f"{claim} ({calibration.RULE_NAMES[rule].split()[0]})"
     if f"{rule}_k" in told:
         text += f" in {share(int(told[f'{rule}_k'].sum()), int(told[f'{rule}_n'].sum()), 'models')}"
-    return f"{text}; it says {tally(told[rule], ('encoder', 'mixed', 'decoder'))} of the {len(told)} groups"
+    text += f"; it says {tally(told[rule], ('encoder', 'mixed', 'decoder'))} of the {len(told)} groups"
+    if calibrated.get(rule):
+        checks = phantoms[phantoms["rule"] == rule] if phantoms is not None else pd.DataFrame()
+        why = (
+            f"it misses {int((~checks['match'].astype(bool)).sum())} of its {len(checks)} phantoms"
+            if len(checks)
+            else "no phantom checks it"
+        )
+        text += f", but {why}, so it is left out of the verdicts"
+    return text
 
 
 def sentences(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated: dict[str, str]) -> list[str]:
@@ -75,7 +86,9 @@ def sentences(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated:
         f"phantom, a network whose answer is known, its answer ({by}); {fragile} of them fragile (another setting "
         "that also passes the phantoms changes them)."
     ]
-    r1 = _rule_sentence(verdicts, "compression", "**Compression** completes in the encoder or at the bottleneck")
+    r1 = _rule_sentence(
+        verdicts, "compression", "**Compression** completes in the encoder or at the bottleneck", phantoms, calibrated
+    )
     if r1:
         if "compression_cells_p_holm" in verdicts:
             tested = verdicts[np.isfinite(pd.to_numeric(verdicts["compression_cells_p_holm"], errors="coerce"))]
@@ -88,7 +101,9 @@ def sentences(verdicts: pd.DataFrame, phantoms: pd.DataFrame | None, calibrated:
                     "family-level claim needs more architectures per family"
                 )
         out.append(r1 + ".")
-    ra = _rule_sentence(verdicts, "abstraction", "On data with known factors, the **decoder adds no abstraction**")
+    ra = _rule_sentence(
+        verdicts, "abstraction", "On data with known factors, the **decoder adds no abstraction**", phantoms, calibrated
+    )
     if ra:
         out.append(ra + ".")
     work = _work_sentence(verdicts, phantoms, calibrated)

@@ -234,7 +234,7 @@ def test_cli_profiles_a_state_dict_of_the_user_s_class(question_files, capsys):
         (["state.pt", "--data", "digits"], "state.pt is a state dict: name its class with --model"),
         (["pickled.pt", "--model", "{source}:AE"], "holds a pickled object, not tensors"),
         ([".", "--data", "digits"], "is a folder, not a checkpoint"),
-        (["missing.pt"], "missing.pt: no such model file"),
+        (["missing.pt"], "model file missing.pt: no such file"),
         (
             ["state.pt", "--model", "{source}:AE", "--kwarg", "x_dim=64", "--kwarg", "z_dim=4", "--data", "digits"],
             r"encoder.1.weight is \(8, 42\) in the file, \(4, 42\) in the class",

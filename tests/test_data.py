@@ -460,3 +460,24 @@ def test_reconstruction_grid_draws_each_data_set_as_its_registry_entry_says():
     fig = plotting.reconstruction_grid(table, "factors", "vae", 2)  # every VAE diverged: no examples recorded
     assert "no model trained" in fig.axes[0].texts[0].get_text()
     plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("name", "data_keys"),
+    [
+        ("digits", {"test_fraction": 0.3}),  # train_test_split rounds the test size up: 1797 x 0.3 = 539.1 -> 540
+        ("factors", {"test_fraction": 0.15, "factors": {"n_samples": 333}}),
+        ("shapes", {"test_fraction": 0.25, "shapes": {"n_samples": 203, "size": 16}}),
+        ("mnist1d", {"test_fraction": 0.2, "mnist1d": {"n_samples": 500}}),
+        ("digits", {"max_train_samples": 100}),
+    ],
+)
+def test_train_samples_and_input_size_are_what_the_loader_builds(name, data_keys):
+    """The cost estimate's sizes (aedissect studies) come from the options alone: they must be the built set's."""
+    study = validate(load_yaml(REPO / "config.yaml") | {"datasets": [name]}, SCHEMA)
+    for key, value in data_keys.items():
+        study["data"][key] = study["data"][key] | value if isinstance(value, dict) else value
+    study = validate(study, SCHEMA)
+    built = data.build(name, data_options(name, study["data"]))
+    assert datasets.train_samples(name, study["data"]) == built["x_train"].shape[0]
+    assert datasets.input_size(name, study["data"]) == built["x_train"].shape[1]

@@ -1,5 +1,6 @@
 """The front door: aedissect.profile, the aedissect command (profile, studies, check), the SLURM runtime helper."""
 
+import copy
 import os
 import re
 import subprocess
@@ -126,6 +127,80 @@ def test_cli_studies_lists_every_study_with_its_size(capsys):
     for study in (REPO / "studies").glob("*.yaml"):
         runs = len(config.grid(config.validate(load_yaml(study))))
         assert re.search(rf"{study.name}\s.*\s{runs}\s", out), out
+
+
+def run_cli(*args, cwd=REPO, code=None) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(REPO / "workflow")}
+    command = ["-c", code] if code else ["-m", "aedissect", *args]
+    return subprocess.run([sys.executable, *command], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_cli_studies_from_a_subfolder_lists_config_yaml_and_every_study_with_jobs_epochs_and_time():
+    proc = run_cli("studies", cwd=REPO / "docs")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:] if line.endswith(("s", "min"))}
+    expected = ["config.yaml", *(f"studies/{p.name}" for p in sorted((REPO / "studies").glob("*.yaml")))]
+    assert list(rows) == expected, proc.stdout
+    for name, cells in rows.items():
+        study = config.validate(load_yaml(REPO / name))
+        work = slurm_resources.job_epochs(study)
+        jobs = sum(len(per_job) for per_job in work.values())
+        epochs = sum(sum(per_job.values()) for per_job in work.values())
+        assert cells[2:5] == [str(len(config.grid(study))), str(jobs), str(epochs)], name
+        assert re.fullmatch(r"\d+ (s|min \d+ s|h \d\d min)", " ".join(cells[5:])), cells
+    assert "docs/measured.json" in proc.stdout and "commit" in proc.stdout
+
+
+def test_training_time_estimate_is_the_cost_model_summed_over_the_jobs():
+    """An independent sum: every run's own epochs (train and freeze variants counted by job_epochs) at a cost of
+    a + b x MACs per sample; with b = 0, every model-epoch costs a x its training samples."""
+    study = config.validate(load_yaml(REPO / "config.yaml"))
+    epochs_per_dataset = {}
+    for rule_jobs in slurm_resources.job_epochs(study).values():
+        for job, epochs in rule_jobs.items():
+            epochs_per_dataset[job.split("/")[0]] = epochs_per_dataset.get(job.split("/")[0], 0) + epochs
+    flat = {"ae": (2e-6, 0.0), "vae": (2e-6, 0.0)}
+    expected = sum(2e-6 * epochs * {"digits": 1437, "factors": 3200}[d] for d, epochs in epochs_per_dataset.items())
+    assert slurm_resources.training_seconds(study, flat) == pytest.approx(expected)
+    # per multiply-add: a bigger net costs more, in proportion
+    per_mac = {"ae": (0.0, 1e-9), "vae": (0.0, 1e-9)}
+    wider = copy.deepcopy(study)
+    for arch in wider["architectures"].values():
+        arch["encoder"] = [2 * w for w in arch["encoder"]]
+    assert slurm_resources.training_seconds(wider, per_mac) > slurm_resources.training_seconds(study, per_mac)
+
+
+def test_cli_help_is_plain_text():
+    top = cli.parser()
+    texts = [top.format_help()]
+    texts += [sub.format_help() for action in top._subparsers._group_actions for sub in action.choices.values()]
+    for text in texts:
+        assert "``" not in text and ":func:" not in text, text
+
+
+def test_cli_reports_a_missing_model_file_before_importing_torch(tmp_path):
+    code = (
+        "import sys; from aedissect import cli; "
+        f"rc = cli.main(['profile', {str(tmp_path / 'nope.pt')!r}]); "
+        "assert rc == 1 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
+    )
+    proc = run_cli(code=code)
+    assert proc.returncode == 0, proc.stderr
+    assert "aedissect profile: model file " in proc.stderr and "nope.pt: no such file" in proc.stderr
+
+
+def test_cli_errors_say_what_they_are_about(tmp_path, digits_model, capsys):
+    path, _ = digits_model
+    assert cli.main(["profile", str(path), "--option", "nonlinear_epoch=5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aedissect profile: --option: invalid truncation: options:") and "study config" not in err
+    assert "did you mean `nonlinear_epochs`?" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [digits]\nbottleneck: [3]\n")
+    assert cli.main(["profile", str(path), "--config", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"aedissect profile: --config {bad}: invalid study config")
+    assert cli.main(["check", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"aedissect check: study {bad}: invalid study config")
 
 
 def test_python_m_aedissect_runs_the_command():

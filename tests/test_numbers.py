@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aedissect import measured
 from aedissect.analysis import aggregate, findings, paper
 from aedissect.analysis.stats import mean_ci
 from aedissect.formatting import estimate, is_number_cell, number
+from conftest import REPO
 
 
 @pytest.mark.parametrize(
@@ -183,3 +185,55 @@ def test_narrow_tables_are_not_transposed():
     )
     tex = paper.to_latex(paper.verdict_table(verdicts), "c", "tab:v")
     assert r"\begin{tabular}{llllll}" in tex and "p{" not in tex
+
+
+# ---------------------------------------------------------------- measured numbers: one source (docs/measured.json)
+
+# a wall time as a person types it: 14 min 49 s, 7 min, 22 hours, 2.3 minutes, 5 h
+TYPED_WALL_TIME = re.compile(r"\b\d[\d.,]*(?:[–-]\d[\d.,]*)? ?(?:min(?:utes)?|hours?|h)\b")
+
+
+def quoting_files() -> list:
+    return [REPO / "README.md", REPO / "config.yaml", *sorted((REPO / "studies").glob("*.yaml")), *measured.documents()]
+
+
+def test_every_quoted_measurement_is_the_measured_one():
+    values = measured.load()
+    assert values, "docs/measured.json is missing: make bench writes it"
+    quotes = 0
+    for path in measured.documents():
+        text = path.read_text()
+        quotes += len(measured.QUOTE.findall(text))
+        assert measured.quoted(text, values) == text, f"{path.name}: a quote is not docs/measured.json's value"
+    assert quotes >= 10
+
+
+def test_no_wall_time_is_typed_by_hand():
+    """Outside a quote of docs/measured.json, no document states a wall time; benchmark.md's History section holds
+    the dated earlier measurements."""
+    typed = []
+    for path in {*quoting_files()}:
+        text = path.read_text()
+        if path.name == "benchmark.md":
+            text = text[: text.index("## History")]
+        for match in TYPED_WALL_TIME.finditer(measured.QUOTE.sub("", text)):
+            typed.append(f"{path.name}: {match.group()!r}")
+    assert not typed, typed
+
+
+def test_a_changed_measurement_changes_its_quotes_and_a_stale_quote_fails(tmp_path):
+    values = measured.load()
+    text = "took <!-- measured:paper_scale_hours -->1 hours<!-- /measured --> here"
+    assert measured.quoted(text, values) == (
+        f"took <!-- measured:paper_scale_hours -->{number(values['paper_scale_hours']['value'])} hours"
+        "<!-- /measured --> here"
+    )
+    bench = {"provenance": {"git_commit": "abcdef123", "threads": 2, "device": "cpu"}, "unix_time": 0.0}
+    fresh = measured.from_bench(bench | {"startup_s": 1.5, "default_study_s": None}, values)
+    stamp = {"commit": "abcdef1", "date": "1970-01-01", "threads": 2, "device": "cpu"}
+    assert fresh["startup_s"] == {"value": 1.5, **stamp}
+    assert fresh.get("default_study_s") == values.get("default_study_s")  # skipped: the earlier one stays
+    assert measured.render(fresh, "startup_s") == "1.50 s (commit abcdef1, 1970-01-01)"
+    assert measured.duration(889) == "14 min 49 s" and measured.duration(3 * 3600 + 299) == "3 h 05 min"
+    assert TYPED_WALL_TIME.search("took 14 min 49 s") and TYPED_WALL_TIME.search("about 22 hours")
+    assert not TYPED_WALL_TIME.search("the 4 heads of 3 models")

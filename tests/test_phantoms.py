@@ -183,29 +183,6 @@ def test_a_rule_variant_that_misses_a_phantom_makes_no_verdict_fragile():
     assert "R1 at the minimum itself †" in findings.sensitivity_table(sweep).columns
 
 
-def test_findings_open_with_the_answer_read_from_the_tables():
-    verdicts = pd.DataFrame(
-        {"dataset": "d", "kind": "ae", "family": ["a", "b", "c"], "verdict": ["yes", "yes", "partly"]}
-        | {"fragile": [True, False, False], "compression": ["encoder", "encoder", "mixed"]}
-        | {"abstraction": ["encoder", "no data", "decoder"], "compression_cells_n": [4, 2, 2]}
-        | {"compression_cells_p_holm": [0.03, 1.0, np.nan]}
-    )
-    table = pd.DataFrame(
-        {"rule": "work", "dataset": ["d", "d"], "phantom": ["linear-z8", "linear-z8/reparametrised"]}
-        | {"expected": "even", "got": "decoder", "value": [0.2391, 0.2391], "match": False, "description": ""}
-    )
-    calibrated = {"compression": "", "abstraction": "", "work": "linear-z8 on d: expected even, got decoder"}
-    text = "\n".join(calibration.answer_markdown(verdicts, table, calibrated))
-    assert "(R1 compression, RA abstraction), over 3 groups" in text
-    assert "`yes` in 2, `partly` in 1; 1 of them fragile" in text
-    assert "**R1 compression**, in the 3 groups where it has data: encoder in 2, mixed in 1." in text
-    assert "**RA abstraction**, in the 2 groups where it has data: encoder in 1, decoder in 1." in text
-    assert "(2 to 4 per group)" in text and "is below 0.05 in 1 of them" in text
-    assert "its mean Shapley share over the seeds' inits is d 0.239, not 0.5" in text
-    passing = "\n".join(calibration.answer_markdown(verdicts, table, calibrated | {"work": ""}))
-    assert "**R2 work** is left out" not in passing
-
-
 def test_the_linear_vae_as_trained_is_ppca_with_its_decoder_scale_first_and_wiggling_collapsed_latents(factor_data):
     """The linear VAE at pPCA as trained nets hold it: the same reconstruction as the optimum, the first decoder layer
     weighing each latent by pPCA's |w_j|, the collapsed means at COLLAPSED_SNR of their posterior std, which

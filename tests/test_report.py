@@ -1,5 +1,6 @@
-"""What a reader of the tiny study's report.html sees in a 1400 x 900 browser window (headless Chromium): the front
-page opens on its title and the verdict table, and every figure and table is seen from its top.
+"""What a reader of the tiny study's report.html sees in a 1400 x 900 browser window and on a 390 x 844 phone
+(headless Chromium): the front page opens on its title, the answer and the verdict table, and every figure and
+table is seen from its top.
 
 Snakemake's report centres its main pane vertically, so anything taller than the window loses its top, out of
 reach of the scroll bar: only a browser shows that, not the HTML's text.
@@ -13,6 +14,7 @@ import pytest
 from browser import Browser, find_chromium
 
 WINDOW = (1400, 900)
+PHONE = (390, 844)
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None and not os.environ.get("CI"),
@@ -54,15 +56,22 @@ def screenshots(tmp_path_factory):
     return tmp_path_factory.mktemp("report_screenshots")
 
 
-def test_the_front_page_opens_on_its_title_and_the_verdict_table(tiny_report, screenshots):
-    with Browser(*WINDOW) as browser:
+@pytest.mark.parametrize("window", [WINDOW, PHONE], ids=["desktop", "phone"])
+def test_the_front_page_opens_on_its_title_the_answer_and_the_verdict_table(tiny_report, screenshots, window):
+    with Browser(*window) as browser:
         browser.open(tiny_report)
         wait_for(browser, ".prose table")
-        browser.screenshot(screenshots / "front_page.png")
-        height = browser.evaluate("innerHeight")
+        browser.screenshot(screenshots / f"front_page_{window[0]}.png")
+        width, height = browser.evaluate("innerWidth"), browser.evaluate("innerHeight")
         title, table = rect(browser, ".prose h1"), rect(browser, ".prose table")
+        answer = rect(browser, ".prose h1 ~ p")  # the answer's first sentence, right below the title
         assert "is the encoder really" in browser.evaluate("document.querySelector('.prose h1').textContent")
-        assert 0 <= title["top"] and table["bottom"] <= height, (title, table, height)
+        first = browser.evaluate("document.querySelector('.prose h1 ~ p').textContent")
+        assert first.startswith("Is the encoder what encodes?"), first
+        for box in (title, answer, table):  # wholly inside the first screen, neither cut above nor at a side
+            inside = 0 <= box["top"] and box["bottom"] <= height and 0 <= box["left"] and box["right"] <= width
+            assert inside, (box, window)
+        assert title["bottom"] <= answer["top"] <= table["top"]
 
 
 def test_every_figure_and_table_is_seen_from_its_top(tiny_report, screenshots):

@@ -67,8 +67,15 @@ def result_tables(workdir: Path) -> dict[str, bytes]:
     return files
 
 
+SKIP_VARIABLE = "AEDISSECT_SKIP_CLUSTER"  # README: `AEDISSECT_SKIP_CLUSTER=1 make test` installs and starts nothing
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    if os.environ.get(SKIP_VARIABLE):
+        if os.environ.get("CI"):
+            pytest.fail(f"the SLURM test must run on CI: unset {SKIP_VARIABLE}")
+        pytest.skip(f"{SKIP_VARIABLE} is set: no SLURM packages installed, no /etc/slurm written, no daemon started")
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI"):
@@ -167,3 +174,12 @@ def test_stop_ends_every_daemon_it_started(cluster):
     assert stop.returncode == 0, stop.stderr
     assert pids and not [d for d, pid in pids.items() if alive(pid)], stop.stderr
     assert not list((cluster["state"] / "pids").glob("*.pid"))
+
+
+def test_make_test_s_cluster_set_up_and_its_skip_variable_are_documented_and_ci_keeps_the_test():
+    readme = (REPO / "README.md").read_text()
+    test_line = next(line for line in readme.splitlines() if line.startswith("make test"))
+    assert "SLURM" in test_line, test_line
+    assert SKIP_VARIABLE in readme and "/etc/slurm" in readme and "apt" in readme and SCRIPT.name in readme
+    assert f"unset {SKIP_VARIABLE}" in (REPO / ".ci" / "run").read_text()
+    assert SKIP_VARIABLE in (REPO / "docs" / "development.md").read_text()

@@ -1,4 +1,5 @@
-"""The ``aedissect`` command (``pip install -e .``; ``python -m aedissect`` without installing).
+"""The aedissect command: profile a trained model, dissect your own class, list the studies and their cost, check
+a study config.
 
   aedissect profile results/runs/<run>/model.pt [--data digits] [--config config.yaml] [--out profile.csv]
   aedissect dissect path/to/file.py:Class [--kwarg name=value ...] [--data digits] [--seeds 0 1 2]
@@ -6,7 +7,9 @@
   aedissect check config.yaml [more.yaml ...]
   aedissect config-reference [--check] [--file docs/config.md]
 
-Every error names the file or the config key; the exit status is 1 after one.
+Installed by pip install -e . (or run as python -m aedissect). Every error names what it is about (the option,
+the study file and its config key, the model file); the exit status is 1 after one. This text is the --help of
+the command, so it is plain text, not reStructuredText.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from aedissect import config, config_reference
+from aedissect import config, config_reference, datasets, measured, slurm_resources
 
 
 class CliError(Exception):
@@ -27,19 +30,10 @@ class CliError(Exception):
 
 def read_config(path: str | Path) -> dict:
     """A study config file, validated (defaults filled in); CliError names the file and the key."""
-    path = Path(path)
     try:
-        raw = config.load_yaml(path)
-    except OSError as err:
-        raise CliError(f"{path}: cannot read it ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise CliError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise CliError(f"{path}: a study config is a mapping of keys, not {type(raw).__name__}")
-    try:
-        return config.validate(raw)
+        return config.read_study(path)
     except config.ConfigError as err:
-        raise CliError(f"{path}: {err}") from None
+        raise CliError(str(err)) from None
 
 
 def check(args) -> int:
@@ -48,32 +42,75 @@ def check(args) -> int:
         try:
             study = read_config(path)
         except CliError as err:
-            print(err, file=sys.stderr)
+            print(f"aedissect check: study {err}", file=sys.stderr)
             failed += 1
             continue
         print(f"{path}: ok, {len(config.grid(study))} runs")
     return 1 if failed else 0
 
 
+def repo_root(start: Path | None = None) -> Path:
+    """The repository the command runs in: the nearest folder at or above ``start`` (the working directory) with
+    a Snakefile and a config.yaml, else the one this package was installed from."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "Snakefile").is_file() and (folder / "config.yaml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def study_paths(folder: str | None) -> tuple[Path, list[Path]]:
+    """The study configs to list and the folder their names are relative to: --dir's *.yaml, or the repository's
+    config.yaml and studies/*.yaml."""
+    if folder is not None:
+        paths = sorted(Path(folder).glob("*.yaml"))
+        if not paths:
+            raise CliError(f"--dir {folder}: no study configs (*.yaml) found")
+        return Path(folder), paths
+    root = repo_root()
+    return root, [path for path in (root / "config.yaml", *sorted((root / "studies").glob("*.yaml"))) if path.is_file()]
+
+
 def studies(args) -> int:
-    """Each study's size: what ``snakemake -n`` would plan for training, without asking Snakemake."""
-    paths = sorted(Path(args.dir).glob("*.yaml"))
-    if not paths:
-        raise CliError(f"{args.dir}: no study configs (*.yaml) found")
-    print(f"{'study':<32} {'datasets':<24} {'runs':>6} {'train jobs':>10} {'epochs':>8}")
+    """Each study's size and cost, without asking Snakemake: its runs, its training jobs and model-epochs
+    (``slurm_resources.job_epochs``), and their time one job after another at the bench's measured rates."""
+    base, paths = study_paths(args.dir)
+    measurements = measured.load()
+    paper_study = base / "studies" / "mnist.yaml"  # the study whose largest net the bench times
+    cost = None
+    if paper_study.is_file():
+        cost = measured.cost_model(measurements, slurm_resources.largest_net_macs(read_config(paper_study)))
+    print(f"{'study':<26} {'datasets':<16} {'runs':>5} {'training jobs':>13} {'model-epochs':>12} {'est. time':>12}")
     failed = 0
     for path in paths:
         try:
             study = read_config(path)
         except CliError as err:
-            print(err, file=sys.stderr)
+            print(f"aedissect studies: study {err}", file=sys.stderr)
             failed += 1
             continue
-        runs = config.grid(study)
-        cells = {config.run_cell(run) for run in runs}
-        epochs = sum(run["training"]["epochs"] for run in runs)
-        print(f"{str(path):<32} {','.join(study['datasets']):<24} {len(runs):>6} {len(cells):>10} {epochs:>8}")
+        work = slurm_resources.job_epochs(study)
+        jobs = sum(len(per_job) for per_job in work.values())
+        epochs = sum(sum(per_job.values()) for per_job in work.values())
+        estimate = "–" if cost is None else measured.duration(slurm_resources.training_seconds(study, cost))
+        name = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+        datasets_ = ",".join(study["datasets"])
+        print(f"{name:<26} {datasets_:<16} {len(config.grid(study)):>5} {jobs:>13} {epochs:>12} {estimate:>12}")
+    print(time_note(measurements))
     return 1 if failed else 0
+
+
+def time_note(measurements: dict) -> str:
+    """Where the estimated times come from."""
+    entry = measurements.get("paper_ae_member_samples_per_s")
+    if entry is None:
+        return "est. time: no measured training rate in docs/measured.json yet (make bench writes it)"
+    return (
+        "est. time: the training jobs one after another, at the seconds per sample make bench measured for a "
+        "digits-sized and an MNIST-sized net, interpolated by each net's multiply-adds (docs/measured.json: "
+        f"{entry['device']}, {entry['threads']} threads, commit {entry['commit']}, {entry['date']}); start-up, "
+        "truncation and the tables are left out"
+    )
 
 
 def reference(args) -> int:
@@ -110,10 +147,18 @@ def option_values(pairs: list[str]) -> dict:
 
 
 def profile(args) -> int:
+    # the files first: a wrong path is reported before torch is imported (seconds)
     checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():  # before torch is imported: seconds sooner
-        raise CliError(f"{checkpoint}: no such model file")
-    from aedissect import datasets, io
+    if not checkpoint.exists():
+        raise CliError(f"model file {checkpoint}: no such file")
+    if args.data and args.data.endswith(".pt") and not Path(args.data).is_file():
+        raise CliError(f"--data {args.data}: no such file")
+    probe_options = option_values(args.option)
+    try:
+        config.section("truncation", probe_options)
+    except config.ConfigError as err:
+        raise CliError(f"--option: {err}") from None
+    from aedissect import io
     from aedissect.nets import api, chains, data, user_models
     from aedissect.nets.models import load_model
 
@@ -135,8 +180,10 @@ def profile(args) -> int:
             model = user_models.build(args.model_class, kwargs)
             model = user_models.load_state(model, payload, checkpoint, args.model_class)
             payload = {"config": {"run_id": checkpoint.stem}}
-    except (user_models.UserModelError, ValueError) as err:
+    except user_models.UserModelError as err:
         raise CliError(str(err)) from None
+    except ValueError as err:
+        raise CliError(f"model file {err}") from None  # the message starts with the path
     source = args.data or payload["config"]["dataset"]
     # a prepared data set (results/data/<dataset>.pt) is the pipeline's own; a name is built as prepare_data does,
     # with the data: options of --config, of ./config.yaml where there is one, else the schema's defaults
@@ -146,10 +193,13 @@ def profile(args) -> int:
             f"or pass --data results/data/{source}.pt"
         )
     study = args.config or ("config.yaml" if Path("config.yaml").exists() else None)
-    if source.endswith(".pt"):
-        options = None
-    else:
-        options = read_config(study)["data"] if study else config.section("data")
+    try:
+        if source.endswith(".pt"):
+            options = None
+        else:
+            options = read_config(study)["data"] if study else config.section("data")
+    except CliError as err:
+        raise CliError(f"--config {err}") from None
     try:
         tensors = data.load(source) if options is None else data.build(source, options)
     except data.DataError as err:
@@ -185,7 +235,7 @@ def profile(args) -> int:
             kind=args.kind,
             cuts=args.cut or None,
             **targets,
-            **option_values(args.option),
+            **probe_options,
         )
     except config.ConfigError as err:
         raise CliError(f"--option: {err}") from None
@@ -333,8 +383,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where training and probes run")
     d.set_defaults(run=dissect)
 
-    s = commands.add_parser("studies", help="list the study configs and their size")
-    s.add_argument("--dir", default="studies", help="folder of study configs (default: studies)")
+    s = commands.add_parser("studies", help="list the study configs, their size and estimated time")
+    s.add_argument("--dir", help="a folder of study configs (default: the repository's config.yaml and studies/*.yaml)")
     s.set_defaults(run=studies)
 
     c = commands.add_parser("check", help="validate study configs against the schema")

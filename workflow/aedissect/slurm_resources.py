@@ -23,7 +23,7 @@ import math
 import sys
 from collections import defaultdict
 
-from aedissect import config, plans
+from aedissect import config, datasets, measured, plans
 
 MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation between epochs
 MINIMUM = 10  # minutes; below this the per-job start-up dominates
@@ -62,15 +62,41 @@ def job_epochs(study: dict) -> dict[str, dict[str, int]]:
     return {rule: dict(jobs) for rule, jobs in work.items()}
 
 
+def training_seconds(study: dict, cost: dict[str, tuple[float, float]]) -> float:
+    """The study's training work, one job after another: per training job, its model-epochs x its data set's
+    training samples x the seconds per sample of its runs, ``a + b x`` their weight multiply-adds (averaged over a
+    group's architectures) for their model kind's ``(a, b)`` in ``cost`` (``measured.cost_model``)."""
+    runs_of: dict[str, list] = defaultdict(list)  # a job id (a cell or a group) -> its runs
+    for run in config.grid(study):
+        runs_of[config.run_cell(run)].append(run)
+        runs_of[config.run_group(run)].append(run)
+    seconds = 0.0
+    for jobs in job_epochs(study).values():
+        for job, epochs in jobs.items():
+            runs = runs_of[job]
+            dataset, (a, b) = runs[0]["dataset"], cost[runs[0]["kind"]]
+            in_dim = datasets.input_size(dataset, study["data"])
+            per_sample = a + b * sum(measured.run_macs(run, in_dim) for run in runs) / len(runs)
+            seconds += epochs * datasets.train_samples(dataset, study["data"]) * per_sample
+    return seconds
+
+
+def largest_net_macs(study: dict) -> int:
+    """The weight multiply-adds of the study's largest architecture at its middle bottleneck: the net whose rate
+    the bench measures for studies/mnist.yaml (``bench.paper_scale_hours``)."""
+    arch = max(study["architectures"].values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
+    z = sorted(study["bottlenecks"])[len(study["bottlenecks"]) // 2]
+    in_dim = datasets.input_size(study["datasets"][0], study["data"])
+    return measured.weight_macs((in_dim, *arch["encoder"], z, *arch["decoder"], in_dim))
+
+
 def runtime_minutes(epochs: int, seconds_per_epoch: float) -> int:
     return max(MINIMUM, math.ceil(epochs * seconds_per_epoch * MARGIN / 60))
 
 
 def suggestion(study_path: str, seconds_per_epoch: float) -> str:
     """The ``set-resources`` block for profiles/slurm/config.yaml, as YAML text."""
-    from aedissect.cli import read_config
-
-    work = model_epochs(read_config(study_path))
+    work = model_epochs(config.read_study(study_path))
     lines = [
         f"# {study_path} at {seconds_per_epoch:g} s per model-epoch, x{MARGIN} margin; a resubmitted job gets",
         "# the limit once more per attempt",
@@ -87,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study", help="the study config (config.yaml, studies/*.yaml)")
     parser.add_argument("--seconds-per-epoch", type=float, required=True, help="measured seconds per model-epoch")
     args = parser.parse_args(argv)
-    from aedissect.cli import CliError
-
     try:
         print(suggestion(args.study, args.seconds_per_epoch))
-    except CliError as err:
+    except config.ConfigError as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 1
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from aedissect import io
-from aedissect.analysis import calibration, compression, findings, paper
+from aedissect.analysis import answer, calibration, compression, findings, paper
 
 opts = snakemake.params.options
 inputs = dict(snakemake.input.items())
@@ -65,8 +65,9 @@ locus = pd.read_csv(inputs["encoding_locus"]) if "encoding_locus" in inputs else
 factor_locus = findings.factor_locus(locus, runs)
 text = findings.with_section(text, findings.factor_locus_markdown(factor_locus, runs, locus))
 text = findings.with_section(text, calibration.phantoms_markdown(phantoms, calibrated), before="## Controls")
-answer = calibration.answer_markdown(verdicts, phantoms, calibrated)
-text = findings.with_section(text, answer, before=calibration.PHANTOMS_HEADING)
+text = findings.with_section(
+    text, answer.findings_section(verdicts, phantoms, calibrated), before=calibration.PHANTOMS_HEADING
+)
 
 io.write_csv(phantoms if phantoms is not None else pd.DataFrame(columns=calibration.PHANTOM_COLUMNS),
              snakemake.output.phantoms)  # fmt: skip
@@ -82,4 +83,6 @@ io.write_text(
 io.write_text(text, snakemake.output.markdown)
 io.write_text(paper.markdown_html(text, "Findings"), snakemake.output.html)
 intro = Path(snakemake.input.intro).read_text()
-io.write_text(findings.front_page_rst(verdicts, intro), snakemake.output.front_page)
+io.write_text(
+    findings.front_page_rst(verdicts, intro, answer.rst(verdicts, phantoms, calibrated)), snakemake.output.front_page
+)

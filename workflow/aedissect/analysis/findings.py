@@ -1629,11 +1629,12 @@ def display_swap(row: dict) -> str:
     return SWAP_DISPLAY.get(outcome, "?")
 
 
-def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
-    """The report's front page: the static description, then the verdicts as one small table (data set and kind by
-    family), short enough to fit the first screen: Snakemake's report centres its front page vertically, so a
-    page taller than the window loses its top, title included. The numbers behind the verdicts are in findings.md,
-    a report item of its own.
+def front_page_rst(verdict_table: pd.DataFrame, intro: str, answer: list[str] = ()) -> str:
+    """The report's front page: the intro's title, the answer's first sentence (``analysis.answer.rst``: the sentences
+    that open findings.md and the README), the verdicts as one small table (data set and kind by family), the answer's
+    other sentences (each sub-question's number), then the rest of the static intro; short enough to fit the first
+    screen: Snakemake's report centres its front page vertically, so a page taller than the window loses its top,
+    title included. The numbers behind the verdicts are in findings.md, a report item of its own.
 
     Snakemake renders the page with Jinja2 first: the generated part sits in a raw block so that no name in it can
     be read as a template tag.
@@ -1659,9 +1660,10 @@ def front_page_rst(verdict_table: pd.DataFrame, intro: str) -> str:
     failed = failed_scopes(verdict_table)
     if failed:
         legend = f"\\* {failed_scopes_text(failed)}. " + legend
-    title = "Is the encoder what encodes?"
-    out = [intro.rstrip(), "", "{% raw %}", title, "-" * len(title), "", *table, "", legend, "{% endraw %}"]
-    return "\n".join(out) + "\n"
+    heading, _, rest = intro.strip().partition("\n\n")  # the title and its underline, then the description
+    first, details = ([answer[0], ""], [" ".join(answer[1:]), ""]) if answer else ([], [])
+    out = [heading, "", "{% raw %}", *first, *table, "", *details, legend, "{% endraw %}"]
+    return "\n".join([*out, *(["", rest.rstrip()] if rest else [])]) + "\n"
 
 
 # ---------------------------------------------------------------- the factor locus

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
 from aedissect.analysis import style
 from aedissect.analysis.findings import SWAP_METRIC, SWAP_THRESHOLD
@@ -51,12 +52,16 @@ def freeze_prefix(freeze: pd.DataFrame):
                 style.mark_bottleneck(ax, bc)
             if log:
                 ax.set_yscale("log")
+                # labels at 1, 2 and 5 x 10^n only: a row within one decade still gets two, and the minor ticks'
+                # own labels (2, 3, 4, 6 x 10^n) no longer run into each other
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+                ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{row.dataset}, {row.kind.upper()}, {family}")
             ax.xaxis.get_major_locator().set_params(integer=True)
             if i == len(rows) - 1:
-                ax.set_xlabel("layers frozen at init (prefix k)")
-            if j == 0:
-                ax.set_ylabel("test MSE per element")
+                ax.set_xlabel("prefix k frozen at init")  # short: a longer label ran into the next panel's
+    fig.supylabel("test MSE per element")  # once for the grid: a label per row overlapped the next row's
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -1,5 +1,4 @@
-"""The aedissect command: profile a trained model, dissect your own class, list the studies and their cost, check
-a study config.
+"""The aedissect command: dissect your own autoencoder class, profile a trained model, list and check studies.
 
   aedissect profile results/runs/<run>/model.pt [--data digits] [--config config.yaml] [--out profile.csv]
   aedissect dissect path/to/file.py:Class [--kwarg name=value ...] [--data digits] [--seeds 0 1 2]

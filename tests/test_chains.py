@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import jacfwd, vmap
 
 import aedissect
-from aedissect import cli
+from aedissect import cli, config
 from aedissect.nets import chains, jacobian, probes, user_models
 from aedissect.nets.models import MLPAutoencoder
 
@@ -251,3 +251,8 @@ def test_cli_names_every_bad_checkpoint_or_class(question_files, capsys, monkeyp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert re.search(message, err), err
+
+
+def test_a_bad_cut_width_cap_is_refused_by_its_config_key(rows):
+    with pytest.raises(config.ConfigError, match="truncation.max_cut_width"):
+        aedissect.profile(QuestionAE(), rows, max_cut_width=3)

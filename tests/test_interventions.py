@@ -184,9 +184,8 @@ def test_freeze_runs_select_the_configured_cells():
     assert len(runs) == 2 * 2 * 2  # kinds x architectures x seeds
 
 
-def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_path, monkeypatch):
-    run = make_run("ae", arch="sym")
-    torch.save(data, tmp_path / "data.pt")
+def trained_specs(monkeypatch) -> list[str]:
+    """The freeze specs ``ensemble.train`` is called with from now on, in order (it still trains them)."""
     calls = []
     real_train = ensemble.train
 
@@ -195,6 +194,13 @@ def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_pat
         return real_train(spec_run, *args, **kwargs)
 
     monkeypatch.setattr(ensemble, "train", counting_train)
+    return calls
+
+
+def test_freeze_cell_writes_a_run_per_spec_and_trains_aliases_once(data, tmp_path, monkeypatch):
+    run = make_run("ae", arch="sym")
+    torch.save(data, tmp_path / "data.pt")
+    calls = trained_specs(monkeypatch)
     # encoder = prefix-2 and decoder+bias = suffix-2+bias for this architecture
     specs = ["encoder", "decoder+bias", "decoder", "prefix-1", "prefix-2", "suffix-2+bias"]
     iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")
@@ -1056,14 +1062,7 @@ def test_a_freeze_cell_solves_the_variants_with_a_closed_form_instead_of_trainin
 ):
     run = resolve_run(STUDY, "digits", "ae", "sym", 3, activation, 0)
     torch.save(data, tmp_path / "data.pt")
-    calls = []
-    real_train = ensemble.train
-
-    def counting_train(spec_run, *args, **kwargs):
-        calls.append(spec_run["freeze"])
-        return real_train(spec_run, *args, **kwargs)
-
-    monkeypatch.setattr(ensemble, "train", counting_train)
+    calls = trained_specs(monkeypatch)
     # prefix-3 trains the output layer alone: affine in its parameters on frozen features; prefix-1 (relu) is not
     specs = ["prefix-1", "prefix-3"]
     iv.train_freeze_cell([run], {run["run_id"]: specs}, str(tmp_path / "data.pt"), [str(tmp_path / "s0")], 1, "cpu")

@@ -1,13 +1,8 @@
 """Any PyTorch autoencoder whose encoder and decoder are chains of modules, seen through the cut interface.
 
-The library cuts, probes and differentiates a model through one small interface, which ``MLPAutoencoder`` was
-written to and ``ChainAutoencoder`` implements for a model the user trained elsewhere:
-
-- ``kind`` ("ae" or "vae"), ``latent_dim``, ``n_layers`` (L), ``bottleneck_cut``; cut 0 is the input, cut L the
-  output, layer i maps cut i to cut i + 1;
-- ``cut_names()``, ``cut_side(c)``; ``run_layer(i, h)``, ``forward_to(x, k)``, ``forward_from(h, k)``,
-  ``all_cuts(x)``; ``layer_module(i)`` (the modules of layer i, as one ``nn.Sequential``); for the VAE
-  ``posterior(x)`` (mu, log var) and ``decode(z)``, the deterministic path taking mu as the code.
+The library cuts, probes and differentiates a model through one small interface (``nets.cuts.CutChain``), which
+``MLPAutoencoder`` implements for the pipeline's own nets and ``ChainAutoencoder`` for a model the user trained
+elsewhere.
 
 A layer of a chain is a parametrised module with the parameter-free modules that follow it (activations,
 reshapes) folded in; parameter-free modules at the head of a chain fold into its first layer. The bottleneck is

@@ -94,6 +94,25 @@ def load_trained(path: str) -> tuple[MLPAutoencoder | None, dict]:
     return model, payload
 
 
+def check_models(runs: list[Run], trained: list, x_train: torch.Tensor, x_test: torch.Tensor, vae: dict | None):
+    """Every run checked against the optima of its bottleneck: (rows, one per run and check: ``run_id`` and
+    ``controls.COLUMNS``; the references per bottleneck). ``trained``: per run its model, or the payload of a run
+    that diverged (its rows apply but have no value)."""
+    refs = {z: controls.reference(x_train, x_test, z, vae) for z in dict.fromkeys(run["bottleneck"] for run in runs)}
+    rows = []
+    for run, model in zip(runs, trained, strict=True):
+        ref = refs[run["bottleneck"]]
+        if isinstance(model, dict):
+            measured = model
+        elif ref.get("wide"):
+            measured = {"status": "ok"}
+        else:
+            measured = measure(model, run, x_train, x_test, ref)
+        rows += controls.control_rows(run, measured, ref)
+        log.info("%s: %s", run["run_id"], {k: v for k, v in measured.items() if not isinstance(v, dict)})
+    return rows, refs
+
+
 def controls_dataset(
     runs: list[Run], model_paths: list[str], data_path: str, checks_path: str, references_path: str, threads: int
 ) -> None:
@@ -106,19 +125,8 @@ def controls_dataset(
     x_train, x_test = data["x_train"].double(), data["x_test"].double()
     dataset = runs[0]["dataset"]
     vae = next((run["vae"] for run in runs if run["kind"] == "vae"), None)
-    refs = {z: controls.reference(x_train, x_test, z, vae) for z in dict.fromkeys(run["bottleneck"] for run in runs)}
-    rows = []
-    for run, path in zip(runs, model_paths, strict=True):
-        model, payload = load_trained(path)
-        ref = refs[run["bottleneck"]]
-        if model is None:
-            measured = payload
-        elif ref.get("wide"):
-            measured = {"status": "ok"}
-        else:
-            measured = measure(model, run, x_train, x_test, ref)
-        rows += controls.control_rows(run, measured, ref)
-        log.info("%s: %s", run["run_id"], {k: v for k, v in measured.items() if not isinstance(v, dict)})
+    trained = [model if model is not None else payload for model, payload in map(load_trained, model_paths)]
+    rows, refs = check_models(runs, trained, x_train, x_test, vae)
     io.write_csv(pd.DataFrame(rows, columns=["run_id", *controls.COLUMNS]), checks_path)
     references = [controls.reference_row(dataset, z, ref) for z, ref in refs.items()]
     io.write_csv(pd.DataFrame(references, columns=controls.REFERENCE_COLUMNS), references_path)

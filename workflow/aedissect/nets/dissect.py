@@ -153,16 +153,9 @@ def dissect(
 
 
 def _controls(runs: list[dict], models: list, data: dict, vae: dict) -> pd.DataFrame:
-    """Each model against the closed-form optima of its bottleneck (``nets.controls.measure``)."""
+    """Each model against the closed-form optima of its bottleneck (``nets.controls.check_models``), with the runs'
+    config columns."""
     x_train, x_test = data["x_train"].double(), data["x_test"].double()
-    refs = {}
-    rows = []
-    for run, model in zip(runs, models, strict=True):
-        z = run["bottleneck"]
-        if z not in refs:
-            refs[z] = controls.reference(x_train, x_test, z, vae if run["kind"] == "vae" else None)
-        ref = refs[z]
-        measured = {"status": "ok"} if ref.get("wide") else model_controls.measure(model, run, x_train, x_test, ref)
-        rows += controls.control_rows(run, measured, ref)
+    rows, _ = model_controls.check_models(runs, models, x_train, x_test, vae if runs[0]["kind"] == "vae" else None)
     table = pd.DataFrame(rows, columns=["run_id", *controls.COLUMNS])
     return pd.DataFrame([config.config_columns(run) for run in runs]).merge(table, on="run_id")

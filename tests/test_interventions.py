@@ -375,7 +375,7 @@ def test_retraining_one_layer_changes_only_that_layer(data, trained):
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_identity_stitch_of_a_model_to_itself_gives_its_own_loss_exactly(data, trained, kind):
     run, model, _ = trained[kind, 0]
-    stitched = iv.Stitched(model, model, iv.identity_stitch(3, 3), run)
+    stitched = iv.Stitched(model, model, iv.identity_stitch((3,), (3,)), run)
     own = training.evaluate(model, data["x_test"], run)
     assert training.evaluate(stitched, data["x_test"], run)["test_mse"] == own["test_mse"]
     with torch.no_grad():
@@ -388,7 +388,7 @@ def test_trained_stitch_moves_only_the_stitch(data, trained):
     before_a, before_b = copy.deepcopy(a.state_dict()), copy.deepcopy(b.state_dict())
     options = {"epochs": 3, "batch_size": 32, "lr": 0.01}
     fitted = iv.fit_stitch(a, b, run_b, data, options, DEVICE)
-    identity = training.evaluate(iv.Stitched(a, b, iv.identity_stitch(3, 3), run_b), data["x_test"], run_b)
+    identity = training.evaluate(iv.Stitched(a, b, iv.identity_stitch((3,), (3,)), run_b), data["x_test"], run_b)
     start = iv.Stitched(a, b, iv.least_squares_stitch(a, b, data["x_train"]), run_b)
     start_mse = training.evaluate(start, data["x_test"], run_b)["test_mse"]
     assert fitted["test_mse"] < start_mse < identity["test_mse"]  # matching the codes helps, training more
@@ -495,9 +495,9 @@ def test_a_model_stitched_to_itself_gives_zero_penalty_at_every_cut(data, traine
     assert plans.stitch_cuts(run, run, "self") == [(c, c) for c in range(1, model.n_layers)]
     assert plans.stitch_cuts(run, make_run(kind, arch="enc-heavy"), "arch") == [(2, 3)]
     for cut in range(1, model.n_layers):
-        width = iv.cut_width(model, cut)
-        assert width == model.forward_to(data["x_test"], cut).shape[1]
-        identity = iv.Stitched(model, model, iv.identity_stitch(width, width), run, cut, cut)
+        shape = iv.cut_shape(model, cut, data["x_test"])
+        assert shape == (model.forward_to(data["x_test"], cut).shape[1],)
+        identity = iv.Stitched(model, model, iv.identity_stitch(shape, shape), run, cut, cut)
         assert training.evaluate(identity, data["x_test"], run)["test_mse"] - own == 0, cut
         start = iv.least_squares_stitch(model, model, data["x_train"], cut, cut)
         fitted = iv.Stitched(model, model, start, run, cut, cut)
@@ -513,7 +513,7 @@ def test_stitches_at_two_cuts_of_equal_width_are_never_one_ensemble(data, traine
     options = {"epochs": 1, "batch_size": 32, "lr": 0.01}
     one = iv.stitch_start(a, b, run, data, options, DEVICE, 1, 1)
     three = iv.stitch_start(a, b, run, data, options, DEVICE, 3, 3)
-    assert iv.cut_width(a, 1) == iv.cut_width(a, 3)
+    assert iv.cut_shape(a, 1, data["x_test"]) == iv.cut_shape(a, 3, data["x_test"])
     assert ensemble.stack_key(*one, 12) != ensemble.stack_key(*three, 12)
     assert one[1].frozen_parameters("none") == [n for n, _ in one[1].named_parameters() if not n.startswith("stitch.")]
     assert all(p.requires_grad for p in a.parameters()), "a stitch leaves its networks as they were"

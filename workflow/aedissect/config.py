@@ -19,7 +19,8 @@ from typing import NotRequired, TypedDict
 
 import yaml
 
-from aedissect.datasets import REGISTRY
+from aedissect.architectures import ArchitectureError, cut_shapes, flat_width, has_conv, image_channels_first, labels
+from aedissect.datasets import REGISTRY, data_options, input_size
 
 # the schema beside the package in the repository (workflow/schemas/), which the workflow passes as its own source
 # path; a non-editable install carries it inside the package (pyproject.toml: aedissect.schemas)
@@ -33,7 +34,7 @@ ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 MODEL_KINDS = ("ae", "vae")
 DATASETS = tuple(REGISTRY)
 # linear: the stacked Linear layers of architectures that fix activation: linear (the closed-form reference nets)
-FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy", "linear")
+FAMILIES = ("symmetric", "encoder-heavy", "decoder-heavy", "linear", "conv-symmetric", "conv-encoder", "conv-decoder")
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 RUN_ID_PATTERN = re.compile(
     rf"(?P<dataset>{NAME_PATTERN})/(?P<kind>ae|vae)/(?P<arch>{NAME_PATTERN})"
@@ -76,13 +77,14 @@ class Run(TypedDict):
     kind: str  # ae or vae
     arch: str  # a key of the study's architectures
     family: str
-    encoder: list[int]  # hidden widths before the bottleneck layer
-    decoder: list[int]  # hidden widths after it
+    encoder: list[int | dict]  # hidden layers before the bottleneck layer: widths, or convolutions (architectures)
+    decoder: list[int | dict]  # hidden layers after it
     bottleneck: int
     activation: str
     seed: int
     training: dict  # the study's training section
     vae: NotRequired[dict]  # the study's vae section, for a VAE only
+    input_shape: NotRequired[list[int]]  # (C, H, W) of the input, for a net with convolutions only
     freeze: NotRequired[str]  # a freeze variant's spec (nets.interventions.freeze_variant); absent: none
 
 
@@ -122,14 +124,16 @@ def check_semantics(config: dict) -> None:
     for name, arch in archs.items():
         if not re.fullmatch(NAME_PATTERN, name):
             raise ConfigError(f"architectures.{name}: name must match {NAME_PATTERN}")
+        shapes_by_dataset = {dataset: arch_shapes(config, name, dataset) for dataset in config["datasets"]}
         if not config.get("allow_wide_bottleneck", False):
-            before = arch["encoder"][-1] if arch["encoder"] else None
-            for z in config["bottlenecks"]:
-                if before is not None and z > before:
-                    raise ConfigError(
-                        f"config key bottlenecks: {z} is wider than the last encoder layer of "
-                        f"architectures.{name} ({before}); set allow_wide_bottleneck: true to allow it"
-                    )
+            for dataset, shapes in shapes_by_dataset.items():
+                before = flat_width(shapes[len(arch["encoder"])]) if arch["encoder"] else None
+                for z in config["bottlenecks"]:
+                    if before is not None and z > before:
+                        raise ConfigError(
+                            f"config key bottlenecks: {z} is wider than the last encoder layer of "
+                            f"architectures.{name} ({before} on {dataset}); set allow_wide_bottleneck: true to allow it"
+                        )
     vae = config.get("vae") or {}
     if vae.get("logvar_init") == "likelihood" and vae.get("likelihood") != "gaussian":
         raise ConfigError(
@@ -154,6 +158,33 @@ def check_semantics(config: dict) -> None:
         unknown = [v for v in values or [] if v not in study_values[key]]
         if unknown:
             raise ConfigError(f"config key {path}: {unknown} not in the study's {key} {study_values[key]}")
+
+
+def input_shape(config: dict, arch: str, dataset: str) -> list[int] | None:
+    """The (C, H, W) a net with convolutions reshapes its input rows to (None for a dense net): the data set's
+    image shape, a grey image with one channel. A conv architecture on a data set without images is a
+    ``ConfigError`` naming both."""
+    if not has_conv(config["architectures"][arch]):
+        return None
+    shape = image_channels_first(REGISTRY[dataset].image_shape(data_options(dataset, config["data"])))
+    if len(shape) != 3:
+        raise ConfigError(
+            f"architectures.{arch} has convolutions, and data set {dataset} has no images: train it on image data "
+            "sets only (a study of its own, or datasets: without this one)"
+        )
+    return list(shape)
+
+
+def arch_shapes(config: dict, arch: str, dataset: str) -> list[tuple[int, ...]]:
+    """The shape of one sample at every cut of an architecture on a data set (``architectures.cut_shapes``); a
+    layer that does not fit is a ``ConfigError`` naming the architecture's key and the layer."""
+    spec = config["architectures"][arch]
+    shape = input_shape(config, arch, dataset) or [input_size(dataset, config["data"])]
+    z = max(config["bottlenecks"])
+    try:
+        return cut_shapes(spec["encoder"], z, spec["decoder"], shape, f"architectures.{arch}")
+    except ArchitectureError as err:
+        raise ConfigError(f"{err} (data set {dataset}, input {tuple(shape)})") from None
 
 
 def arch_activations(config: dict, arch: str) -> list[str]:
@@ -204,6 +235,9 @@ def resolve_run(config: dict, dataset: str, kind: str, arch: str, bottleneck: in
         "seed": int(seed),
         "training": copy.deepcopy(config["training"]),
     }
+    shape = input_shape(config, arch, dataset)
+    if shape is not None:  # only conv nets carry it: a dense run's config (and its hash) stays what it was
+        run["input_shape"] = shape
     if kind == "vae":
         run["vae"] = copy.deepcopy(config["vae"])
     return run
@@ -243,8 +277,8 @@ def config_columns(run: Run) -> dict:
         "kind": run["kind"],
         "arch": run["arch"],
         "family": run["family"],
-        "encoder": "-".join(map(str, run["encoder"])) or "none",
-        "decoder": "-".join(map(str, run["decoder"])) or "none",
+        "encoder": labels(run["encoder"]),
+        "decoder": labels(run["decoder"]),
         "bottleneck": run["bottleneck"],
         "activation": run["activation"],
         "seed": run["seed"],
@@ -304,7 +338,10 @@ def _error_lines(errors, prefix: tuple) -> list[str]:
     for err in errors:
         section = ".".join(map(str, (*prefix, *err.absolute_path)))
         if err not in unknown and (section, err.message) not in explained:
-            lines.append(f"config key {section or '(top level)'}: {err.message}")
+            message = err.message
+            if err.validator == "oneOf":  # a layer: say what each form wants, not only "not valid under any"
+                message += " (" + "; or ".join(sub.message for sub in err.context) + ")"
+            lines.append(f"config key {section or '(top level)'}: {message}")
     return lines
 
 

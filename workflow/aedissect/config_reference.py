@@ -49,7 +49,8 @@ takes its default:
 ```yaml
 datasets: [digits]
 model_kinds: [ae]
-architectures:                 # any names; family is symmetric, encoder-heavy, decoder-heavy or linear
+architectures:                 # any names; family is symmetric, encoder-heavy, decoder-heavy or linear (conv-symmetric,
+                               # conv-encoder, conv-decoder: with {conv: ...} and {deconv: ...} layers, image data only)
   symmetric:
     family: symmetric
     encoder: [32]
@@ -103,6 +104,8 @@ def allowed(node: dict) -> str:
     """What the schema allows for one key, in words: type or enum, bounds, item and name constraints."""
     if "enum" in node:
         return "one of " + ", ".join(_code(v) for v in node["enum"])
+    if "oneOf" in node:
+        return " or ".join(_form(sub) for sub in node["oneOf"])
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
     out = []
@@ -117,6 +120,30 @@ def allowed(node: dict) -> str:
     if "null" in types:
         out.append("`null`")
     return " or ".join(out)
+
+
+def _form(node: dict) -> str:
+    """One form a ``oneOf`` allows: what it is, and a mapping's keys (the required ones first)."""
+    if node.get("type") == "object":
+        keys = [
+            *node.get("required", []),
+            *(k for k in node.get("properties", {}) if k not in node.get("required", [])),
+        ]
+        what = "mapping {" + ", ".join(keys) + "}"
+    else:
+        what = allowed(node)
+    return f"{what} ({node['description']})" if "description" in node else what
+
+
+def inlined(node, defs: dict):
+    """The schema with every local ``$ref`` (``#/$defs/<name>``) replaced by what it names."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return inlined(defs[node["$ref"].removeprefix("#/$defs/")], defs)
+        return {key: inlined(value, defs) for key, value in node.items() if key != "$defs"}
+    if isinstance(node, list):
+        return [inlined(value, defs) for value in node]
+    return node
 
 
 def _array(node: dict) -> str:
@@ -174,6 +201,7 @@ def _default(node: dict, required: bool) -> str:
 
 def render(schema: dict) -> str:
     """The config reference as Markdown: one section per top-level key, one table row per key path."""
+    schema = inlined(schema, schema.get("$defs", {}))
     parts = [INTRO]
     required = set(schema.get("required", []))
     for name, node in schema["properties"].items():

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from aedissect import io
+from aedissect.architectures import cut_shapes, has_conv, layer_macs
 from aedissect.formatting import number
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,8 +83,12 @@ def weight_macs(widths) -> int:
 
 
 def run_macs(run: dict, in_dim: int) -> int:
-    """A run's weight multiply-adds per sample, input to reconstruction (a VAE's code head counted once)."""
-    return weight_macs((in_dim, *run["encoder"], run["bottleneck"], *run["decoder"], in_dim))
+    """A run's weight multiply-adds per sample, input to reconstruction (a VAE's code head counted once); a net
+    with convolutions counts each position's kernel (``architectures.layer_macs``)."""
+    if not has_conv(run):
+        return weight_macs((in_dim, *run["encoder"], run["bottleneck"], *run["decoder"], in_dim))
+    shapes = cut_shapes(run["encoder"], run["bottleneck"], run["decoder"], run["input_shape"], run["arch"])
+    return sum(layer_macs(run["encoder"], run["decoder"], shapes))
 
 
 def cost_model(measured: dict[str, dict], large_net_macs: int) -> dict[str, tuple[float, float]] | None:

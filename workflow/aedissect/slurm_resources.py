@@ -24,6 +24,7 @@ import sys
 from collections import defaultdict
 
 from aedissect import config, datasets, measured, plans
+from aedissect.architectures import dense_architectures
 
 MARGIN = 1.5  # over the estimate: a busy node, the data loading and evaluation between epochs
 MINIMUM = 10  # minutes; below this the per-job start-up dominates
@@ -84,7 +85,7 @@ def training_seconds(study: dict, cost: dict[str, tuple[float, float]]) -> float
 def largest_net_macs(study: dict) -> int:
     """The weight multiply-adds of the study's largest architecture at its middle bottleneck: the net whose rate
     the bench measures for studies/mnist.yaml (``bench.paper_scale_hours``)."""
-    arch = max(study["architectures"].values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
+    arch = max(dense_architectures(study).values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
     z = sorted(study["bottlenecks"])[len(study["bottlenecks"]) // 2]
     in_dim = datasets.input_size(study["datasets"][0], study["data"])
     return measured.weight_macs((in_dim, *arch["encoder"], z, *arch["decoder"], in_dim))

@@ -317,10 +317,11 @@ def paper_scale_hours(device, samples: int) -> tuple[float, dict]:
     measured seconds per sample and member of its largest architecture's ensemble, per model kind. It errs
     long: smaller architectures, stitches (only an affine map trains) and retrained single layers cost less."""
     from aedissect import config
+    from aedissect.architectures import dense_architectures
     from aedissect.slurm_resources import job_epochs
 
     study = config.validate(config.load_yaml(PAPER_STUDY), REPO / "workflow" / "schemas" / "config.schema.yaml")
-    arch = max(study["architectures"].values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
+    arch = max(dense_architectures(study).values(), key=lambda a: len(a["encoder"]) + len(a["decoder"]))
     z = sorted(study["bottlenecks"])[len(study["bottlenecks"]) // 2]
     batch = study["training"]["batch_size"]
     rate = {

@@ -41,6 +41,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from aedissect import io
+from aedissect.architectures import has_conv
 from aedissect.config import Run, config_hash
 from aedissect.nets.models import build_model, initial_models
 from aedissect.nets.training import (
@@ -305,48 +306,45 @@ def train_members(
 ) -> list[dict]:
     """Train every run (from ``models[i]`` where given) and return ``train``-shaped results in order; a diverged
     run gets ``status.diverged_result`` instead of raising. With ``ensemble`` the runs that can be stacked train
-    as one ensemble per stack, else one after another. ``names`` are the members' checkpoint names in
+    as one ensemble per stack (dense nets), else one after another. ``names`` are the members' checkpoint names in
     ``state_dir`` (``training.checkpoint_path``); an ensemble's checkpoint is named after its first member. Every
     epoch of every training is reported to one ``training.Progress`` for the whole job (log,
     ``<state_dir>/progress.csv`` and, with ``tensorboard``, ``<tensorboard>/<name>/`` per member)."""
     models = models or [None] * len(runs)
     in_dim = data["x_train"].shape[1]
     results: list[dict | None] = [None] * len(runs)
-    if ensemble:
-        stacks: dict[str, list[int]] = {}
-        for i, (run, model) in enumerate(zip(runs, models, strict=True)):
+    stacks: dict[str, list[int]] = {}
+    alone = []
+    for i, (run, model) in enumerate(zip(runs, models, strict=True)):
+        if ensemble and not has_conv(run):  # the stacked products are dense (models.linear): convolutions go alone
             stacks.setdefault(stack_key(run, model, in_dim), []).append(i)
-        plan = [
-            ([names[i] for i in members], max(runs[i]["training"]["epochs"] for i in members))
-            for members in stacks.values()
-        ]
-    else:
-        plan = [([name], run["training"]["epochs"]) for run, name in zip(runs, names, strict=True)]
+        else:
+            alone.append(i)
+    plan = [([names[i] for i in ids], max(runs[i]["training"]["epochs"] for i in ids)) for ids in stacks.values()]
+    plan += [([names[i]], runs[i]["training"]["epochs"]) for i in alone]
     progress = Progress(plan, state_dir, tensorboard)
     try:
-        if ensemble:
-            for members in stacks.values():
-                log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
-                out = train_ensemble(
-                    [runs[i] for i in members],
-                    data,
-                    device,
-                    checkpoint_path(state_dir, "ensemble", names[members[0]]),
-                    [models[i] for i in members],
-                    progress,
+        for members in stacks.values():
+            log.info("training %d runs as one ensemble (%s, ...)", len(members), names[members[0]])
+            out = train_ensemble(
+                [runs[i] for i in members],
+                data,
+                device,
+                checkpoint_path(state_dir, "ensemble", names[members[0]]),
+                [models[i] for i in members],
+                progress,
+            )
+            for i, result in zip(members, out, strict=True):
+                results[i] = result
+        for i in alone:
+            log.info("training %s", names[i])
+            try:
+                results[i] = train(
+                    runs[i], data, device, checkpoint_path(state_dir, names[i]), model=models[i], progress=progress
                 )
-                for i, result in zip(members, out, strict=True):
-                    results[i] = result
-        else:
-            for i, (run, model, name) in enumerate(zip(runs, models, names, strict=True)):
-                log.info("training %s", name)
-                try:
-                    results[i] = train(
-                        run, data, device, checkpoint_path(state_dir, name), model=model, progress=progress
-                    )
-                except TrainingDiverged as err:
-                    log.error("%s", err)
-                    results[i] = diverged_result(err, in_dim)
+            except TrainingDiverged as err:
+                log.error("%s", err)
+                results[i] = diverged_result(err, in_dim)
     finally:
         progress.close()  # the event files complete, also when a training fails
     return results

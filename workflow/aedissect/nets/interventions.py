@@ -264,6 +264,8 @@ def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor,
     nan = {"optimum_mse": float("nan"), "optimum_test_mse": float("nan")}
     if model.kind != "ae":
         return nan | {"optimum_reason": "VAE: the closed form is for the AE's MSE objective"}
+    if any(isinstance(module, nn.modules.conv._ConvNd) for module in model.modules()):
+        return nan | {"optimum_reason": "a convolution: the closed form is written for chains of dense layers"}
     # in float64 throughout: float32 rounding of a rank-deficient linear prefix (a 9-wide cut of a 3-wide code) leaves
     # singular values ~1e-7 that least squares would fit as features
     model, x_train, x_test = copy.deepcopy(model).double().cpu(), x_train.double().cpu(), x_test.double().cpu()
@@ -495,7 +497,7 @@ class Stitched(nn.Module):
         self,
         a: MLPAutoencoder,
         b: MLPAutoencoder,
-        stitch: nn.Linear,
+        stitch: nn.Module,
         b_run: Run,
         cut_a: int | None = None,
         cut_b: int | None = None,
@@ -518,19 +520,32 @@ class Stitched(nn.Module):
         return torch.sigmoid(out) if self.squash else out
 
 
-def cut_width(model: MLPAutoencoder, cut: int) -> int:
-    """The width of the activations at a hidden cut (the code's for the bottleneck: the VAE's mu only)."""
-    if cut == model.bottleneck_cut:
-        return model.latent_dim
-    return model.layers[cut - 1][0].out_features
-
-
-def identity_stitch(dim_in: int, dim_out: int) -> nn.Linear:
-    stitch = Linear(dim_in, dim_out)
+def cut_shape(model: MLPAutoencoder, cut: int, x: torch.Tensor) -> tuple[int, ...]:
+    """The shape of one point's activations at a cut (the code's for the bottleneck: the VAE's mu only): (width,)
+    or a feature map's (C, H, W)."""
     with torch.no_grad():
-        stitch.weight.copy_(torch.eye(dim_out, dim_in))
+        return tuple(model.forward_to(x[:1], cut).shape[1:])
+
+
+def identity_stitch(shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> nn.Module:
+    """The stitch that passes A's activations as they are (truncated or zero-padded to B's width): a Linear between
+    dense cuts, a 1 x 1 convolution between feature maps on one grid (Bansal et al. 2021, channels to channels at
+    every position)."""
+    stitch = _stitch_module(shape_in, shape_out)
+    with torch.no_grad():
+        stitch.weight.copy_(torch.eye(shape_out[0], shape_in[0]).reshape(stitch.weight.shape))
         stitch.bias.zero_()
     return stitch
+
+
+def _stitch_module(shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> nn.Module:
+    if len(shape_in) == 1 and len(shape_out) == 1:
+        return Linear(shape_in[0], shape_out[0])
+    if len(shape_in) == 3 and len(shape_out) == 3 and shape_in[1:] == shape_out[1:]:
+        return nn.Conv2d(shape_in[0], shape_out[0], kernel_size=1)
+    raise ValueError(
+        f"no stitch from activations of shape {shape_in} to {shape_out}: dense to dense, or maps on one grid"
+    )
 
 
 @torch.no_grad()
@@ -541,18 +556,21 @@ def least_squares_stitch(
     cut_a: int | None = None,
     cut_b: int | None = None,
     codes: dict | None = None,
-) -> nn.Linear:
+) -> nn.Module:
     """The affine map that best predicts B's activations at ``cut_b`` from A's at ``cut_a`` on ``x`` (least
     squares with a bias, minimum norm where dead units make it underdetermined); the cuts default to the codes.
-    ``codes``: a dict that keeps each network's code on ``x`` once computed (a group's job stitches every code
-    into several networks); activations at other cuts are computed each time (they are wide, used at most twice)."""
+    Between feature maps a 1 x 1 convolution (``identity_stitch``), fitted on every point and position as one
+    sample of channels. ``codes``: a dict that keeps each network's code on ``x`` once computed (a group's job
+    stitches every code into several networks); activations at other cuts are computed each time (they are wide,
+    used at most twice)."""
     cut_a = a.bottleneck_cut if cut_a is None else cut_a
     cut_b = b.bottleneck_cut if cut_b is None else cut_b
     ha, hb = _activations(a, x, cut_a, codes), _activations(b, x, cut_b, codes)
+    stitch = _stitch_module(tuple(ha.shape[1:]), tuple(hb.shape[1:])).to(x.device)
+    ha, hb = (h.movedim(1, -1).reshape(-1, h.shape[1]) for h in (ha, hb))  # maps: one row per point and position
     design = torch.cat([ha, torch.ones(ha.shape[0], 1, dtype=ha.dtype, device=ha.device)], dim=1)
     solution = torch.linalg.lstsq(design.cpu(), hb.cpu(), driver="gelsd").solution
-    stitch = Linear(ha.shape[1], hb.shape[1]).to(x.device)
-    stitch.weight.copy_(solution[:-1].T.to(stitch.weight))
+    stitch.weight.copy_(solution[:-1].T.reshape(stitch.weight.shape).to(stitch.weight))
     stitch.bias.copy_(solution[-1].to(stitch.bias))
     return stitch
 
@@ -668,7 +686,7 @@ def stitching_table(
     for i, j, pair_type in pairs:
         a, b, b_run = models[i], models[j], runs[j]
         for cut_a, cut_b in stitch_cuts(runs[i], b_run, pair_type):
-            stitch = identity_stitch(cut_width(a, cut_a), cut_width(b, cut_b))
+            stitch = identity_stitch(cut_shape(a, cut_a, x_test), cut_shape(b, cut_b, x_test))
             identity = Stitched(a, b, stitch, b_run, cut_a, cut_b)
             results.append(((i, j, pair_type, cut_a, cut_b), {"identity": evaluate(identity, x_test, b_run)}))
             if pair_type != "self" or options["fit_self"]:

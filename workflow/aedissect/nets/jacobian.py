@@ -37,6 +37,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # 256 points x in_dim 64 x all cuts of a 64-wide net of 8 layers: ~60 MB of float64 Jacobians
 CHUNK = 256
@@ -62,13 +63,55 @@ def _slope(activation: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, 
     return h.detach(), slope
 
 
-def _dense(layer: nn.Sequential, h: torch.Tensor) -> tuple[nn.Linear, nn.Module] | None:
-    """(Linear, elementwise activation) when the layer is one and acts on rows: its Jacobian is diag(f') W."""
+RESHAPES = (nn.Flatten, nn.Unflatten)
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _split_layer(layer: nn.Sequential) -> tuple[nn.Module, nn.Module, list[nn.Module]] | None:
+    """(its Linear or convolution, its elementwise activation, the reshapes after them) when a layer is that:
+    its Jacobian is then diag(f') times its weight's linear map, by the chain rule; None for any other layer."""
     modules = list(layer)
-    if h.dim() != 2 or not isinstance(modules[0], nn.Linear) or len(modules) > 2:
+    head = modules[0]
+    activation = modules[1] if len(modules) > 1 and isinstance(modules[1], ELEMENTWISE) else nn.Identity()
+    tail = modules[2:] if len(modules) > 1 and isinstance(modules[1], ELEMENTWISE) else modules[1:]
+    if not isinstance(head, (nn.Linear, *CONVOLUTIONS)) or not all(isinstance(m, RESHAPES) for m in tail):
         return None
-    activation = modules[1] if len(modules) == 2 else nn.Identity()
-    return (modules[0], activation) if isinstance(activation, ELEMENTWISE) else None
+    return head, activation, tail
+
+
+def _dense(layer: nn.Sequential, h: torch.Tensor) -> tuple[nn.Linear, nn.Module] | None:
+    """(Linear, elementwise activation) when the layer is one and acts on rows: its Jacobian is diag(f') W. A
+    reshape after them (a dense layer that feeds a convolution) leaves the flattened Jacobian as it is."""
+    parts = _split_layer(layer)
+    if h.dim() != 2 or parts is None or not isinstance(parts[0], nn.Linear):
+        return None
+    return parts[0], parts[1]
+
+
+def _convolved(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(h at cut i + 1, J_{i+1}) for a convolution with an elementwise activation (``_split_layer``; None for any
+    other layer): the columns of J_i go through the convolution's linear part (its weight, no bias) as one batch
+    of maps, then each is scaled by the slope f'(z) at the point, the chain rule of the dense layers; ~100x faster
+    than ``_pushed`` on 32 x 32 images, which vmaps torch.func.jvp over the columns."""
+    parts = _split_layer(model64.layer_module(i))
+    if parts is None or not isinstance(parts[0], CONVOLUTIONS):
+        return None
+    conv, activation, tail = parts
+    if i == 0 and getattr(model64, "input_shape", None) is not None:
+        h = h.reshape(h.shape[0], *model64.input_shape)
+    if h.dim() != 4:
+        return None
+    n, r = jac.shape[0], jac.shape[2]
+    columns = jac.transpose(1, 2).reshape(n * r, *h.shape[1:])
+    linear = F.conv2d if isinstance(conv, nn.Conv2d) else F.conv_transpose2d
+    pushed = linear(columns, conv.weight, None, conv.stride, conv.padding).reshape(n, r, -1)
+    z = conv(h)
+    out, slope = _slope(activation, z)
+    for module in tail:
+        out = module(out)
+    if i == model64.n_layers - 1 and getattr(model64, "input_shape", None) is not None:
+        out = out.flatten(1)
+    return out, (slope.reshape(n, 1, -1) * pushed).transpose(1, 2)
 
 
 def _pushed(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,9 +133,10 @@ def _pushed(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[torch.
 def _prefix_jacobians(model64, x: torch.Tensor, in_code_basis: bool) -> tuple[torch.Tensor, ...]:
     """dh_c/dx of every cut at every point of ``x``: (n, width_c, in_dim) per cut, cuts and input flattened.
 
-    A layer that is a Linear with an elementwise activation (every layer of ``MLPAutoencoder``) by the chain rule,
-    its slope from one reverse pass, the VAE's bottleneck layer cut to its mean rows (which commutes with its
-    identity activation); any other layer (a convolution, a reshape) by ``_pushed``.
+    A layer that is a Linear with an elementwise activation (every dense layer of ``MLPAutoencoder``) by the chain
+    rule, its slope from one reverse pass, the VAE's bottleneck layer cut to its mean rows (which commutes with its
+    identity activation); a convolution with an elementwise activation likewise (``_convolved``); any other layer
+    by ``_pushed``.
 
     ``in_code_basis``: each Jacobian J_c is given as J_c Q, Q an orthonormal basis of a space that holds its rows,
     so that J_c Q Q^T = J_c and J_c Q has J_c's singular values at a smaller width. Every J_c is
@@ -107,7 +151,7 @@ def _prefix_jacobians(model64, x: torch.Tensor, in_code_basis: bool) -> tuple[to
     for i in range(model64.n_layers):
         dense = _dense(model64.layer_module(i), h)
         if dense is None:
-            h, jac = _pushed(model64, i, h, jac)
+            h, jac = _convolved(model64, i, h, jac) or _pushed(model64, i, h, jac)
         else:
             linear, activation = dense
             z, weight = linear(h), linear.weight
@@ -121,6 +165,8 @@ def _prefix_jacobians(model64, x: torch.Tensor, in_code_basis: bool) -> tuple[to
                 jac = weight.expand(n, -1, -1)  # J_0 is the identity
             h, slope = _slope(activation, z)
             jac = slope[:, :, None] * jac
+            for module in _split_layer(model64.layer_module(i))[2]:
+                h = module(h)
         if in_code_basis and i == model64.bottleneck_layer and jac.shape[1] < jac.shape[2]:
             jac = jac @ torch.linalg.qr(jac.transpose(1, 2)).Q
         out.append(jac)

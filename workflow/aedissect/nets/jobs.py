@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from aedissect import io
+from aedissect.architectures import has_conv
 from aedissect.config import Run, config_hash
 from aedissect.controls import convergence
 from aedissect.nets.ensemble import train_members
@@ -95,7 +96,7 @@ def train_runs(
     data = load(data_path)
     run_dirs = [Path(d) for d in run_dirs]
     state_dir = run_dirs[0].parent / ".resume"
-    ensemble = len(runs) > 1 and runs[0]["training"]["ensemble"]
+    ensemble = len(runs) > 1 and runs[0]["training"]["ensemble"] and not has_conv(runs[0])
     log.info("training %d runs of %s on %s%s", len(runs), runs[0]["run_id"], dev, " as one ensemble" * ensemble)
     start = time.perf_counter()
     names = [f"s{run['seed']}" for run in runs]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aedissect.architectures import conv_parts, cut_shapes, flat_width, is_conv, layer_kinds
 from aedissect.config import Run
 from aedissect.nets.cuts import CutChain
 from aedissect.plans import frozen_layer_set, parse_spec
@@ -58,15 +59,22 @@ class CodeMap(nn.Module):
 
 
 class MLPAutoencoder(CutChain):
+    """The grid's autoencoder: dense layers, and convolutions where the architecture has them
+    (``aedissect.architectures``). Layer i is its Linear (or Conv2d, ConvTranspose2d) and its activation, then the
+    reshape the next layer needs (Flatten after a convolution before a dense layer or the output, Unflatten after a
+    dense layer before a deconvolution). Inputs and outputs are rows; a net whose first layer is a convolution
+    reshapes them to ``input_shape`` (C, H, W) first."""
+
     def __init__(
         self,
         in_dim: int,
-        encoder: list[int],
+        encoder: list,
         bottleneck: int,
-        decoder: list[int],
+        decoder: list,
         activation: str = "relu",
         kind: str = "ae",
         code_map: bool = False,
+        input_shape: tuple[int, ...] | None = None,
     ):
         super().__init__()
         if kind not in ("ae", "vae"):
@@ -77,15 +85,29 @@ class MLPAutoencoder(CutChain):
         self.latent_dim = bottleneck
         self.bottleneck_layer = len(encoder)
         self.bottleneck_cut = len(encoder) + 1
-        widths = [in_dim, *encoder, bottleneck, *decoder, in_dim]
-        n_layers = len(widths) - 1
+        shape = tuple(input_shape) if input_shape is not None else (in_dim,)
+        self.cut_shapes = cut_shapes(encoder, bottleneck, decoder, shape, "architecture")
+        kinds = layer_kinds(encoder, decoder)
+        n_layers = len(kinds)
         layers = []
-        for i in range(n_layers):
-            width = widths[i + 1] * (2 if kind == "vae" and i == self.bottleneck_layer else 1)
+        for i, spec in enumerate(kinds):
+            before, after = self.cut_shapes[i], self.cut_shapes[i + 1]
             # the code and the output stay linear: the likelihood, not the net, squashes the output
-            act = "linear" if i in (self.bottleneck_layer, n_layers - 1) else activation
-            layers.append(nn.Sequential(Linear(widths[i], width), ACTIVATION_MODULES[act]()))
+            act = ACTIVATION_MODULES["linear" if i in (self.bottleneck_layer, n_layers - 1) else activation]()
+            if spec is not None and is_conv(spec):
+                op, _, kernel, stride, padding = conv_parts(spec)
+                conv = nn.Conv2d if op == "conv" else nn.ConvTranspose2d
+                modules = [conv(before[0], after[0], kernel, stride, padding), act]
+                if i == n_layers - 1 or not is_conv(kinds[i + 1] or 0):
+                    modules.append(nn.Flatten())
+            else:
+                width = after[0] * (2 if kind == "vae" and i == self.bottleneck_layer else 1)
+                modules = [Linear(flat_width(before), width if len(after) == 1 else flat_width(after)), act]
+                if len(after) == 3:
+                    modules.append(nn.Unflatten(1, after))
+            layers.append(nn.Sequential(*modules))
         self.layers = nn.ModuleList(layers)
+        self.input_shape = shape if kinds[0] is not None and is_conv(kinds[0]) else None
         n_enc, n_dec = len(encoder), len(decoder)
         self.layer_names = (
             [f"enc{i + 1}" for i in range(n_enc)] + ["bottleneck"] + [f"dec{i + 1}" for i in range(n_dec)] + ["output"]
@@ -98,10 +120,12 @@ class MLPAutoencoder(CutChain):
         return len(self.layers)
 
     def layer_module(self, i: int) -> nn.Sequential:
-        """Layer i's modules: its Linear and its activation."""
+        """Layer i's modules: its Linear (or convolution), its activation, the reshape after them."""
         return self.layers[i]
 
     def run_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        if i == 0 and self.input_shape is not None:
+            h = h.reshape(h.shape[0], *self.input_shape)
         h = self.layers[i](h)
         if i == self.bottleneck_layer:
             if self.kind == "vae":
@@ -172,7 +196,14 @@ def build_model(run: Run, in_dim: int, code_map: bool | None = None) -> MLPAutoe
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run["seed"])
         return MLPAutoencoder(
-            in_dim, run["encoder"], run["bottleneck"], run["decoder"], run["activation"], run["kind"], code_map
+            in_dim,
+            run["encoder"],
+            run["bottleneck"],
+            run["decoder"],
+            run["activation"],
+            run["kind"],
+            code_map,
+            run.get("input_shape"),
         )
 
 
@@ -198,20 +229,32 @@ def centre_init(model: MLPAutoencoder, x_train: torch.Tensor) -> MLPAutoencoder:
     copy of the model, then cast to the model's dtype: deterministic and independent of the device.
     """
     x = x_train.detach().to("cpu", torch.float64)
-    h = x
+    h = x if model.input_shape is None else x.reshape(x.shape[0], *model.input_shape)
     last = model.n_layers - 1
     for i, layer in enumerate(model.layers):
-        linear = layer[0]
-        weight = linear.weight.detach().to("cpu", torch.float64)
-        bias = linear.bias.detach().to("cpu", torch.float64).clone()
-        if i < last:
-            rows = model.latent_dim if model.kind == "vae" and i == model.bottleneck_layer else bias.shape[0]
+        module = layer[0]
+        weight = module.weight.detach().to("cpu", torch.float64)
+        bias = module.bias.detach().to("cpu", torch.float64).clone()
+        if isinstance(module, nn.Linear):
+            if i < last:
+                rows = model.latent_dim if model.kind == "vae" and i == model.bottleneck_layer else bias.shape[0]
+                pre = h @ weight.T + bias
+                bias[:rows] -= pre[:, :rows].mean(0)
+            else:
+                bias = x.mean(0) - weight @ h.mean(0)
             pre = h @ weight.T + bias
-            bias[:rows] -= pre[:, :rows].mean(0)
         else:
-            bias = x.mean(0) - weight @ h.mean(0)
-        linear.bias.copy_(bias.to(linear.bias.dtype))
-        h = layer[1](h @ weight.T + bias)
+            # a convolution's bias is per channel: centre each channel over the points and positions
+            conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv_transpose2d
+            unbiased = conv(h, weight, None, module.stride, module.padding)
+            if i < last:
+                bias -= (unbiased + bias[:, None, None]).mean((0, 2, 3))
+            else:
+                image = x.reshape(unbiased.shape)
+                bias = image.mean((0, 2, 3)) - unbiased.mean((0, 2, 3))
+            pre = unbiased + bias[:, None, None]
+        module.bias.copy_(bias.to(module.bias.dtype))
+        h = layer[1:](pre)
         if model.kind == "vae" and i == model.bottleneck_layer:
             h = h[:, : model.latent_dim]
     return model

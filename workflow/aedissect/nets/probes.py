@@ -50,6 +50,9 @@ CKA_COLUMNS = ["seed_a", "seed_b", "cut_a", "cut_b", "layer_a", "layer_b", "cka"
 # points x input dimension x the widths (docs/methods.md): on digits 128 points give the mean rank and PR of all
 # 360 test points within 0.1 (seeds differ by up to 7) at half the time of 256
 JACOBIAN_POINTS = 128
+# a conv net's Jacobians are measured on fewer of them: on 32 x 32 images a point's (8192 x 1024) Jacobian at the
+# first conv cut, its Gram matrix and eigenvalues cost 1-2 s (2 threads), ~200 s a model at 128 points
+JACOBIAN_CONV_POINTS = 16
 JACOBIAN_REL_THRESHOLD = 1e-3  # singular values below this fraction of the point's largest do not count
 
 
@@ -179,7 +182,10 @@ def linear_probes(fit: np.ndarray, test: np.ndarray, data: dict, options: dict) 
 def jacobian_metrics(model: MLPAutoencoder, x: torch.Tensor) -> dict[int, dict]:
     """Per cut: the mean numerical rank and participation ratio of dh_c/dx over the points of ``x``
     (``jacobian.jacobian_rank_profile``) and, on the cuts 1..bottleneck, the share of the input-to-code drop
-    in mean rank done by the layer producing the cut (``jacobian.reduction_shares``; NaN with no drop)."""
+    in mean rank done by the layer producing the cut (``jacobian.reduction_shares``; NaN with no drop). A net
+    with convolutions on the first ``JACOBIAN_CONV_POINTS`` of them."""
+    if any(isinstance(module, nn.modules.conv._ConvNd) for module in model.modules()):
+        x = x[:JACOBIAN_CONV_POINTS]
     profile = jacobian.jacobian_rank_profile(model, x, rel_threshold=JACOBIAN_REL_THRESHOLD)
     out = {p["cut"]: {"jacobian_rank": p["rank_mean"], "jacobian_pr": p["pr_mean"]} for p in profile}
     for share in jacobian.reduction_shares(profile):

@@ -5,7 +5,9 @@ replaced by another that computes the same function. ``reparametrize`` builds su
 
 - Positive unit rescaling (Dinh et al. 2017, "Sharp minima can generalize for deep nets"; Neyshabur et al.
   2015, "Path-SGD"): relu(a z) = a relu(z) for a > 0, so a hidden unit's incoming row and bias can be
-  multiplied by a and its outgoing column divided by a. The identity commutes with any a; tanh and GELU do
+  multiplied by a and its outgoing column divided by a; a feature map's unit is its channel (its kernel and
+  bias times a, the next layer's weights on it divided by a), since a convolution shares its weights across
+  positions. The identity commutes with any a; tanh and GELU do
   not, so their hidden units are left unscaled, with the reason in ``info["skipped"]``.
 - An invertible map of the code: the bottleneck layer has no activation, so its output can be multiplied by
   any invertible M and the next layer multiplied by M^{-1} on the right, whatever the activation elsewhere.
@@ -72,6 +74,22 @@ def _log_uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch
     return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
 
 
+def _per_weight_index(a: torch.Tensor, module: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    """A cut's unit factors as the module's weight indexes them on the cut's side: a dense layer on a flattened map
+    (C, H, W) sees each channel's factor at its H W positions; a convolution, and a dense layer on a dense cut, one
+    per unit."""
+    if isinstance(module, nn.Linear) and len(shape) == 3:
+        return a.repeat_interleave(shape[1] * shape[2])
+    return a
+
+
+def _along(weight: torch.Tensor, axis: int, factors: torch.Tensor) -> torch.Tensor:
+    """``factors`` shaped to broadcast along one axis of ``weight``."""
+    view = [1] * weight.dim()
+    view[axis] = -1
+    return factors.reshape(view)
+
+
 def reparametrize(
     model: MLPAutoencoder,
     seed: int,
@@ -112,10 +130,15 @@ def reparametrize(
         if not isinstance(act, SCALABLE):
             skipped[cut] = f"{type(act).__name__} does not commute with a positive rescaling of its unit"
             continue
-        a = _log_uniform(weights[cut - 1].shape[0], low, high, gen)
-        weights[cut - 1] *= a[:, None]
-        biases[cut - 1] *= a
-        weights[cut] /= a[None, :]
+        shape = new.cut_shapes[cut]  # a map's unit is its channel: one factor for all its positions
+        a = _log_uniform(shape[0], low, high, gen)
+        before, after = linears[cut - 1], linears[cut]
+        per_row = _per_weight_index(a, before, shape)
+        weights[cut - 1] *= _along(weights[cut - 1], 1 if isinstance(before, nn.ConvTranspose2d) else 0, per_row)
+        biases[cut - 1] *= per_row
+        weights[cut] /= _along(
+            weights[cut], 0 if isinstance(after, nn.ConvTranspose2d) else 1, _per_weight_index(a, after, shape)
+        )
         scales[cut] = a.numpy()
 
     z, b = new.latent_dim, new.bottleneck_layer
@@ -140,7 +163,7 @@ def reparametrize(
             lin.bias.copy_(bias.to(lin.bias.dtype))
 
     if x is None:
-        x = torch.randn(GAP_POINTS, linears[0].in_features, generator=gen, dtype=torch.float64)
+        x = torch.randn(GAP_POINTS, math.prod(new.cut_shapes[0]), generator=gen, dtype=torch.float64)
         gap_points = f"{GAP_POINTS} standard-normal points drawn from the seed"
     else:
         gap_points = f"the {x.shape[0]} given points"

@@ -1,6 +1,7 @@
 # `make run` trains the default study; `make test` runs the test suite (CI calls exactly this; as root on Debian it
 # installs and starts a one-node SLURM cluster, skipped with AEDISSECT_SKIP_CLUSTER=1); `make readme` publishes a
-# run's verdicts (results/paper -> docs/results/) and rewrites README.md's answer from them.
+# run's verdicts and the table across the studies run under work/ (results/paper -> docs/results/) and rewrites
+# README.md's answer from them.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -25,7 +26,7 @@ bench: $(STAMP)
 	. $(VENV)/bin/activate && python -m aedissect.nets.bench && python -m aedissect.measured results/bench.json
 
 readme: $(STAMP)
-	. $(VENV)/bin/activate && python -m aedissect.analysis.answer --publish
+	. $(VENV)/bin/activate && snakemake --cores $(CORES) studies_summary && python -m aedissect.analysis.answer --publish
 
 lint: $(STAMP)
 	. $(VENV)/bin/activate && ruff check . && snakefmt --check Snakefile workflow/rules && snakemake --lint

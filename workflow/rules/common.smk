@@ -146,7 +146,7 @@ def get_dataset_models(wildcards):
 
 
 # ---- the paper (workflow/rules/paper.smk) ----
-from aedissect.analysis import paper_outline  # noqa: E402
+from aedissect.analysis import paper_outline, studies  # noqa: E402
 
 PAPER_FRONT_PAGE = "results/paper/report_front_page.rst"
 
@@ -162,6 +162,18 @@ def get_paper_findings_inputs(wildcards):
         if rules.has(producer):
             inputs[key] = path
     return inputs
+
+
+# the findings read the verdict rules' settings only: where studies_summary looks for studies reruns no finding
+FINDINGS_OPTIONS = {key: value for key, value in config["paper"].items() if key != "studies_folder"}
+
+
+def get_studies_verdicts(wildcards):
+    """Every study's verdicts.csv that exists: the working directory's own, then those under paper.studies_folder."""
+    try:
+        return [str(path) for path in studies.find_verdicts(config["paper"]["studies_folder"])]
+    except studies.StudiesError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def get_paper_outputs(wildcards):

@@ -33,7 +33,7 @@ rule paper_findings:
     log:
         "results/logs/paper/findings.log",
     params:
-        options=config["paper"],
+        options=FINDINGS_OPTIONS,
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -107,3 +107,18 @@ for _number, _name, _table, _producer, _builder in paper_outline.tables(rules.ha
 rule paper:
     input:
         get_paper_outputs,
+
+
+# Not part of `paper`: every study's verdicts in one table, from the studies that have run (docs/paper.md).
+rule studies_summary:
+    input:
+        verdicts=get_studies_verdicts,
+    output:
+        csv="results/paper/studies_verdicts.csv",
+        md="results/paper/studies_verdicts.md",
+    log:
+        "results/logs/paper/studies_summary.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/studies_summary.py"

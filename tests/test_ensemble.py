@@ -199,7 +199,11 @@ def test_a_diverged_seed_is_recorded_and_its_cell_mates_keep_their_outputs(
 
 
 def test_killed_ensemble_resumes_to_the_same_weights(tiny_config, data, tmp_path, monkeypatch):
+    from aedissect.nets.interventions import freeze_variant
+
     runs = cell_runs(make_config(tiny_config, "vae", epochs=4, checkpoint_every=1))
+    # and freeze variants of the first seed, as a freeze cell stacks them: members that share their seed's generator
+    runs += [freeze_variant(runs[0], spec) for spec in ("encoder", "suffix-1")]
     device = training.setup_torch(1, "cpu")
     reference = ensemble.train_ensemble(runs, data, device)
     resume = tmp_path / ".ensemble.resume.pt"

@@ -642,8 +642,10 @@ def test_the_verdict_figure_reads_r3_from_the_verdict_table():
 
 
 def test_r1_is_fixed_by_construction_for_an_architecture_with_an_empty_side():
-    assert findings.hidden_widths("none") == [] and findings.hidden_widths("24-32-48") == [24, 32, 48]
-    assert findings.hidden_widths("[48, 32]") == [48, 32] and findings.hidden_widths(np.nan) == []
+    assert findings.hidden_layers("none") == [] and findings.hidden_layers("24-32-48") == ["24", "32", "48"]
+    assert findings.hidden_layers("[48, 32]") == ["48", "32"] and findings.hidden_layers(np.nan) == []
+    assert findings.hidden_layers("c32k4s2-c64k4s2-256") == ["c32k4s2", "c64k4s2", "256"]
+    assert findings.fixed_reason("c32k4s2", "none") == findings.NO_DECODER
     assert findings.fixed_reason("48-32-24", "none") == "no hidden decoder layer"
     assert findings.fixed_reason("none", "24-32-48") == "no hidden encoder layer"
     assert findings.fixed_reason("48-32-24", "24") == ""

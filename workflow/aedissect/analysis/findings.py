@@ -348,22 +348,23 @@ NO_ENCODER = "no hidden encoder layer"
 NO_DECODER = "no hidden decoder layer"
 
 
-def hidden_widths(text) -> list[int]:
-    """The hidden widths of a runs.csv ``encoder``/``decoder`` cell: ``48-32-24`` (``config.config_columns``),
-    ``none`` or empty for no hidden layer; a list, or its text ``[48, 32]``, reads the same."""
+def hidden_layers(text) -> list[str]:
+    """The hidden layers of a runs.csv ``encoder``/``decoder`` cell as their labels: ``48-32-24`` or
+    ``c32k4s2-256`` (``config.config_columns``, ``architectures.label``), ``none`` or empty for no hidden layer; a
+    list of widths, or its text ``[48, 32]``, reads the same."""
     if isinstance(text, list | tuple):
-        return [int(w) for w in text]
+        return [str(w) for w in text]
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return []
     body = str(text).strip().strip("[]()").strip()
     if body.lower() in ("", "none", "nan"):
         return []
-    return [int(float(w)) for w in re.split(r"[-,;\s]+", body) if w]
+    return [w for w in re.split(r"[-,;\s]+", body) if w]
 
 
 def fixed_reason(encoder, decoder) -> str:
     """Why an architecture's R1 outcome is fixed by construction, "" when it has hidden layers on both sides."""
-    enc, dec = hidden_widths(encoder), hidden_widths(decoder)
+    enc, dec = hidden_layers(encoder), hidden_layers(decoder)
     if enc and dec:
         return ""
     if enc:

@@ -11,15 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from aedissect.io import atomic_path  # noqa: E402
 
-# Okabe & Ito (2008), safe for the common colour-vision deficiencies
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies; a conv family in the lighter hue of its
+# dense counterpart's (Tol's wine for the conv decoder: Okabe & Ito's yellow is unreadable on white)
 FAMILY_COLOURS = {
     "symmetric": "#0072B2",
     "encoder-heavy": "#D55E00",
     "decoder-heavy": "#009E73",
     "linear": "#CC79A7",
+    "conv-symmetric": "#56B4E9",
+    "conv-encoder": "#E69F00",
+    "conv-decoder": "#882255",
 }
 KIND_MARKERS = {"ae": "o", "vae": "s"}
-EXTRA_COLOURS = ["#E69F00", "#56B4E9", "#F0E442", "#000000"]
 COLUMN_WIDTH = 3.35  # inches, one column of a two-column paper
 PAGE_WIDTH = 7.0
 # Snakemake's report scales a figure to the width of its pane and centres it vertically, so a figure taller than

@@ -15,11 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TINY_CONFIG = REPO / "tests" / "tiny_config.yaml"
 OFFLINE_CONFIG = REPO / "tests" / "offline_config.yaml"
+CONV_CONFIG = REPO / "tests" / "conv_config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 # fixtures that run a whole study: a test using one is slow (`pytest -m "not slow"` leaves it out)
-STUDY_FIXTURES = {"tiny_study", "tiny_study_again", "offline_study", "cluster"}
+STUDY_FIXTURES = {"tiny_study", "tiny_study_again", "offline_study", "conv_study", "cluster"}
 
 
 def pytest_collection_modifyitems(items):
@@ -124,6 +125,14 @@ def offline_study(tmp_path_factory) -> Path:
     (tests/offline_config.yaml)."""
     workdir = tmp_path_factory.mktemp("offline_study")
     snakemake(workdir, "--cores", "2", *OFFLINE_TARGETS, configfile=OFFLINE_CONFIG)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def conv_study(tmp_path_factory) -> Path:
+    """tests/conv_config.yaml, conv families on shapes, run with 2 cores up to the paper's tables and findings."""
+    workdir = tmp_path_factory.mktemp("conv_study")
+    snakemake(workdir, "--cores", "2", "paper", configfile=CONV_CONFIG)
     return workdir
 
 

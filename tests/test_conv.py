@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 import aedissect
-from aedissect import architectures, config
+from aedissect import architectures, config, datasets, plans
 from aedissect.nets import data, interventions, jacobian, jobs, probes, reparam, training
 from aedissect.nets.models import build_model, initial_models
-from conftest import TINY_CONFIG, load_yaml
+from conftest import CONV_CONFIG, TINY_CONFIG, load_yaml
 
 CONV = {"conv": 4, "kernel": 4, "stride": 2}
 DECONV = {"deconv": 4, "kernel": 4, "stride": 2}
@@ -227,3 +227,45 @@ def test_the_workflow_s_profile_of_a_conv_net_is_aedissect_profile_s_of_its_file
     images = {key: tensors[key].reshape(-1, 1, 16, 16) for key in ("x_test", "x_train")}
     from_class = aedissect.profile(users, images["x_test"], tensors["y_test"], **(split | {"x_fit": images["x_train"]}))
     pd.testing.assert_frame_equal(from_class.drop(columns="layer"), trained.drop(columns="layer"))
+
+
+def test_the_conv_study_s_layer_profiles_are_aedissect_profile_s_of_each_model_pt(conv_study):
+    """The done-when of issue 26 as a user meets it: a conv family trained and truncated by the workflow, then its
+    model.pt profiled by the front door with the study's truncation options, gives the rows of layer_profile.csv."""
+    study = config.validate(load_yaml(CONV_CONFIG))
+    tensors = data.load(str(conv_study / "results/data/shapes.pt"))
+    options = plans.truncation_options(study)
+    for arch in ("conv", "mlp-deconv"):
+        run_dir = conv_study / "results/runs/shapes/vae" / arch / "z3/relu/s1"
+        expected = pd.read_csv(run_dir / "layer_profile.csv")
+        # the job also compares the cell's seeds (CKA across seeds): a profile of one model has no other seed
+        expected = expected[(expected["state"] == "trained") & ~expected["metric"].str.startswith("cka_seeds")]
+        expected = expected.reset_index(drop=True)
+        got = aedissect.profile(
+            run_dir / "model.pt",
+            tensors["x_test"],
+            tensors["y_test"],
+            x_fit=tensors["x_train"],
+            y_fit=tensors["y_train"],
+            factors=tensors["factors_test"],
+            factors_fit=tensors["factors_train"],
+            factor_columns=datasets.factor_columns("shapes", study["data"]),
+            name=expected["run_id"][0],
+            **options,
+        )
+        # to rounding: the job limits BLAS to its one thread, this process does not
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
+
+
+def test_the_conv_study_stitches_feature_maps_and_reads_its_conv_families(conv_study):
+    stitching = pd.read_csv(conv_study / "results/tables/stitching.csv")
+    conv = stitching[stitching["run_id_b"].str.contains("/conv/")]
+    assert set(conv["cut_b"]) == set(range(1, 8)), "every hidden cut of the conv net, its feature maps included"
+    self_identity = conv[(conv["pair_type"] == "self") & (conv["stitch"] == "identity")]
+    assert (self_identity["penalty"] == 0).all()
+    seed_pairs = conv[conv["pair_type"] == "seed"]
+    assert {"trained", "init_a"} <= set(seed_pairs["stitch"]) and seed_pairs["test_mse"].notna().all()
+    findings = (conv_study / "results/paper/findings.md").read_text()
+    assert "**conv-symmetric**" in findings and "**conv-decoder**" in findings
+    runs = pd.read_csv(conv_study / "results/tables/runs.csv")
+    assert set(runs.loc[runs["arch"] == "conv", "encoder"]) == {"c4k4s2-c8k4s2-16"}

@@ -266,7 +266,8 @@ def mlp_probe(
     Each member has hidden widths ``nonlinear_hidden`` (activation ReLU) and is trained with Adam for
     ``nonlinear_epochs`` epochs of minibatches (shared, seeded batch order) on the probe split. Inputs are
     zero-padded to the widest one: a zero input gives its weights zero gradient, so the members are the
-    same as if trained one by one. Returns (mse per member (G,), R^2 per member and target (G, n_targets)).
+    same as if trained one by one, each from its own seeded init. Returns (mse per member (G,), R^2 per member and
+    target (G, n_targets)).
     """
     G = len(inputs_fit)
     widths = [h.shape[1] for h in inputs_fit]
@@ -283,16 +284,24 @@ def mlp_probe(
     yf = torch.from_numpy((y_fit - y_mean).astype(np.float32)).to(device)
     xf_t, xt_t = torch.from_numpy(xf).to(device), torch.from_numpy(xt).to(device)
 
-    gen = torch.Generator().manual_seed(options["seed"])
+    # each member's init from its own generator, at its own width, and the batch order from one more: a member's
+    # probe is the same whichever and however many members share the batch (a model profiled alone, by
+    # ``aedissect.profile``, gets its truncate job's numbers)
     sizes = [d_max, *options["nonlinear_hidden"], y_fit.shape[1]]
-    fan_in = torch.tensor(widths, dtype=torch.float32)
+    weights = [[] for _ in sizes[1:]]
+    biases = [[] for _ in sizes[1:]]
+    for width in widths:
+        gen = torch.Generator().manual_seed(options["seed"])
+        for i, (a, b) in enumerate(zip([width, *sizes[1:-1]], sizes[1:], strict=True)):
+            # PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); zero rows pad the inputs' width
+            bound = 1.0 / math.sqrt(a)
+            w = (torch.rand(a, b, generator=gen) * 2 - 1) * bound
+            weights[i].append(torch.cat([w, torch.zeros(sizes[i] - a, b)]) if i == 0 else w)
+            biases[i].append((torch.rand(1, b, generator=gen) * 2 - 1) * bound)
     params = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        # PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with each member's true fan-in
-        bound = (1.0 / fan_in.sqrt() if i == 0 else torch.full((G,), 1.0 / math.sqrt(a))).view(G, 1, 1)
-        w = (torch.rand(G, a, b, generator=gen) * 2 - 1) * bound
-        bias = (torch.rand(G, 1, b, generator=gen) * 2 - 1) * bound
-        params += [w.to(device), bias.to(device)]
+    for w, bias in zip(weights, biases, strict=True):
+        params += [torch.stack(w).to(device), torch.stack(bias).to(device)]
+    gen = torch.Generator().manual_seed(options["seed"])
 
     optimizer = Adam(params, lr=options["nonlinear_lr"])
     batch = options["nonlinear_batch_size"]

@@ -13,7 +13,7 @@ from torch.func import jacfwd, vmap
 import aedissect
 from aedissect import cli, config
 from aedissect.nets import chains, jacobian, probes, user_models
-from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.models import GridAutoencoder
 
 # the class of the question, verbatim but for its syntax, as a user's file
 QUESTION_SOURCE = (
@@ -90,9 +90,9 @@ def test_the_question_s_class_is_cut_after_every_linear_with_the_code_at_the_enc
 
 
 def test_a_user_class_and_the_pipeline_s_mlp_with_the_same_weights_have_the_same_profile(rows):
-    """An independent path: the adapter over plain nn.Sequential chains against MLPAutoencoder's own layers."""
+    """An independent path: the adapter over plain nn.Sequential chains against GridAutoencoder's own layers."""
     torch.manual_seed(0)
-    mlp = MLPAutoencoder(64, [42], 8, [42], activation="relu")
+    mlp = GridAutoencoder(64, [42], 8, [42], activation="relu")
     user = QuestionAE(relu=True)
     mine = [m for m in user.modules() if isinstance(m, nn.Linear)]
     with torch.no_grad():

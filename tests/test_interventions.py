@@ -1161,7 +1161,7 @@ def test_a_centred_freeze_variant_starts_from_its_normal_runs_saved_init_state(
             assert torch.equal(result["state"][key], saved[key]), (variant["freeze"], key)
 
 
-def fit_by_descent(model: aemodels.MLPAutoencoder, spec: str, x: torch.Tensor, steps: int = 400) -> float:
+def fit_by_descent(model: aemodels.GridAutoencoder, spec: str, x: torch.Tensor, steps: int = 400) -> float:
     """The training MSE a freeze variant reaches when its trainable parameters (``frozen_parameters``' complement)
     are fitted by L-BFGS in float64: the independent computation the closed form is checked against."""
     model = copy.deepcopy(model).double()
@@ -1204,7 +1204,7 @@ def test_the_closed_form_optimum_equals_an_independent_fit_of_the_trainable_part
     widths = {"linear": ([7], [9], "linear"), "enc-heavy": ([10, 8], [], "relu")}[arch]
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        model = aemodels.MLPAutoencoder(12, widths[0], 3, widths[1], widths[2], "ae", code_map=True)
+        model = aemodels.GridAutoencoder(12, widths[0], 3, widths[1], widths[2], "ae", code_map=True)
     optimum = iv.closed_form_optimum(model, spec, synthetic["x_train"], synthetic["x_test"])
     assert optimum["optimum_reason"] == ""
     descended = fit_by_descent(model, spec, synthetic["x_train"])
@@ -1214,6 +1214,6 @@ def test_the_closed_form_optimum_equals_an_independent_fit_of_the_trainable_part
 
 def test_no_closed_form_where_a_frozen_layer_lies_between_two_that_train():
     synthetic = low_rank_data()
-    model = aemodels.MLPAutoencoder(12, [7], 3, [9], "linear", "ae", code_map=True)
+    model = aemodels.GridAutoencoder(12, [7], 3, [9], "linear", "ae", code_map=True)
     optimum = iv.closed_form_optimum(model, "except-0+code", synthetic["x_train"], synthetic["x_test"])
     assert pd.isna(optimum["optimum_mse"]) and "not one block" in optimum["optimum_reason"]

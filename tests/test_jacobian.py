@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aedissect.nets.jacobian import cut_jacobians, jacobian_rank_profile, reduction_shares
-from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.models import GridAutoencoder
 from aedissect.nets.reparam import reparametrize
 
 # the linear net: widths 6 -> 5 -> 3 (code) -> 4 -> 6, layer l = Q_{l+1} diag(S[l]) Q_l^T with orthogonal Q,
@@ -26,7 +26,7 @@ def orthogonal(n, rng):
 
 def linear_net(kind):
     rng = np.random.default_rng(0)
-    model = MLPAutoencoder(WIDTHS[0], [WIDTHS[1]], WIDTHS[2], [WIDTHS[3]], "linear", kind).double()
+    model = GridAutoencoder(WIDTHS[0], [WIDTHS[1]], WIDTHS[2], [WIDTHS[3]], "linear", kind).double()
     q = [orthogonal(w, rng) for w in WIDTHS]
     with torch.no_grad():
         for l, s in enumerate(S):
@@ -52,7 +52,7 @@ def closed_form_pr(s):
 
 def relu_net(kind="ae", seed=0):
     torch.manual_seed(seed)
-    return MLPAutoencoder(12, [16, 10, 6], 3, [6, 10], "relu", kind)
+    return GridAutoencoder(12, [16, 10, 6], 3, [6, 10], "relu", kind)
 
 
 def points(n, dim, seed=1):
@@ -86,7 +86,7 @@ def test_linear_net_rank_and_pr_are_the_closed_forms(kind):
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_jacobians_equal_central_finite_differences(activation, kind):
     torch.manual_seed(0)
-    model = MLPAutoencoder(12, [16, 10], 3, [10], activation, kind)
+    model = GridAutoencoder(12, [16, 10], 3, [10], activation, kind)
     x = points(5, 12)
     jacobians = cut_jacobians(model, x, chunk_size=2)
     model64 = copy.deepcopy(model).double()
@@ -107,7 +107,7 @@ def test_chain_rule_jacobians_equal_torch_func_jacfwd(activation, kind):
     from torch.func import jacfwd, vmap
 
     torch.manual_seed(1)
-    model = MLPAutoencoder(12, [16, 10], 3, [10, 8], activation, kind)
+    model = GridAutoencoder(12, [16, 10], 3, [10, 8], activation, kind)
     x = points(9, 12)
     model64 = copy.deepcopy(model).double().eval()
     reference = vmap(jacfwd(lambda p: tuple(h[0] for h in model64.all_cuts(p[None]))))(x)
@@ -120,7 +120,7 @@ def test_the_decoders_cuts_in_the_codes_basis_keep_the_full_jacobians_singular_v
     """jacobian_rank_profile computes the cuts after the code as J_c Q (Q a basis of the code Jacobian's rows):
     the same ranks and participation ratios as the full (width x in_dim) Jacobians, here wider than the input."""
     torch.manual_seed(3)
-    model = MLPAutoencoder(20, [12], 4, [40, 32], "tanh", kind)
+    model = GridAutoencoder(20, [12], 4, [40, 32], "tanh", kind)
     x = points(25, 20)
     full = cut_jacobians(model, x)
     profile = jacobian_rank_profile(model, x, rel_threshold=1e-6, chunk_size=10)
@@ -158,7 +158,7 @@ def test_relu_rank_never_increases_and_matches_numpy():
 @pytest.mark.parametrize("kind", ["ae", "vae"])
 def test_rank_is_invariant_under_reparametrize_but_pr_is_not(activation, kind):
     torch.manual_seed(0)
-    model = MLPAutoencoder(12, [16, 10, 6], 3, [6, 10], activation, kind)
+    model = GridAutoencoder(12, [16, 10, 6], 3, [6, 10], activation, kind)
     x = points(100, 12)
     twin, _ = reparametrize(model, seed=3)
     # a threshold far below any genuine singular value: the exact rank, which D J and M J share with J
@@ -191,7 +191,7 @@ def test_zero_jacobian_has_rank_and_pr_zero():
 def test_shares_are_nan_with_a_reason_without_reduction():
     # a code wider than the input keeps every input direction: nothing to share out
     torch.manual_seed(0)
-    model = MLPAutoencoder(3, [], 5, [4], "relu", "ae")
+    model = GridAutoencoder(3, [], 5, [4], "relu", "ae")
     shares = reduction_shares(jacobian_rank_profile(model, points(10, 3)))
     assert [r["layer"] for r in shares] == ["bottleneck"]
     assert math.isnan(shares[0]["share"]) and "no reduction" in shares[0]["reason"]

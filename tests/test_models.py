@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aedissect.nets.models import MLPAutoencoder, build_model
+from aedissect.nets.models import GridAutoencoder, build_model
 
 ARCHS = [([16, 8], [8, 16]), ([24, 16, 8], []), ([], [8, 16, 24]), ([], []), ([12], [])]
 
@@ -11,7 +11,7 @@ ARCHS = [([16, 8], [8, 16]), ([24, 16, 8], []), ([], [8, 16, 24]), ([], []), ([1
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "linear"])
 def test_prefix_then_suffix_is_the_forward_pass(encoder, decoder, kind, activation):
     torch.manual_seed(0)
-    model = MLPAutoencoder(10, encoder, 4, decoder, activation, kind)
+    model = GridAutoencoder(10, encoder, 4, decoder, activation, kind)
     x = torch.rand(7, 10)
     full = model(x)
     cuts = model.all_cuts(x)
@@ -25,14 +25,14 @@ def test_prefix_then_suffix_is_the_forward_pass(encoder, decoder, kind, activati
 
 
 def test_cut_names_and_sides():
-    model = MLPAutoencoder(10, [16, 8], 4, [8], "relu", "vae")
+    model = GridAutoencoder(10, [16, 8], 4, [8], "relu", "vae")
     assert model.cut_names() == ["input", "enc1", "enc2", "bottleneck", "dec1", "output"]
     sides = [model.cut_side(c) for c in range(model.n_layers + 1)]
     assert sides == ["encoder", "encoder", "encoder", "bottleneck", "decoder", "decoder"]
 
 
 def test_vae_bottleneck_cut_is_the_posterior_mean():
-    model = MLPAutoencoder(10, [16], 3, [16], "tanh", "vae")
+    model = GridAutoencoder(10, [16], 3, [16], "tanh", "vae")
     x = torch.rand(5, 10)
     mu, logvar = model.posterior(x)
     assert model.layers[model.bottleneck_layer][0].out_features == 6
@@ -42,13 +42,13 @@ def test_vae_bottleneck_cut_is_the_posterior_mean():
 
 
 def test_hidden_layers_use_the_activation_and_code_and_output_stay_linear():
-    model = MLPAutoencoder(10, [16], 3, [16], "relu", "ae")
+    model = GridAutoencoder(10, [16], 3, [16], "relu", "ae")
     kinds = [type(layer[1]).__name__ for layer in model.layers]
     assert kinds == ["ReLU", "Identity", "ReLU", "Identity"]
 
 
 def test_freeze_specs():
-    model = MLPAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")  # 6 layers, bottleneck layer index 2
+    model = GridAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")  # 6 layers, bottleneck layer index 2
     assert model.frozen_layers("none") == []
     assert model.frozen_layers("encoder") == [0, 1, 2]
     assert model.frozen_layers("decoder") == [3, 4, 5]
@@ -62,7 +62,7 @@ def test_freeze_specs():
 
 
 def test_frozen_parameters_are_those_of_the_frozen_layers_less_the_output_bias_with_plus_bias():
-    model = MLPAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")
+    model = GridAutoencoder(10, [16, 8], 4, [8, 16], "relu", "ae")
     layer_params = {i: [f"layers.{i}.0.weight", f"layers.{i}.0.bias"] for i in range(model.n_layers)}
     assert model.frozen_parameters("none") == model.frozen_parameters("none+bias") == []
     assert model.frozen_parameters("suffix-2") == layer_params[4] + layer_params[5]
@@ -86,11 +86,11 @@ def test_initial_weights_depend_only_on_the_seed():
 
 def test_bad_construction_is_refused():
     with pytest.raises(ValueError, match="activation"):
-        MLPAutoencoder(4, [], 2, [], "swish", "ae")
+        GridAutoencoder(4, [], 2, [], "swish", "ae")
     with pytest.raises(ValueError, match="kind"):
-        MLPAutoencoder(4, [], 2, [], "relu", "gan")
+        GridAutoencoder(4, [], 2, [], "relu", "gan")
     with pytest.raises(IndexError):
-        MLPAutoencoder(4, [], 2, [], "relu", "ae").forward_to(torch.zeros(1, 4), 3)
+        GridAutoencoder(4, [], 2, [], "relu", "ae").forward_to(torch.zeros(1, 4), 3)
 
 
 @pytest.mark.parametrize("kind", ["ae", "vae"])
@@ -108,7 +108,7 @@ def test_stacked_weights_run_every_member_through_the_one_module(kind, code_map)
     members = []
     for seed in range(3):
         torch.manual_seed(seed)
-        members.append(MLPAutoencoder(10, [8, 6], 3, [6], "tanh", kind, code_map=code_map))
+        members.append(GridAutoencoder(10, [8, 6], 3, [6], "tanh", kind, code_map=code_map))
     params, buffers = stack_module_state(members)
     base = copy.deepcopy(members[0]).to("meta")
     run = {"vae": {"likelihood": "gaussian", "sigma": 0.3, "beta": 1.0}}

@@ -77,7 +77,7 @@ def test_the_linear_work_share_is_the_closed_form_of_each_frozen_half(factor_dat
         # projection of the centred data onto D's column space
         with torch.random.fork_rng():
             torch.manual_seed(row["seed"])
-            model = phantoms.MLPAutoencoder(12, [42], 3, [42], "linear", "ae", True)
+            model = phantoms.GridAutoencoder(12, [42], 3, [42], "linear", "ae", True)
         with torch.no_grad():
             basis = torch.cat([torch.zeros(1, 3), torch.eye(3)]).double()
             out = model.double().forward_from(basis, model.bottleneck_cut).numpy()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aedissect.nets import probes
-from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.models import GridAutoencoder
 from aedissect.nets.probes import cut_activations
 from aedissect.nets.reparam import function_gap, reparametrize
 
@@ -20,7 +20,7 @@ IN_DIM, CODE = 10, 4
 
 def make(encoder, decoder, activation, kind, seed=0):
     torch.manual_seed(seed)
-    return MLPAutoencoder(IN_DIM, encoder, CODE, decoder, activation, kind)
+    return GridAutoencoder(IN_DIM, encoder, CODE, decoder, activation, kind)
 
 
 def inputs(n=200, seed=1):

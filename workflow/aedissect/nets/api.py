@@ -3,7 +3,7 @@
 ``profile`` runs the truncation analysis of the workflow's ``truncate`` rule (``probes.profile_cell``)
 on one model, with the ``truncation:`` defaults of the config schema, so that its numbers are those of a
 ``layer_profile.csv`` computed on the same data with the same options. The model is the pipeline's
-``MLPAutoencoder`` (or its model.pt) or any ``nn.Module`` whose encoder and decoder are chains of modules
+``GridAutoencoder`` (or its model.pt) or any ``nn.Module`` whose encoder and decoder are chains of modules
 (``nets.chains``: a user's own MLP or conv net, as trained elsewhere).
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from aedissect import config
 from aedissect.nets import chains, probes
-from aedissect.nets.models import MLPAutoencoder, as_model, load_model
+from aedissect.nets.models import GridAutoencoder, as_model, load_model
 
 __all__ = ["load_model", "profile"]
 # the selection of grid cells and the job's threads mean nothing for one model
@@ -46,7 +46,7 @@ def profile(
     """The layer profile of a trained model: one row per cut and metric (``truncation_tables.PROFILE_COLUMNS``,
     ``state`` always ``trained``: the truncate job's profile of the initial weights is not computed here).
 
-    ``model``: an ``MLPAutoencoder``, the path of a ``model.pt`` written by the pipeline, or any ``nn.Module``
+    ``model``: an ``GridAutoencoder``, the path of a ``model.pt`` written by the pipeline, or any ``nn.Module``
     whose ``encoder`` and ``decoder`` (attribute names, or lists of module names in order) are chains of modules:
     one cut after every parametrised module, the code at the encoder's output (``nets.chains``; ``kind="vae"``
     where the encoder gives mu and log var side by side; ``cuts`` names the modules to cut after, by default all).
@@ -63,7 +63,7 @@ def profile(
     for key in NOT_OPTIONS:
         options.pop(key)
     model = as_model(model).cpu()
-    if not isinstance(model, MLPAutoencoder):
+    if not isinstance(model, GridAutoencoder):
         model = chains.wrap(
             model, torch.as_tensor(x, dtype=DTYPES["x"]), encoder=encoder, decoder=decoder, kind=kind, cuts=cuts
         )

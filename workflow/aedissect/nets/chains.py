@@ -1,7 +1,7 @@
 """Any PyTorch autoencoder whose encoder and decoder are chains of modules, seen through the cut interface.
 
 The library cuts, probes and differentiates a model through one small interface (``nets.cuts.CutChain``), which
-``MLPAutoencoder`` implements for the pipeline's own nets and ``ChainAutoencoder`` for a model the user trained
+``GridAutoencoder`` implements for the pipeline's own nets and ``ChainAutoencoder`` for a model the user trained
 elsewhere.
 
 A layer of a chain is a parametrised module with the parameter-free modules that follow it (activations,

@@ -16,7 +16,7 @@ import torch
 
 from aedissect import controls, io
 from aedissect.config import Run
-from aedissect.nets.models import MLPAutoencoder, build_model
+from aedissect.nets.models import GridAutoencoder, build_model
 from aedissect.nets.training import EVAL_SEED, loss_terms, reconstruction, setup_torch
 from aedissect.references import linear_vae_negative_elbo
 
@@ -37,7 +37,7 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def expected_negative_elbo(model: MLPAutoencoder, x: torch.Tensor, run: Run, n_samples: int) -> float:
+def expected_negative_elbo(model: GridAutoencoder, x: torch.Tensor, run: Run, n_samples: int) -> float:
     """The test loss of the training loop (``loss_terms``: -ELBO per sample, beta-weighted rate) averaged over
     ``n_samples`` posterior draws per sample, from the loop's evaluation seed."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
@@ -45,7 +45,7 @@ def expected_negative_elbo(model: MLPAutoencoder, x: torch.Tensor, run: Run, n_s
 
 
 @torch.no_grad()
-def measure(model: MLPAutoencoder, run: Run, x_train: torch.Tensor, x_test: torch.Tensor, ref: dict) -> dict:
+def measure(model: GridAutoencoder, run: Run, x_train: torch.Tensor, x_test: torch.Tensor, ref: dict) -> dict:
     """What the run's checks compare with ``ref`` (``aedissect.controls.reference`` of its bottleneck)."""
     model = copy.deepcopy(model).double().eval()
     x_train, x_test = x_train.double(), x_test.double()
@@ -70,7 +70,7 @@ def measure(model: MLPAutoencoder, run: Run, x_train: torch.Tensor, x_test: torc
 
 
 @torch.no_grad()
-def linear_vae_terms(model: MLPAutoencoder, run: Run, x: torch.Tensor) -> dict:
+def linear_vae_terms(model: GridAutoencoder, run: Run, x: torch.Tensor) -> dict:
     """A linear VAE's expected -ELBO per sample on ``x`` in closed form (``references.linear_vae_negative_elbo``):
     its mean map and decoder read off the weights, its posterior variances (affine in x through log var) per
     sample."""
@@ -84,7 +84,7 @@ def linear_vae_terms(model: MLPAutoencoder, run: Run, x: torch.Tensor) -> dict:
     return {"neg_elbo": elbo["loss"], "distortion": elbo["distortion"], "rate": elbo["rate"]}
 
 
-def load_trained(path: str) -> tuple[MLPAutoencoder | None, dict]:
+def load_trained(path: str) -> tuple[GridAutoencoder | None, dict]:
     """The model of a model.pt and its payload; None for a run that diverged (its payload holds the error)."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("status", "ok") != "ok":

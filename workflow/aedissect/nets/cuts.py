@@ -5,7 +5,7 @@ Layer i maps cut i to cut i + 1; cut 0 is the input, cut L the output, ``bottlen
 ``forward_from(forward_to(x, k), k) == forward(x)`` for every k: truncation, freezing and stitching all go through
 these two. A model supplies ``run_layer(i, h)``, ``layer_module(i)``, ``n_layers``, ``layer_names``,
 ``bottleneck_cut``, ``kind`` and ``latent_dim``; this class derives the rest. Its two implementations are the
-pipeline's ``MLPAutoencoder`` (``nets.models``) and a user's chains (``nets.chains.ChainAutoencoder``).
+pipeline's ``GridAutoencoder`` (``nets.models``) and a user's chains (``nets.chains.ChainAutoencoder``).
 """
 
 from __future__ import annotations

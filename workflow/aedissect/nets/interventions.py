@@ -26,7 +26,7 @@ from torch import nn
 from aedissect import io
 from aedissect.config import Run
 from aedissect.nets.ensemble import train_members
-from aedissect.nets.models import Linear, MLPAutoencoder, build_model, initial_models, load_model
+from aedissect.nets.models import GridAutoencoder, Linear, build_model, initial_models, load_model
 from aedissect.nets.training import evaluate, remove_state, setup_torch
 from aedissect.plans import CONVERGED_TOLERANCE, output_bias, parse_spec, stitch_cuts, stitch_pairs, variant_key
 from aedissect.references import ridge_optimum
@@ -113,7 +113,7 @@ def train_freeze_cell(
 HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss"]
 
 
-def solved_metrics(start: MLPAutoencoder, optimum: dict) -> dict:
+def solved_metrics(start: GridAutoencoder, optimum: dict) -> dict:
     """A solved variant's metrics (``train_freeze_cell``): its closed-form optimum (``closed_form_optimum`` from
     its init ``start``) as its training and test MSE; the AE's loss is that MSE."""
     mse = optimum["optimum_test_mse"]
@@ -141,14 +141,14 @@ def cell_variants(runs: list[Run], specs_by_run: dict) -> tuple[list[Run], list[
     return variants, names, first_spec, plan
 
 
-def cell_models(variants: list[Run], x_train: torch.Tensor) -> list[MLPAutoencoder] | None:
+def cell_models(variants: list[Run], x_train: torch.Tensor) -> list[GridAutoencoder] | None:
     """Where some variant of the cell trains a code map, every variant's start with one (None: their runs' own
     init), each from its normal run's init (``initial_models``: centred where ``training.init`` says so)."""
     code_map = any(parse_spec(v["freeze"])["code"] for v in variants)
     return initial_models(variants, x_train, code_map) if code_map else None
 
 
-def side_parameters(model: MLPAutoencoder) -> dict:
+def side_parameters(model: GridAutoencoder) -> dict:
     """Parameter counts of the encoder (its layers up to and including the bottleneck layer) and the decoder
     (the rest) of the architecture; a code map is neither."""
     counts = layer_parameters(model)
@@ -184,7 +184,7 @@ def variant_metrics(run: Run, result: dict, data: dict, device) -> dict:
 ChainMap = tuple[str, bool]
 
 
-def affine_chain(model: MLPAutoencoder) -> list[ChainMap]:
+def affine_chain(model: GridAutoencoder) -> list[ChainMap]:
     """The AE as a chain of affine maps, each followed by its activation: its layers in order, with the code map (where
     the model has one) right after the bottleneck layer. A map is named by its module (``layers.3.0``, ``code_map``)."""
     chain = []
@@ -195,7 +195,7 @@ def affine_chain(model: MLPAutoencoder) -> list[ChainMap]:
     return chain
 
 
-def run_chain(model: MLPAutoencoder, chain: list[ChainMap], lo: int, hi: int, h: torch.Tensor) -> torch.Tensor:
+def run_chain(model: GridAutoencoder, chain: list[ChainMap], lo: int, hi: int, h: torch.Tensor) -> torch.Tensor:
     """Maps lo..hi-1 of the chain (each with its activation) applied to h."""
     for name, _ in chain[lo:hi]:
         h = model.get_submodule(name)(h)
@@ -204,12 +204,12 @@ def run_chain(model: MLPAutoencoder, chain: list[ChainMap], lo: int, hi: int, h:
     return h
 
 
-def chain_width(model: MLPAutoencoder, name: str, side: str = "out") -> int:
+def chain_width(model: GridAutoencoder, name: str, side: str = "out") -> int:
     module = model.get_submodule(name)
     return module.weight.shape[0 if side == "out" else 1]
 
 
-def affine_rest(model: MLPAutoencoder, chain: list[ChainMap], lo: int) -> tuple[np.ndarray, np.ndarray]:
+def affine_rest(model: GridAutoencoder, chain: list[ChainMap], lo: int) -> tuple[np.ndarray, np.ndarray]:
     """(G, g0): the maps lo.. of the chain, affine (identity activations), as h -> G h + g0, in float64."""
     if lo == len(chain):
         d = chain_width(model, chain[-1][0])
@@ -246,7 +246,7 @@ def reduced_rank_fit(H: np.ndarray, Y: np.ndarray, G: np.ndarray, rank: int | No
 
 
 @torch.no_grad()
-def closed_form_optimum(model: MLPAutoencoder, spec: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
+def closed_form_optimum(model: GridAutoencoder, spec: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
     """The least-squares optimum of a freeze variant whose trainable part is linear in what it computes, from
     ``model`` at its init (a code map at the identity): ``optimum_mse`` on the training split (what training
     minimises, so a converged run's training MSE comes within ``CONVERGED_TOLERANCE`` of it), ``optimum_test_mse``,
@@ -325,14 +325,14 @@ def layer_state(state: dict, layer: int) -> dict:
     return {k: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def with_layer(model: MLPAutoencoder, layer: int, source: dict) -> MLPAutoencoder:
+def with_layer(model: GridAutoencoder, layer: int, source: dict) -> GridAutoencoder:
     """A copy of the model with one layer's weights taken from ``source`` (a full state dict)."""
     out = copy.deepcopy(model)
     out.load_state_dict(layer_state(source, layer), strict=False)
     return out
 
 
-def rerandomised(model: MLPAutoencoder, layer: int, seed: int) -> MLPAutoencoder:
+def rerandomised(model: GridAutoencoder, layer: int, seed: int) -> GridAutoencoder:
     """A copy with one layer drawn afresh from the init distribution (nn.Linear's own reset), seeded.
 
     Always PyTorch's default draw, also for runs with ``training.init: centred``: a fresh draw is not centred
@@ -392,14 +392,14 @@ def normalised_damage(mse: float, trained_mse: float, mean_mse: float) -> float:
     return float((mse - trained_mse) / gained) if gained > 0 else float("nan")
 
 
-def layer_parameters(model: MLPAutoencoder) -> list[int]:
+def layer_parameters(model: GridAutoencoder) -> list[int]:
     """Parameter count per layer (the VAE's bottleneck layer with its log-variance head)."""
     return [sum(p.numel() for p in layer.parameters()) for layer in model.layers]
 
 
 def criticality(
     run: Run,
-    model: MLPAutoencoder,
+    model: GridAutoencoder,
     payload: dict,
     data: dict,
     options: dict,
@@ -495,8 +495,8 @@ class Stitched(nn.Module):
 
     def __init__(
         self,
-        a: MLPAutoencoder,
-        b: MLPAutoencoder,
+        a: GridAutoencoder,
+        b: GridAutoencoder,
         stitch: nn.Module,
         b_run: Run,
         cut_a: int | None = None,
@@ -520,7 +520,7 @@ class Stitched(nn.Module):
         return torch.sigmoid(out) if self.squash else out
 
 
-def cut_shape(model: MLPAutoencoder, cut: int, x: torch.Tensor) -> tuple[int, ...]:
+def cut_shape(model: GridAutoencoder, cut: int, x: torch.Tensor) -> tuple[int, ...]:
     """The shape of one point's activations at a cut (the code's for the bottleneck: the VAE's mu only): (width,)
     or a feature map's (C, H, W)."""
     with torch.no_grad():
@@ -550,8 +550,8 @@ def _stitch_module(shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> nn.
 
 @torch.no_grad()
 def least_squares_stitch(
-    a: MLPAutoencoder,
-    b: MLPAutoencoder,
+    a: GridAutoencoder,
+    b: GridAutoencoder,
     x: torch.Tensor,
     cut_a: int | None = None,
     cut_b: int | None = None,
@@ -575,7 +575,7 @@ def least_squares_stitch(
     return stitch
 
 
-def _activations(model: MLPAutoencoder, x: torch.Tensor, cut: int, codes: dict | None) -> torch.Tensor:
+def _activations(model: GridAutoencoder, x: torch.Tensor, cut: int, codes: dict | None) -> torch.Tensor:
     if codes is None or cut != model.bottleneck_cut:
         return model.forward_to(x, cut).double()
     key = id(model)  # the job holds its models until it ends: ids stay theirs

@@ -133,7 +133,7 @@ def _pushed(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[torch.
 def _prefix_jacobians(model64, x: torch.Tensor, in_code_basis: bool) -> tuple[torch.Tensor, ...]:
     """dh_c/dx of every cut at every point of ``x``: (n, width_c, in_dim) per cut, cuts and input flattened.
 
-    A layer that is a Linear with an elementwise activation (every dense layer of ``MLPAutoencoder``) by the chain
+    A layer that is a Linear with an elementwise activation (every dense layer of ``GridAutoencoder``) by the chain
     rule, its slope from one reverse pass, the VAE's bottleneck layer cut to its mean rows (which commutes with its
     identity activation); a convolution with an elementwise activation likewise (``_convolved``); any other layer
     by ``_pushed``.

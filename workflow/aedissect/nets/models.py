@@ -1,6 +1,7 @@
-"""MLP autoencoders as one ordered list of layers that can be cut anywhere (the cut interface: ``nets.cuts``).
+"""The grid's autoencoders, dense or convolutional, as one ordered list of layers that can be cut anywhere (the cut
+interface: ``nets.cuts``).
 
-Layer i is a Linear and its activation. For the VAE the bottleneck layer emits (mu, log var);
+Layer i is a Linear (or a convolution) and its activation. For the VAE the bottleneck layer emits (mu, log var);
 the deterministic path takes mu, training samples z from it (``posterior`` and ``decode``).
 
 A freeze variant whose spec trains a code map (``+code``, the frozen encoder's mirror of the frozen decoder's
@@ -58,7 +59,7 @@ class CodeMap(nn.Module):
         return linear(z, self.weight, self.bias)
 
 
-class MLPAutoencoder(CutChain):
+class GridAutoencoder(CutChain):
     """The grid's autoencoder: dense layers, and convolutions where the architecture has them
     (``aedissect.architectures``). Layer i is its Linear (or Conv2d, ConvTranspose2d) and its activation, then the
     reshape the next layer needs (Flatten after a convolution before a dense layer or the output, Unflatten after a
@@ -98,8 +99,8 @@ class MLPAutoencoder(CutChain):
                 op, _, kernel, stride, padding = conv_parts(spec)
                 conv = nn.Conv2d if op == "conv" else nn.ConvTranspose2d
                 modules = [conv(before[0], after[0], kernel, stride, padding), act]
-                if i == n_layers - 1 or not is_conv(kinds[i + 1] or 0):
-                    modules.append(nn.Flatten())
+                if i == n_layers - 1 or not isinstance(kinds[i + 1], dict):
+                    modules.append(nn.Flatten())  # a dense layer, or the output's rows, come next
             else:
                 width = after[0] * (2 if kind == "vae" and i == self.bottleneck_layer else 1)
                 modules = [Linear(flat_width(before), width if len(after) == 1 else flat_width(after)), act]
@@ -187,7 +188,7 @@ class MLPAutoencoder(CutChain):
         return masks
 
 
-def build_model(run: Run, in_dim: int, code_map: bool | None = None) -> MLPAutoencoder:
+def build_model(run: Run, in_dim: int, code_map: bool | None = None) -> GridAutoencoder:
     """The run's model with its seeded initial weights; with a code map (at the identity) where its freeze spec
     trains one (``code_map`` None) or where ``code_map`` says so (a freeze cell stacks all its variants as one
     ensemble, the others with their map frozen at the identity)."""
@@ -195,7 +196,7 @@ def build_model(run: Run, in_dim: int, code_map: bool | None = None) -> MLPAutoe
         code_map = parse_spec(run.get("freeze", "none"))["code"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run["seed"])
-        return MLPAutoencoder(
+        return GridAutoencoder(
             in_dim,
             run["encoder"],
             run["bottleneck"],
@@ -216,7 +217,7 @@ def init_name(run: Run) -> str:
 
 
 @torch.no_grad()
-def centre_init(model: MLPAutoencoder, x_train: torch.Tensor) -> MLPAutoencoder:
+def centre_init(model: GridAutoencoder, x_train: torch.Tensor) -> GridAutoencoder:
     """Shift the model's biases, in place, so that its pre-activations are centred on the training data.
 
     Layer by layer with one forward pass of ``x_train`` (each layer sees the already centred previous ones):
@@ -260,7 +261,7 @@ def centre_init(model: MLPAutoencoder, x_train: torch.Tensor) -> MLPAutoencoder:
     return model
 
 
-def initial_model(run: Run, x_train: torch.Tensor, code_map: bool | None = None) -> MLPAutoencoder:
+def initial_model(run: Run, x_train: torch.Tensor, code_map: bool | None = None) -> GridAutoencoder:
     """The model a run trains from: ``build_model``'s seeded init, centred on the training data
     (``centre_init``) where the run's ``training.init`` is ``centred``. Used wherever a model is built from a run
     config to be trained from its init (the train job, one by one or as an ensemble, and the freeze sweep), so
@@ -268,7 +269,7 @@ def initial_model(run: Run, x_train: torch.Tensor, code_map: bool | None = None)
     return initial_models([run], x_train, code_map)[0]
 
 
-def initial_models(runs: list[dict], x_train: torch.Tensor, code_map: bool | None = None) -> list[MLPAutoencoder]:
+def initial_models(runs: list[dict], x_train: torch.Tensor, code_map: bool | None = None) -> list[GridAutoencoder]:
     """``initial_model`` of each run. Runs that start from the same weights (a seed's freeze variants differ only in
     what trains) are centred once: the others take the centred biases of the first, which ``centre_init`` would
     compute again bit for bit (same weights, data and activation)."""
@@ -302,7 +303,7 @@ def state_digest(state: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
+def load_model(path: str, device: str = "cpu") -> tuple[GridAutoencoder, dict]:
     """A trained model and its saved payload (config, initial weights, kept epochs)."""
     payload = torch.load(path, map_location=device, weights_only=True)
     if payload.get("status", "ok") != "ok":
@@ -315,6 +316,6 @@ def load_model(path: str, device: str = "cpu") -> tuple[MLPAutoencoder, dict]:
     return model, payload
 
 
-def as_model(model: MLPAutoencoder | str | Path) -> MLPAutoencoder:
+def as_model(model: GridAutoencoder | str | Path) -> GridAutoencoder:
     """A trained model, given as itself or as the path of a model.pt the pipeline wrote (on the CPU)."""
     return model if isinstance(model, nn.Module) else load_model(str(model))[0]

@@ -1,7 +1,7 @@
 """Phantoms: autoencoders whose answer is known by construction, to calibrate the verdict rules on.
 
 A measuring instrument is calibrated on phantoms before it is used on patients. Each phantom is an
-``MLPAutoencoder`` whose weights are set in closed form, or fitted piece by piece under a constraint that fixes what
+``GridAutoencoder`` whose weights are set in closed form, or fitted piece by piece under a constraint that fixes what
 each cut computes, with the answer every rule must give (``Phantom.expected``):
 
 - ``linear``: the linear AE at its optimum, PCA-z (Baldi & Hornik 1989), x -> 42 -> z -> 42 -> x with a random
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from aedissect.nets import reparam
-from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.models import GridAutoencoder
 from aedissect.nets.optim import Adam, schedule
 from aedissect.references import pca_reference, ppca_optimum
 
@@ -54,7 +54,7 @@ COLLAPSED_SNR = 0.1
 @dataclass
 class Phantom:
     name: str
-    model: MLPAutoencoder
+    model: GridAutoencoder
     expected: dict[str, str]
     description: str
     twin_of: str = ""
@@ -67,7 +67,7 @@ def random_gauge(z: int, gen: torch.Generator) -> torch.Tensor:
     return reparam._orthogonal(z, gen) @ torch.diag(scales) @ reparam._orthogonal(z, gen)
 
 
-def set_layers(model: MLPAutoencoder, weights: list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]]):
+def set_layers(model: GridAutoencoder, weights: list[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]]):
     """Copy (weight, bias) of every layer into ``model`` (in place), cast to its dtype."""
     if len(weights) != model.n_layers:
         raise ValueError(f"{len(weights)} layers given, the model has {model.n_layers}")
@@ -125,7 +125,7 @@ def linear_phantom(
         out = basis * np.linalg.norm(dec_map, axis=0)
     W4 = dec_map @ np.linalg.inv(gauge) @ np.linalg.pinv(out)  # (d, 42)
     layers = [(W1, -W1 @ mean), (W2, np.zeros(z)), (out, np.zeros(LINEAR_HIDDEN)), (W4, mean)]
-    model = MLPAutoencoder(d, [LINEAR_HIDDEN], z, [LINEAR_HIDDEN], "linear", kind)
+    model = GridAutoencoder(d, [LINEAR_HIDDEN], z, [LINEAR_HIDDEN], "linear", kind)
     if kind == "vae":  # the log-variance head: pPCA's posterior variance, whatever the input (a gauge-free stand-in)
         logvar = np.log(opt["posterior_var"])
         layers[1] = (np.vstack([W2, np.zeros((z, LINEAR_HIDDEN))]), np.concatenate([np.zeros(z), logvar]))
@@ -175,7 +175,7 @@ def fit_mlp(
 
 
 def _assemble(d: int, encoder: list, decoder: list, enc_widths: list[int], z: int, dec_widths: list[int]):
-    model = MLPAutoencoder(d, enc_widths, z, dec_widths, "relu", "ae")
+    model = GridAutoencoder(d, enc_widths, z, dec_widths, "relu", "ae")
     return set_layers(model, [*encoder, *decoder])
 
 
@@ -284,7 +284,7 @@ def linear_work_shares(data: dict, z: int, seeds: list[int]) -> list[dict]:
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = MLPAutoencoder(x_train.shape[1], [LINEAR_HIDDEN], z, [LINEAR_HIDDEN], "linear", "ae", True)
+            model = GridAutoencoder(x_train.shape[1], [LINEAR_HIDDEN], z, [LINEAR_HIDDEN], "linear", "ae", True)
         losses = {key: closed_form_optimum(model, spec, x_train, x_test)["optimum_test_mse"] for key, spec in
                   WORK_SPECS.items()}  # fmt: skip
         shares = shapley_shares(full, losses["L_enc"], losses["L_dec"], losses["L_both"])

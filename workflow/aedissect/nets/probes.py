@@ -1,7 +1,7 @@
 """Layer truncation: cut a trained network at every layer and measure what each cut holds.
 
 For one grid cell (all seeds) the activations of every cut 0..L are computed once per model, in one
-pass (``MLPAutoencoder.all_cuts``; the VAE's bottleneck cut is mu, read in units of its posterior std:
+pass (``GridAutoencoder.all_cuts``; the VAE's bottleneck cut is mu, read in units of its posterior std:
 ``posterior_scale``), on a fixed probe split of the training data (to fit probes) and on the test split (to
 score them; also the geometry and CKA data).
 Per run this gives a tidy layer profile (run_id, state, cut, layer, side, relative_depth, metric, value); per
@@ -40,7 +40,7 @@ from aedissect.analysis.truncation_tables import PROFILE_COLUMNS, REPARAM_COLUMN
 from aedissect.config import Run, run_cell
 from aedissect.nets import jacobian, reparam
 from aedissect.nets.data import load
-from aedissect.nets.models import MLPAutoencoder, build_model, load_model
+from aedissect.nets.models import GridAutoencoder, build_model, load_model
 from aedissect.nets.training import setup_torch
 
 log = logging.getLogger("aedissect.nets.probes")
@@ -56,7 +56,7 @@ JACOBIAN_CONV_POINTS = 16
 JACOBIAN_REL_THRESHOLD = 1e-3  # singular values below this fraction of the point's largest do not count
 
 
-def load_with_init(model: MLPAutoencoder | str | Path) -> tuple[MLPAutoencoder, MLPAutoencoder | None]:
+def load_with_init(model: GridAutoencoder | str | Path) -> tuple[GridAutoencoder, GridAutoencoder | None]:
     """The trained model and the same network with its initial weights (None for a model given as itself, or a
     model.pt without ``init_state``), both on the CPU."""
     if isinstance(model, nn.Module):
@@ -179,7 +179,7 @@ def linear_probes(fit: np.ndarray, test: np.ndarray, data: dict, options: dict) 
     return out
 
 
-def jacobian_metrics(model: MLPAutoencoder, x: torch.Tensor) -> dict[int, dict]:
+def jacobian_metrics(model: GridAutoencoder, x: torch.Tensor) -> dict[int, dict]:
     """Per cut: the mean numerical rank and participation ratio of dh_c/dx over the points of ``x``
     (``jacobian.jacobian_rank_profile``) and, on the cuts 1..bottleneck, the share of the input-to-code drop
     in mean rank done by the layer producing the cut (``jacobian.reduction_shares``; NaN with no drop). A net
@@ -395,7 +395,7 @@ def factor_mean(r2_per_column, weights: np.ndarray) -> float:
 def cut_metrics(fit_h, test_h, targets: dict, options: dict, input_cut: dict) -> list[tuple[np.ndarray, dict, dict]]:
     """Per cut: the scored points' two nearest distances, ``geometry`` and ``linear_probes``.
 
-    Cut 0 is the data itself (``MLPAutoencoder.all_cuts``), the same for every model and state of a cell:
+    Cut 0 is the data itself (``GridAutoencoder.all_cuts``), the same for every model and state of a cell:
     ``input_cut``, a dict the caller keeps for one cell's data and options, holds its values from the first call,
     keyed by what the trained and the cheap profiles do differently, so they are computed once instead of for
     every model (30 times in a 10-seed cell, 0.6 s of it).
@@ -412,7 +412,7 @@ def cut_metrics(fit_h, test_h, targets: dict, options: dict, input_cut: dict) ->
 
 
 def cheap_profile(
-    model: MLPAutoencoder, x_fit, x_test, x_jac, targets: dict, options: dict, input_cut: dict | None = None
+    model: GridAutoencoder, x_fit, x_test, x_jac, targets: dict, options: dict, input_cut: dict | None = None
 ) -> dict[int, dict]:
     """Per cut the metrics of the init and reparametrised profiles: geometry without the TwoNN subsamples, CKA to
     the model's own bottleneck, input and output, the ridge probes (x and factors), the Jacobian metrics and the
@@ -496,7 +496,7 @@ def profile_cell(runs: list[Run], model_paths: list, data: dict, options: dict, 
     return profiles, cka
 
 
-def reparametrizable(model: MLPAutoencoder) -> bool:
+def reparametrizable(model: GridAutoencoder) -> bool:
     """Whether every activation passes a positive rescaling of its units (ReLU, identity: ``reparam.SCALABLE``)."""
     return all(isinstance(layer[1], reparam.SCALABLE) for layer in model.layers)
 

@@ -1,4 +1,4 @@
-"""Function-preserving reparametrisation of a trained ``MLPAutoencoder``: same function, other weights.
+"""Function-preserving reparametrisation of a trained ``GridAutoencoder``: same function, other weights.
 
 A conclusion drawn from the weights or activations of one network should not change when the network is
 replaced by another that computes the same function. ``reparametrize`` builds such a twin from two symmetries:
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from aedissect.nets.models import MLPAutoencoder
+from aedissect.nets.models import GridAutoencoder
 
 # activations a positive diagonal scaling passes through: f(a z) = a f(z) for a > 0
 SCALABLE = (nn.ReLU, nn.Identity)
 GAP_POINTS = 256
 
 
-def function_gap(model_a: MLPAutoencoder, model_b: MLPAutoencoder, x: torch.Tensor) -> float:
+def function_gap(model_a: GridAutoencoder, model_b: GridAutoencoder, x: torch.Tensor) -> float:
     """max |model_a(x) - model_b(x)| over the batch and outputs, for the deterministic reconstruction.
 
     ``forward`` is deterministic for both kinds (the VAE decodes the posterior mean); eval mode is set for the
@@ -91,12 +91,12 @@ def _along(weight: torch.Tensor, axis: int, factors: torch.Tensor) -> torch.Tens
 
 
 def reparametrize(
-    model: MLPAutoencoder,
+    model: GridAutoencoder,
     seed: int,
     scale_range: tuple[float, float] = (0.25, 4.0),
     code_condition: float = 10.0,
     x: torch.Tensor | None = None,
-) -> tuple[MLPAutoencoder, dict]:
+) -> tuple[GridAutoencoder, dict]:
     """A deep copy of ``model`` computing the same function with rescaled hidden units and a mixed code.
 
     Each hidden ReLU or identity unit (every cut strictly between input and output except the bottleneck) is

@@ -19,7 +19,7 @@ import torch
 from aedissect import io
 from aedissect.config import Run, config_hash
 from aedissect.nets import optim
-from aedissect.nets.models import MLPAutoencoder, initial_model, state_digest
+from aedissect.nets.models import GridAutoencoder, initial_model, state_digest
 from aedissect.status import TrainingDiverged
 
 log = logging.getLogger("aedissect.nets.training")
@@ -171,7 +171,7 @@ def setup_torch(threads: int, device: str) -> torch.device:
 
 
 def loss_terms(
-    model: MLPAutoencoder,
+    model: GridAutoencoder,
     x: torch.Tensor,
     run: Run,
     generator: torch.Generator | None,
@@ -265,7 +265,7 @@ def negative_log_likelihood(out: torch.Tensor, x: torch.Tensor, vae: dict) -> to
     return 0.5 * ((x - out) / sigma).pow(2).sum(dim=-1) + d * math.log(sigma) + 0.5 * d * math.log(2 * math.pi)
 
 
-def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> torch.Tensor:
+def reconstruction(model: GridAutoencoder, x: torch.Tensor, run: Run) -> torch.Tensor:
     """The mean reconstruction from the deterministic path (the VAE decodes mu)."""
     out = model(x)
     if model.kind == "vae" and run["vae"]["likelihood"] == "bernoulli":
@@ -274,7 +274,7 @@ def reconstruction(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> torch.Te
 
 
 @torch.no_grad()
-def evaluate(model: MLPAutoencoder, x: torch.Tensor, run: Run) -> dict:
+def evaluate(model: GridAutoencoder, x: torch.Tensor, run: Run) -> dict:
     """Test metrics: MSE per element, PSNR (data range 1); for the VAE the ELBO terms and active units."""
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(EVAL_SEED)

@@ -185,6 +185,20 @@ def test_mlp_probe_informative_input_beats_noise_in_one_padded_ensemble():
     assert lin["r2_per_target"][1] < 0.1 < r2[0, 1]
 
 
+def test_a_member_s_nonlinear_probe_is_the_same_alone_or_among_others():
+    """A member's probe does not depend on which members share its batch (their number, their widths): a model
+    profiled alone (aedissect.profile) gets the numbers of its truncate job, whatever seeds the job holds."""
+    r = np.random.default_rng(1)
+    h = [r.normal(size=(300, width)) for width in (3, 5, 8)]
+    y = np.column_stack([np.tanh(h[1][:, 0]), h[1][:, 1] ** 2])
+    fit, test = slice(0, 200), slice(200, 300)
+    options = OPTIONS | {"nonlinear_epochs": 3, "nonlinear_batch_size": 50, "nonlinear_lr": 0.01}
+    alone = probes.mlp_probe([h[1][fit]], [h[1][test]], y[fit], y[test], options)
+    among = probes.mlp_probe([x[fit] for x in h], [x[test] for x in h], y[fit], y[test], options)
+    np.testing.assert_allclose(among[0][1], alone[0][0], rtol=1e-6)
+    np.testing.assert_allclose(among[1][1], alone[1][0], rtol=1e-6)
+
+
 def profile_frame(run_id, values_by_metric, bottleneck_cut):
     rows = []
     L = len(next(iter(values_by_metric.values()))) - 1

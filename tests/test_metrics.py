@@ -281,3 +281,25 @@ def test_label_probe_separable_shuffled_and_agrees_with_scikit_learn():
     assert abs(chance - 1 / k) < 0.05
     labels = np.array(list("abcde"))[y]  # any label type
     assert metrics.linear_probe_accuracy(H[fit], labels[fit], H[test], labels[test]) == pytest.approx(acc)
+
+
+def test_wider_than_long_activations_take_the_dual_and_give_the_primal_s_numbers():
+    """A conv cut can be wider (4,096) than the probe split is long (1,000): the covariance eigenvalues, the
+    participation ratio and the ridge fit then come from the points x points Gram matrix; they equal the
+    features x features computation (numpy's, done here independently), zero eigenvalues included."""
+    r = np.random.default_rng(0)
+    H = r.normal(size=(100, 300)) @ r.normal(size=(300, 300)) * 0.1
+    X = r.normal(size=(100, 5))
+    Hc = H - H.mean(axis=0)
+    cov = Hc.T @ Hc / 99
+    expected = np.clip(np.linalg.eigvalsh(cov)[::-1], 0.0, None)
+    eig = metrics.covariance_eigenvalues(H)
+    assert eig.shape == (300,) and np.all(eig[100:] == 0)
+    np.testing.assert_allclose(eig, expected, atol=1e-9 * expected.max())
+    assert metrics.participation_ratio(H) == pytest.approx(np.trace(cov) ** 2 / np.sum(cov**2), rel=1e-10)
+    assert metrics.pca_dimension(H, 0.9) == int(np.searchsorted(np.cumsum(expected) / expected.sum(), 0.9) + 1)
+    for lam in (1e-3, 1.0):
+        ((w, b),) = metrics._ridge_fit(H, X, [lam])
+        primal = np.linalg.solve(Hc.T @ Hc + lam * 100 * np.eye(300), Hc.T @ (X - X.mean(axis=0)))
+        np.testing.assert_allclose(w, primal, atol=1e-10)
+        np.testing.assert_allclose(b, X.mean(axis=0) - H.mean(axis=0) @ primal, atol=1e-10)

@@ -121,11 +121,15 @@ class ChainAutoencoder(CutChain):
             enc, dec = _merged(enc, set(cuts)), _merged(dec, set(cuts))
         self.layer_names = [name for name, _ in enc + dec]
         # the model's modules are registered once, as the stages: one state dict without duplicate keys
-        self.stages = nn.ModuleList(nn.Sequential(*modules) for _, modules in enc + dec)
+        self.input_shape = tuple(input_shape) if input_shape is not None and len(input_shape) > 1 else None
+        # a model that takes images gives them back: flattened to rows after its last module (no parameters: the
+        # state dict is the model's)
+        tail = [nn.Flatten()] if self.input_shape is not None else []
+        stages = [modules for _, modules in enc + dec]
+        self.stages = nn.ModuleList(nn.Sequential(*m) for m in [*stages[:-1], stages[-1] + tail])
         self.bottleneck_layer = len(enc) - 1
         self.bottleneck_cut = len(enc)
         self.latent_dim: int | None = None  # set by ``wrap`` from the code's width
-        self.input_shape = tuple(input_shape) if input_shape is not None and len(input_shape) > 1 else None
 
     @property
     def n_layers(self) -> int:
@@ -133,16 +137,6 @@ class ChainAutoencoder(CutChain):
 
     def layer_module(self, i: int) -> nn.Sequential:
         return self.stages[i]
-
-    def run_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        if i == 0 and self.input_shape is not None:
-            h = h.reshape(h.shape[0], *self.input_shape)
-        h = self.stages[i](h)
-        if i == self.bottleneck_layer and self.kind == "vae":
-            h = h[..., : self.latent_dim]
-        if i == self.n_layers - 1 and self.input_shape is not None:
-            h = h.flatten(1)
-        return h
 
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
         """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE."""

@@ -3,9 +3,10 @@
 Layer i maps cut i to cut i + 1; cut 0 is the input, cut L the output, ``bottleneck_cut`` the code.
 ``forward_to(x, k)`` runs layers 0..k-1 and ``forward_from(h, k)`` runs layers k..L-1, so
 ``forward_from(forward_to(x, k), k) == forward(x)`` for every k: truncation, freezing and stitching all go through
-these two. A model supplies ``run_layer(i, h)``, ``layer_module(i)``, ``n_layers``, ``layer_names``,
-``bottleneck_cut``, ``kind`` and ``latent_dim``; this class derives the rest. Its two implementations are the
-pipeline's ``GridAutoencoder`` (``nets.models``) and a user's chains (``nets.chains.ChainAutoencoder``).
+these two. A model supplies ``layer_module(i)``, ``n_layers``, ``layer_names``, ``bottleneck_layer``,
+``bottleneck_cut``, ``kind``, ``latent_dim`` and ``input_shape``; this class derives the rest. Its two
+implementations are the pipeline's ``GridAutoencoder`` (``nets.models``) and a user's chains
+(``nets.chains.ChainAutoencoder``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,27 @@ from torch import nn
 
 
 class CutChain(nn.Module):
-    """The derived half of the interface (module docstring); a subclass defines ``run_layer``, ``layer_module``,
-    ``n_layers``, ``posterior_stats`` (the VAE's (mu, log var) side by side) and the attributes."""
+    """The derived half of the interface (module docstring); a subclass defines ``layer_module``, ``n_layers``,
+    ``posterior_stats`` (the VAE's (mu, log var) side by side) and the attributes."""
 
+    bottleneck_layer: int
     bottleneck_cut: int
     layer_names: list[str]
     kind: str
     latent_dim: int
+    input_shape: tuple[int, ...] | None  # (C, H, W) the rows are reshaped to before layer 0; None: rows
+
+    def run_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer i on the activations at cut i (the input as rows; the output is rows too, the last layer's
+        modules flatten it)."""
+        if i == 0 and self.input_shape is not None:
+            h = h.reshape(h.shape[0], *self.input_shape)
+        h = self.layer_module(i)(h)
+        return self.read_code(h) if i == self.bottleneck_layer else h
+
+    def read_code(self, stats: torch.Tensor) -> torch.Tensor:
+        """The code from the bottleneck layer's output: a VAE's mu (its first ``latent_dim`` columns)."""
+        return stats[..., : self.latent_dim] if self.kind == "vae" else stats
 
     def cut_names(self) -> list[str]:
         return ["input", *self.layer_names]

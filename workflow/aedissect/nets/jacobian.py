@@ -97,7 +97,7 @@ def _convolved(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[tor
     if parts is None or not isinstance(parts[0], CONVOLUTIONS):
         return None
     conv, activation, tail = parts
-    if i == 0 and getattr(model64, "input_shape", None) is not None:
+    if i == 0 and model64.input_shape is not None:
         h = h.reshape(h.shape[0], *model64.input_shape)
     if h.dim() != 4:
         return None
@@ -109,8 +109,6 @@ def _convolved(model64, i: int, h: torch.Tensor, jac: torch.Tensor) -> tuple[tor
     out, slope = _slope(activation, z)
     for module in tail:
         out = module(out)
-    if i == model64.n_layers - 1 and getattr(model64, "input_shape", None) is not None:
-        out = out.flatten(1)
     return out, (slope.reshape(n, 1, -1) * pushed).transpose(1, 2)
 
 

@@ -124,16 +124,10 @@ class GridAutoencoder(CutChain):
         """Layer i's modules: its Linear (or convolution), its activation, the reshape after them."""
         return self.layers[i]
 
-    def run_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        if i == 0 and self.input_shape is not None:
-            h = h.reshape(h.shape[0], *self.input_shape)
-        h = self.layers[i](h)
-        if i == self.bottleneck_layer:
-            if self.kind == "vae":
-                h = h[..., : self.latent_dim]
-            if self.code_map is not None:
-                h = self.code_map(h)
-        return h
+    def read_code(self, stats: torch.Tensor) -> torch.Tensor:
+        """The code (a VAE's mu), through the code map where the model has one."""
+        h = super().read_code(stats)
+        return h if self.code_map is None else self.code_map(h)
 
     def posterior_stats(self, x: torch.Tensor) -> torch.Tensor:
         """(mu, log var) of q(z|x) side by side on the last axis; only for the VAE. A code map maps mu."""
